@@ -1,0 +1,65 @@
+/**
+ * `deno task parity [--backend wasm|cpu|tensorflow] [--verbose] FILE.json [FILE.json ...]`
+ *
+ * For each `mim-fixture-v1` fixture: build the model from the manifest's `config`, load its
+ * `param.*` tensors, run every step the manifest describes and compare every reference
+ * tensor (error = max |ours - ref| / max(1, |ref|), pass at <= 1e-4). Prints a table, then
+ * one line per fixture, `PASS <path> compared=<n> skipped=<m> maxRelErr=<x>` or `FAIL ...`,
+ * and exits 0 only if every fixture passed.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { initBackend, parseBackend } from "../model/engine.ts";
+import { loadFixture } from "../model/fixture.ts";
+import { ParityReport, type ParityRow } from "../model/parity.ts";
+import { detectFixtureKind, PARITY_RUNNERS } from "./parity_runners.ts";
+
+function formatRow(r: ParityRow): string {
+  const err = r.err === undefined ? "" : r.err.toExponential(2);
+  return `  ${r.status.padEnd(7)} ${err.padStart(9)}  ${r.name}${r.note ? `  (${r.note})` : ""}`;
+}
+
+/** Run the fixtures at `paths`; returns the summary lines (and prints the tables). */
+export async function runParity(paths: string[], opts: { verbose?: boolean } = {}): Promise<boolean> {
+  let allPassed = true;
+  const lines: string[] = [];
+  for (const path of paths) {
+    try {
+      const fx = await loadFixture(path);
+      const kind = detectFixtureKind(fx);
+      const report = new ParityReport(fx);
+      await PARITY_RUNNERS[kind](fx, report);
+      const rows = report.rows();
+      console.log(`${path} (${kind})`);
+      for (const r of rows) if (opts.verbose || r.status !== "pass") console.log(formatRow(r));
+      const s = report.summary();
+      allPassed &&= s.passed;
+      lines.push(
+        `${s.passed ? "PASS" : "FAIL"} ${path} compared=${s.compared} skipped=${s.skipped} maxRelErr=${
+          s.maxRelErr.toExponential(2)
+        }${s.failed ? ` failed=${s.failed}` : ""}`,
+      );
+    } catch (e) {
+      allPassed = false;
+      lines.push(`FAIL ${path} error: ${(e as Error).message}`);
+    }
+  }
+  for (const l of lines) console.log(l);
+  return allPassed;
+}
+
+if (import.meta.main) {
+  const { values, positionals } = parseArgs({
+    args: Deno.args,
+    allowPositionals: true,
+    options: { backend: { type: "string" }, verbose: { type: "boolean", short: "v" } },
+  });
+  if (positionals.length === 0) {
+    console.error("usage: deno task parity [--backend wasm|cpu|tensorflow] [--verbose] FILE.json [FILE.json ...]");
+    Deno.exit(2);
+  }
+  await initBackend(parseBackend(values.backend));
+  const ok = await runParity(positionals, { verbose: values.verbose });
+  Deno.exit(ok ? 0 : 1);
+}
