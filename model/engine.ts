@@ -134,6 +134,8 @@ function wasmDir(): string {
  */
 export async function initBackend(name: Backend = "wasm"): Promise<void> {
   registerGradients();
+  // Silences tfjs's "install tfjs-node" banner (printed through its prod-aware logger).
+  tf.env().set("PROD", true);
   if (tf.getBackend() === name) return;
   switch (name) {
     case "cpu":

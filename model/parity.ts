@@ -38,7 +38,8 @@ export function maxRelErr(
   for (let i = 0; i < ref.length; i++) {
     if (keep && !keep(i)) continue;
     const e = Math.abs(ours[i] - ref[i]) / Math.max(1, Math.abs(ref[i]));
-    if (!(e <= worst)) worst = e; // NaN propagates as a failure
+    if (Number.isNaN(e)) return NaN; // a NaN anywhere fails the tensor
+    if (e > worst) worst = e;
   }
   return worst;
 }
