@@ -5,6 +5,7 @@
  */
 import type { Fixture } from "../model/fixture.ts";
 import type { ParityReport } from "../model/parity.ts";
+import { runProbeParity } from "../eval/probe_parity.ts";
 
 export const FIXTURE_KINDS = ["capi", "capi_probe", "mae", "simmim"] as const;
 export type FixtureKind = typeof FIXTURE_KINDS[number];
@@ -31,7 +32,7 @@ const notYet = (what: string): ParityRunner => (_fx, report) => {
 
 export const PARITY_RUNNERS: Record<FixtureKind, ParityRunner> = {
   capi: notYet("CAPI"),
-  capi_probe: notYet("probe heads"),
+  capi_probe: runProbeParity,
   mae: notYet("MAE"),
   simmim: notYet("SimMIM"),
 };
