@@ -18,10 +18,14 @@ export interface AdamWOptions {
   eps: number;
 }
 
-/** Learning rate and weight decay of one parameter at the current iteration. */
+/**
+ * Learning rate and weight decay of one parameter at the current iteration. A tensor
+ * broadcastable to the parameter gives each slice its own value (the probe grids stack
+ * many classifiers with different lr/wd into one parameter).
+ */
 export interface ParamHyper {
-  lr: number;
-  weightDecay: number;
+  lr: number | tf.Tensor;
+  weightDecay: number | tf.Tensor;
 }
 
 export class AdamW {
@@ -65,9 +69,13 @@ export class AdamW {
         const vNew = tf.add(tf.mul(v, b2), tf.mul(tf.square(g), 1 - b2));
         m.assign(mNew);
         v.assign(vNew);
-        const decayed = weightDecay !== 0 && lr !== 0 ? tf.mul(p, 1 - lr * weightDecay) : p;
+        const scalar = typeof lr === "number" && typeof weightDecay === "number";
+        const decayed = scalar
+          ? (weightDecay !== 0 && lr !== 0 ? tf.mul(p, 1 - lr * weightDecay) : p)
+          : tf.mul(p, tf.sub(1, tf.mul(lr, weightDecay)));
         const denom = tf.add(tf.div(tf.sqrt(vNew), bc2Sqrt), this.opts.eps);
-        p.assign(tf.sub(decayed, tf.mul(tf.div(mNew, denom), lr / bc1)));
+        const stepSize = typeof lr === "number" ? lr / bc1 : tf.div(lr, bc1);
+        p.assign(tf.sub(decayed, tf.mul(tf.div(mNew, denom), stepSize)));
       });
     }
   }
