@@ -5,6 +5,7 @@
  */
 import type { Fixture } from "../model/fixture.ts";
 import type { ParityReport } from "../model/parity.ts";
+import { runMaeParity } from "../model/mae/parity.ts";
 import { runProbeParity } from "../eval/probe_parity.ts";
 
 export const FIXTURE_KINDS = ["capi", "capi_probe", "mae", "simmim"] as const;
@@ -33,6 +34,6 @@ const notYet = (what: string): ParityRunner => (_fx, report) => {
 export const PARITY_RUNNERS: Record<FixtureKind, ParityRunner> = {
   capi: notYet("CAPI"),
   capi_probe: runProbeParity,
-  mae: notYet("MAE"),
+  mae: runMaeParity,
   simmim: notYet("SimMIM"),
 };
