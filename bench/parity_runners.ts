@@ -5,6 +5,7 @@
  */
 import type { Fixture } from "../model/fixture.ts";
 import type { ParityReport } from "../model/parity.ts";
+import { runCapiParity } from "../model/capi/parity.ts";
 import { runMaeParity } from "../model/mae/parity.ts";
 import { runProbeParity } from "../eval/probe_parity.ts";
 
@@ -32,7 +33,7 @@ const notYet = (what: string): ParityRunner => (_fx, report) => {
 };
 
 export const PARITY_RUNNERS: Record<FixtureKind, ParityRunner> = {
-  capi: notYet("CAPI"),
+  capi: runCapiParity,
   capi_probe: runProbeParity,
   mae: runMaeParity,
   simmim: notYet("SimMIM"),
