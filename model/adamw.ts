@@ -83,7 +83,9 @@ export class AdamW {
   #slot(map: Map<string, tf.Variable>, name: string, p: tf.Variable): tf.Variable {
     let s = map.get(name);
     if (!s) {
-      s = tf.variable(tf.zerosLike(p), false);
+      const zero = tf.zerosLike(p);
+      s = tf.variable(zero, false);
+      zero.dispose(); // the variable holds its own reference to the buffer
       map.set(name, s);
     }
     return s;
