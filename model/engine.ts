@@ -21,7 +21,7 @@ import { dirname } from "node:path";
 export { tf };
 
 /** Backends the suite can run on. `tensorflow` is tfjs-node-gpu (or tfjs-node), loaded on demand. */
-export const BACKENDS = ["wasm", "cpu", "tensorflow"] as const;
+export const BACKENDS = ["wasm", "cpu", "tensorflow", "webgpu"] as const;
 export type Backend = typeof BACKENDS[number];
 
 /** Install hint printed when the `tensorflow` backend is asked for but not installed. */
@@ -143,6 +143,12 @@ export async function initBackend(name: Backend = "wasm"): Promise<void> {
     case "wasm": {
       const wasm = await import("@tensorflow/tfjs-backend-wasm");
       wasm.setWasmPaths(wasmDir());
+      break;
+    }
+    case "webgpu": {
+      // tfjs-backend-webgpu on Deno's WebGPU (Vulkan); fails naming the missing driver piece (model/webgpu/).
+      const { loadWebGpu } = await import("./webgpu/loader.ts");
+      await loadWebGpu();
       break;
     }
     case "tensorflow": {
