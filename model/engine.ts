@@ -20,8 +20,12 @@ import { dirname } from "node:path";
 
 export { tf };
 
-/** Backends the suite can run on. `tensorflow` is tfjs-node-gpu (or tfjs-node), loaded on demand. */
-export const BACKENDS = ["wasm", "cpu", "tensorflow", "webgpu"] as const;
+/**
+ * Backends the suite can run on. `tensorflow` is tfjs-node-gpu (or tfjs-node), loaded on demand.
+ * `blas` is `wasm` with matrix products by the system BLAS (model/kernels/blas_backend.ts); without
+ * a BLAS library it prints one notice and runs on `wasm`.
+ */
+export const BACKENDS = ["wasm", "cpu", "tensorflow", "blas", "webgpu"] as const;
 export type Backend = typeof BACKENDS[number];
 
 /** Install hint printed when the `tensorflow` backend is asked for but not installed. */
@@ -66,6 +70,18 @@ function registerGradients(): void {
       const [a, b] = saved;
       const { transposeA, transposeB } = attrs as unknown as tf.BatchMatMulAttrs;
       const g = dy as tf.Tensor;
+      if (tf.getBackend() === "blas") {
+        // BLAS transposes for free: tfjs's own form, no explicit transposes.
+        const m = (x: tf.Tensor, y: tf.Tensor, tx: boolean, ty: boolean) => () => tf.matMul(x, y, tx, ty);
+        const [da, db] = !transposeA && !transposeB
+          ? [m(g, b, false, true), m(a, g, true, false)]
+          : !transposeA
+          ? [m(g, b, false, false), m(g, a, true, false)]
+          : !transposeB
+          ? [m(b, g, false, true), m(a, g, false, false)]
+          : [m(b, g, true, true), m(g, a, true, true)];
+        return { a: () => reduceTo(da(), a.shape), b: () => reduceTo(db(), b.shape) };
+      }
       const mm = (x: tf.Tensor, y: tf.Tensor) => tf.matMul(x, y);
       const t = swapLastAxes;
       // y = op(a) @ op(b); the four cases of d/da and d/db with explicit transposes.
@@ -149,6 +165,12 @@ export async function initBackend(name: Backend = "wasm"): Promise<void> {
       // tfjs-backend-webgpu on Deno's WebGPU (Vulkan); fails naming the missing driver piece (model/webgpu/).
       const { loadWebGpu } = await import("./webgpu/loader.ts");
       await loadWebGpu();
+      break;
+    }
+    case "blas": {
+      await initBackend("wasm");
+      const { registerBlasBackend } = await import("./kernels/blas_backend.ts");
+      if (!registerBlasBackend()) return; // no BLAS library: it printed why; we stay on wasm
       break;
     }
     case "tensorflow": {
