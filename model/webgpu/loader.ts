@@ -88,7 +88,8 @@ export async function loadWebGpu(): Promise<WebGpuAdapterSummary> {
   if (loaded) return loaded;
   const probe = await probeWebGpu();
   if (!probe.ok) throw new Error(probe.reason);
-  await import("@tensorflow/tfjs-backend-webgpu");
+  const { WebGPUBackend } = await import("@tensorflow/tfjs-backend-webgpu");
+  guardReadSync(WebGPUBackend.prototype as unknown as ReadSyncHost);
   loaded = probe.summary;
   if (loaded.software) {
     console.warn(
@@ -97,6 +98,44 @@ export async function loadWebGpu(): Promise<WebGpuAdapterSummary> {
     );
   }
   return loaded;
+}
+
+/** The part of tfjs's WebGPUBackend that {@link guardReadSync} touches. */
+interface ReadSyncHost {
+  readSync(dataId: object): unknown;
+  tensorMap: { get(dataId: object): { values?: unknown; dtype?: string } | undefined };
+}
+
+/** Text of the error a synchronous read of a GPU-resident tensor throws under Deno. */
+export const READ_SYNC_MESSAGE = "backend 'webgpu': dataSync()/arraySync() cannot read a GPU tensor under Deno " +
+  "(tfjs reads synchronously through an OffscreenCanvas 2-D context, which Deno lacks); use `await t.data()` or " +
+  "`await t.array()`, at the logging cadence";
+
+/** True if an OffscreenCanvas gives a 2-D context (Deno 2.9 has the class, but its getContext("2d") is null). */
+function canvas2dWorks(): boolean {
+  const C = (globalThis as { OffscreenCanvas?: new (w: number, h: number) => { getContext(k: string): unknown } })
+    .OffscreenCanvas;
+  try {
+    return C !== undefined && new C(1, 1).getContext("2d") != null;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Hack, acceptable because it only replaces a crash: tfjs's WebGPU `readSync` copies through
+ * an OffscreenCanvas 2-D context, which Deno 2.9 does not give, and fails with "Cannot read
+ * properties of null (reading 'clearRect')". Replace that with an error that says what to
+ * do. CPU-resident tensors (uploaded, never computed on) still read synchronously.
+ */
+function guardReadSync(proto: ReadSyncHost): void {
+  if (canvas2dWorks()) return;
+  const original = proto.readSync;
+  proto.readSync = function (this: ReadSyncHost, dataId: object) {
+    const data = this.tensorMap.get(dataId);
+    if (data && data.values == null && data.dtype !== "string") throw new Error(READ_SYNC_MESSAGE);
+    return original.call(this, dataId);
+  };
 }
 
 /** The adapter found by {@link loadWebGpu}, or undefined before it ran. */

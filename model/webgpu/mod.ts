@@ -21,6 +21,7 @@ export {
   ensureRuntimeDir,
   loadWebGpu,
   probeWebGpu,
+  READ_SYNC_MESSAGE,
   summarizeAdapter,
   type WebGpuAdapterSummary,
   webgpuAdapterSummary,
