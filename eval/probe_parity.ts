@@ -35,7 +35,7 @@ function findInput(fx: Fixture, preferred: string, rank: number, width: number):
 const toTensor = (t: HostTensor<Float32Array>) => tf.tensor(t.data, t.shape, "float32");
 
 /** Compare every probe head in the fixture; heads without an `out.<P>_logits` are skipped loudly. */
-export function runProbeParity(fx: Fixture, report: ParityReport): Promise<void> {
+export async function runProbeParity(fx: Fixture, report: ParityReport): Promise<void> {
   const params = fx.names().filter((n) => n.startsWith("param."));
   const attnPrefixes = params.filter((n) => n.endsWith(".query_token")).map((n) => n.slice(6, -12));
   const linearPrefixes = params.filter((n) => n.endsWith(".linear.weight")).map((n) => n.slice(6, -14))
@@ -58,7 +58,7 @@ export function runProbeParity(fx: Fixture, report: ParityReport): Promise<void>
       const y = attnGridLogits(t, ps as Parameters<typeof attnGridLogits>[1]); // [B, 1, C]
       return tf.reshape(y, [y.shape[0], y.shape[2] as number]);
     });
-    report.compare(out, logits.dataSync(), { shape: logits.shape });
+    report.compare(out, await logits.data(), { shape: logits.shape }); // async: webgpu has no sync read
     logits.dispose();
   }
   for (const p of linearPrefixes) {
@@ -72,8 +72,7 @@ export function runProbeParity(fx: Fixture, report: ParityReport): Promise<void>
       const y = linearGridLogits(toTensor(x), toTensor(head.w), toTensor(head.b), classes); // [B, 1, C]
       return tf.reshape(y, [y.shape[0], classes]);
     });
-    report.compare(out, logits.dataSync(), { shape: logits.shape });
+    report.compare(out, await logits.data(), { shape: logits.shape }); // async: webgpu has no sync read
     logits.dispose();
   }
-  return Promise.resolve();
 }
