@@ -7,6 +7,7 @@ import type { Fixture } from "../model/fixture.ts";
 import type { ParityReport } from "../model/parity.ts";
 import { runCapiParity } from "../model/capi/parity.ts";
 import { runMaeParity } from "../model/mae/parity.ts";
+import { runSimmimParity } from "../model/simmim/parity.ts";
 import { runProbeParity } from "../eval/probe_parity.ts";
 
 export const FIXTURE_KINDS = ["capi", "capi_probe", "mae", "simmim"] as const;
@@ -25,16 +26,9 @@ export function detectFixtureKind(fx: Fixture): FixtureKind {
   );
 }
 
-const notYet = (what: string): ParityRunner => (_fx, report) => {
-  for (const name of report.fixture.names()) {
-    if (!name.startsWith("input.") && !name.startsWith("param.")) report.skip(name, `${what} not implemented yet`);
-  }
-  return Promise.resolve();
-};
-
 export const PARITY_RUNNERS: Record<FixtureKind, ParityRunner> = {
   capi: runCapiParity,
   capi_probe: runProbeParity,
   mae: runMaeParity,
-  simmim: notYet("SimMIM"),
+  simmim: runSimmimParity,
 };

@@ -105,16 +105,21 @@ export function fusedSelfAttention(
   });
 }
 
-/** One pre-LN block. x: `[B, L, D]` -> `[B, L, D]`. */
+/**
+ * One pre-LN block. x: `[B, L, D]` -> `[B, L, D]`. `dropPath` holds per-sample multipliers
+ * `[B, 1, 1]` of the attention and MLP branches (timm `DropPath`: 0 or `1/keep`), or nulls.
+ */
 export function vitBlock(
   x: tf.Tensor,
   w: VitBlockWeights,
   opts: VitBlockOptions,
   attnBias: tf.Tensor | null = null,
+  dropPath: [tf.Tensor | null, tf.Tensor | null] = [null, null],
 ): tf.Tensor {
   return tf.tidy(() => {
     let a = fusedSelfAttention(layerNorm(x, w.norm1[0], w.norm1[1], opts.eps), w, opts.heads, attnBias);
     if (w.gamma1) a = tf.mul(a, w.gamma1);
+    if (dropPath[0]) a = tf.mul(a, dropPath[0]);
     const h = tf.add(x, a);
     let m = mlp(layerNorm(h, w.norm2[0], w.norm2[1], opts.eps), {
       fc1: w.fc1[0],
@@ -123,6 +128,7 @@ export function vitBlock(
       fc2Bias: w.fc2[1],
     });
     if (w.gamma2) m = tf.mul(m, w.gamma2);
+    if (dropPath[1]) m = tf.mul(m, dropPath[1]);
     return tf.add(h, m);
   });
 }
