@@ -1,0 +1,202 @@
+/**
+ * `buildLeaderboard(records)`: run records in, leaderboard out, deterministically.
+ *
+ * The output depends only on the set of records (not on file order, shards or wall times):
+ * duplicate identities collapse to one, rows and metrics are sorted, and nothing time- or
+ * machine-load-dependent is aggregated. Records of one group (model x pretraining data) whose
+ * protocols differ are refused: their numbers do not measure the same thing.
+ *
+ * @module
+ */
+import { canonicalJson } from "./identity.ts";
+import type { RunRecord } from "./run_record.ts";
+import {
+  Leaderboard,
+  LEADERBOARD_SCHEMA_VERSION,
+  type LeaderboardRow,
+  type MetricStats,
+} from "./leaderboard_schema.ts";
+
+const KIND_ORDER = { pretrained: 0, random_init: 1, raw_pixels: 2 } as const;
+const MAX_CURVE_POINTS = 200;
+
+export const TIE_RULE = "Marks compare means only where the seed spread allows it: a row whose min-max range " +
+  "over seeds overlaps the best row's is marked tied (≈), not ranked. With 2-3 seeds the spread is itself " +
+  "uncertain, so a difference inside it is noise, not a result.";
+
+/** Code-unit order: unlike `localeCompare`, the same on every machine and locale. */
+const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+type Entry = { path: string; record: RunRecord };
+
+function groupKey(r: RunRecord): string {
+  return `${r.row.model} | ${r.row.data.name}@${r.row.data.fileListHash.slice(0, 8)}`;
+}
+
+function rowKey(r: RunRecord): string {
+  const s = r.identity.settings as Record<string, unknown>;
+  return canonicalJson([groupKey(r), r.row.subject, s.model, r.row.budget]);
+}
+
+function stats(values: number[]): { mean: number; std: number; min: number; max: number } {
+  const n = values.length;
+  const mean = values.reduce((a, b) => a + b, 0) / n;
+  const variance = n > 1 ? values.reduce((a, v) => a + (v - mean) ** 2, 0) / (n - 1) : 0;
+  return { mean, std: Math.sqrt(variance), min: Math.min(...values), max: Math.max(...values) };
+}
+
+/** Keep one record per identity: the latest finished, then the smallest path. */
+function dedupe(entries: Entry[]): Entry[] {
+  const byId = new Map<string, Entry>();
+  for (const e of entries) {
+    const prev = byId.get(e.record.identity.hash);
+    const newer = !prev || e.record.provenance.finishedAt > prev.record.provenance.finishedAt ||
+      (e.record.provenance.finishedAt === prev.record.provenance.finishedAt && e.path < prev.path);
+    if (newer) byId.set(e.record.identity.hash, e);
+  }
+  return [...byId.values()];
+}
+
+function checkProtocols(entries: Entry[]): void {
+  const byGroup = new Map<string, Entry>();
+  for (const e of entries) {
+    const g = groupKey(e.record);
+    const first = byGroup.get(g);
+    if (!first) {
+      byGroup.set(g, e);
+      continue;
+    }
+    const a = first.record.protocol, b = e.record.protocol;
+    if (a.id !== b.id || a.version !== b.version || a.hash !== b.hash) {
+      throw new Error(
+        `leaderboard: refusing to merge records of group '${g}' measured with different probe protocols: ` +
+          `${first.path} has ${a.id} v${a.version} (${a.hash.slice(0, 12)}), ` +
+          `${e.path} has ${b.id} v${b.version} (${b.hash.slice(0, 12)}). ` +
+          `Re-run the stale cells with the current suite, or build from separate --records folders.`,
+      );
+    }
+  }
+}
+
+function lossCurve(records: RunRecord[]): LeaderboardRow["lossCurve"] {
+  const curves = records.map((r) => new Map((r.pretraining?.lossCurve ?? []).map((p) => [p.step, p.loss])));
+  if (curves.some((c) => c.size === 0)) return [];
+  const steps = [...curves[0].keys()].filter((s) => curves.every((c) => c.has(s))).sort((a, b) => a - b);
+  const stride = Math.max(1, Math.ceil(steps.length / MAX_CURVE_POINTS));
+  return steps.filter((_, i) => i % stride === 0 || i === steps.length - 1).map((step) => {
+    const s = stats(curves.map((c) => c.get(step)!));
+    return { step, mean: s.mean, std: s.std, n: curves.length };
+  });
+}
+
+function buildRow(entries: Entry[]): LeaderboardRow {
+  const recs = entries.map((e) => e.record).sort((a, b) => a.seed - b.seed);
+  const dupSeed = recs.find((r, i) => i > 0 && r.seed === recs[i - 1].seed);
+  if (dupSeed) {
+    const paths = entries.filter((e) => e.record.seed === dupSeed.seed).map((e) => e.path);
+    throw new Error(
+      `leaderboard: two records for row '${dupSeed.row.subject}' seed ${dupSeed.seed} with ` +
+        `different identities (${paths.join(", ")}); delete the stale one`,
+    );
+  }
+  const first = recs[0];
+  const metricNames = [...new Set(recs.flatMap((r) => Object.keys(r.metrics)))].sort();
+  const metrics: Record<string, MetricStats> = {};
+  for (const m of metricNames) {
+    const values = recs.filter((r) => m in r.metrics).map((r) => r.metrics[m]);
+    const hib = first.results.find((p) => m in p.higherIsBetter)?.higherIsBetter[m] ?? true;
+    metrics[m] = { ...stats(values), n: values.length, values, higherIsBetter: hib, mark: "no_ranking", versus: {} };
+  }
+  const uniq = (xs: string[]) => [...new Set(xs)].sort();
+  return {
+    group: `${groupKey(first)} | ${first.protocol.id} v${first.protocol.version}`,
+    subject: first.row.subject,
+    subjectKind: first.row.subjectKind,
+    method: first.row.method,
+    model: first.row.model,
+    arch: first.row.arch,
+    data: { name: first.row.data.name, kind: first.row.data.kind, fileListHash: first.row.data.fileListHash },
+    budget: { ...first.row.budget, imagesSeen: first.row.budget.steps * first.row.budget.batchSize },
+    protocol: first.protocol,
+    seeds: recs.map((r) => r.seed),
+    mainScores: uniq(first.results.map((p) => p.mainScore)),
+    metrics,
+    lossCurve: lossCurve(recs),
+    provenance: {
+      commits: uniq(recs.map((r) => r.provenance.git.commit)),
+      dirty: recs.some((r) => r.provenance.git.dirty),
+      backends: uniq(recs.map((r) => r.provenance.backend)),
+      devices: uniq(recs.map((r) => r.provenance.device.gpu ?? r.provenance.device.cpu)),
+      ci: recs.every((r) => r.provenance.ci),
+      records: recs.map((r) => r.identity.hash),
+    },
+  };
+}
+
+/** a is better than b beyond the seed spread (+1), worse (-1) or not separable (0). */
+function separate(a: MetricStats, b: MetricStats): -1 | 0 | 1 {
+  const [aLo, aHi, bLo, bHi] = a.higherIsBetter ? [a.min, a.max, b.min, b.max] : [-a.max, -a.min, -b.max, -b.min];
+  if (aLo > bHi) return 1;
+  if (aHi < bLo) return -1;
+  return 0;
+}
+
+function markGroup(rows: LeaderboardRow[]): void {
+  const names = [...new Set(rows.flatMap((r) => Object.keys(r.metrics)))];
+  for (const m of names) {
+    const have = rows.filter((r) => m in r.metrics);
+    const sign = have[0].metrics[m].higherIsBetter ? 1 : -1;
+    const best = have.reduce((a, b) => (sign * b.metrics[m].mean > sign * a.metrics[m].mean ? b : a));
+    for (const r of have) {
+      const s = r.metrics[m];
+      if (s.n < 2 || best.metrics[m].n < 2) s.mark = "no_ranking";
+      else if (r === best) s.mark = "best";
+      else s.mark = separate(s, best.metrics[m]) === -1 ? "below" : "tied_best";
+      if (r.subjectKind !== "pretrained") continue;
+      for (const base of have.filter((b) => b.subjectKind !== "pretrained")) {
+        if (base.subjectKind === "random_init" && base.method !== r.method) continue;
+        s.versus[base.subject] = (["below", "tie", "above"] as const)[separate(s, base.metrics[m]) + 1];
+      }
+    }
+  }
+}
+
+/** One sentence per group saying whether any method beat its baselines beyond the seed spread. */
+function verdicts(rows: LeaderboardRow[]): string[] {
+  const groups = [...new Set(rows.map((r) => r.group))];
+  return groups.map((g) => {
+    const inGroup = rows.filter((r) => r.group === g && r.subjectKind === "pretrained");
+    const wins = inGroup.flatMap((r) =>
+      r.mainScores.filter((m) => {
+        const v = Object.values(r.metrics[m]?.versus ?? {});
+        return v.length > 0 && v.every((x) => x === "above");
+      }).map((m) => `${r.subject} on ${m}`)
+    );
+    return wins.length
+      ? `${g}: beyond the seed spread, above every baseline: ${wins.join(", ")}.`
+      : `${g}: no pretrained method is above all its baselines (random init, raw pixels) beyond the seed ` +
+        `spread on any main metric; differences between methods here are not evidence of a ranking.`;
+  });
+}
+
+/** Build the leaderboard from run records (any order, any number of shards). */
+export function buildLeaderboard(entries: Entry[]): Leaderboard {
+  const unique = dedupe(entries);
+  checkProtocols(unique);
+  const byRow = new Map<string, Entry[]>();
+  for (const e of unique) {
+    const k = rowKey(e.record);
+    byRow.set(k, [...(byRow.get(k) ?? []), e]);
+  }
+  const rows = [...byRow.values()].map(buildRow).sort((a, b) =>
+    cmp(a.group, b.group) || KIND_ORDER[a.subjectKind] - KIND_ORDER[b.subjectKind] ||
+    a.budget.imagesSeen - b.budget.imagesSeen || cmp(a.subject, b.subject)
+  );
+  for (const g of new Set(rows.map((r) => r.group))) markGroup(rows.filter((r) => r.group === g));
+  return Leaderboard.parse({
+    schemaVersion: LEADERBOARD_SCHEMA_VERSION,
+    kind: "mim-bench-leaderboard",
+    rows,
+    notes: [TIE_RULE, ...verdicts(rows)],
+  });
+}

@@ -1,0 +1,181 @@
+/**
+ * A benchmark suite: a typed matrix of subjects x model presets x pretraining (data, budget)
+ * x seeds, every cell evaluated with the same probe protocol.
+ *
+ * Subjects are the pretrained methods (`capi`, `mae`, `simmim`) and two baselines that every
+ * comparison needs beside them: `random_init.<method>` (the method's encoder at
+ * initialisation, no training: the floor a pretraining method must beat) and `raw_pixels`
+ * (flattened normalised pixels as features). At tiny budgets the baselines often win; a suite
+ * that hid them would present noise as a ranking.
+ *
+ * The settings split as STYLE rule 4 asks: everything here except `runtime` identifies a result.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { BACKENDS } from "../model/engine.ts";
+import { METHOD_NAMES } from "../model/method.ts";
+
+export const DATA_KINDS = ["imagenet", "ade20k"] as const;
+
+/** A data source: a folder in the ImageNet or ADE20K layout, read by that adapter. */
+export const DataSpec = z.strictObject({
+  kind: z.enum(DATA_KINDS).describe("layout and adapter: imagenet (class folders) or ade20k (images + masks)"),
+  source: z.enum(["files", "synthetic"]).default("files").describe(
+    "synthetic: the embedded procedural dataset, generated into `root` on first use (datasets/)",
+  ),
+  root: z.string().min(1).describe("folder holding the data in the adapter's layout"),
+  split: z.string().default("train").describe("split read by this use of the data"),
+  name: z.string().min(1).describe("display name on the leaderboard, e.g. 'imagenet-1k'"),
+});
+export type DataSpec = z.infer<typeof DataSpec>;
+export type DataSpecInput = z.input<typeof DataSpec>;
+
+export const Subject = z.discriminatedUnion("kind", [
+  z.strictObject({ kind: z.literal("pretrained"), method: z.enum(METHOD_NAMES) }),
+  z.strictObject({
+    kind: z.literal("random_init"),
+    method: z.enum(METHOD_NAMES).describe("whose encoder, at its seeded initialisation, is the floor"),
+  }),
+  z.strictObject({ kind: z.literal("raw_pixels") }),
+]);
+export type Subject = z.infer<typeof Subject>;
+
+/** The leaderboard name of a subject: `capi`, `random_init.capi`, `raw_pixels`. */
+export function subjectName(s: Subject): string {
+  switch (s.kind) {
+    case "pretrained":
+      return s.method;
+    case "random_init":
+      return `random_init.${s.method}`;
+    case "raw_pixels":
+      return "raw_pixels";
+  }
+}
+
+export const ModelSpec = z.strictObject({
+  preset: z.string().min(1).describe("the methods' shared preset name: tiny, vit_s, vit_b, vit_l"),
+  overrides: z.record(z.string(), z.unknown()).default({}).describe("config keys replacing the preset's"),
+});
+export type ModelSpec = z.infer<typeof ModelSpec>;
+
+/** Pretraining data and budget; the global batch changes results, the batch per device does not. */
+export const PretrainSpec = z.strictObject({
+  data: DataSpec,
+  steps: z.number().int().positive().describe("optimizer steps; the schedules span exactly these"),
+  batchSize: z.number().int().positive().describe("global batch (images per optimizer step)"),
+});
+export type PretrainSpec = z.infer<typeof PretrainSpec>;
+
+export const PROBE_NAMES = ["knn", "linear", "attentive", "seg_knn", "seg_logreg"] as const;
+export type ProbeName = typeof PROBE_NAMES[number];
+
+/** HF model-index task of a probe. */
+export function probeTask(probe: ProbeName): "image-classification" | "image-segmentation" {
+  return probe === "seg_knn" || probe === "seg_logreg" ? "image-segmentation" : "image-classification";
+}
+
+export const ProbeSpec = z.strictObject({
+  probe: z.enum(PROBE_NAMES),
+  train: DataSpec.describe("data the probe is fitted on (its own held-out part selects hyper-parameters)"),
+  eval: DataSpec.describe("data the probe's reported metrics come from; never used for selection"),
+  mainMetric: z.string().min(1).describe("metric key without the probe prefix, e.g. 'top1', 'miou'"),
+  config: z.record(z.string(), z.unknown()).default({}).describe("overrides of the probe's own zod config"),
+});
+export type ProbeSpec = z.infer<typeof ProbeSpec>;
+export type ProbeSpecInput = z.input<typeof ProbeSpec>;
+
+/** The probe protocol: every subject of a suite is measured with exactly this. */
+export const ProbeProtocol = z.strictObject({
+  id: z.string().min(1).describe("protocol name; records with different ids never merge"),
+  version: z.number().int().positive().describe("bump when the protocol's code changes its numbers"),
+  probes: z.array(ProbeSpec).min(1),
+});
+export type ProbeProtocol = z.infer<typeof ProbeProtocol>;
+
+/** Runtime knobs: they do not change results and are not in any identity hash. */
+export const RuntimeConfig = z.strictObject({
+  backend: z.enum(BACKENDS).default("wasm").describe("wasm runs everywhere; tensorflow on GPU runners"),
+  batchPerDevice: z.number().int().positive().optional().describe("micro-batch; defaults to the global batch"),
+  evalBatchSize: z.number().int().positive().default(64).describe("feature extraction batch"),
+  workers: z.number().int().positive().default(2).describe("decode concurrency of the loader"),
+  logEvery: z.number().int().positive().default(10).describe("steps between loss log lines"),
+  checkpointEvery: z.number().int().positive().default(50).describe("steps between resumable checkpoints"),
+});
+export type RuntimeConfig = z.infer<typeof RuntimeConfig>;
+
+export const Suite = z.strictObject({
+  name: z.string().regex(/^[a-z0-9_]+$/),
+  description: z.string(),
+  subjects: z.array(Subject).min(1),
+  models: z.array(ModelSpec).min(1),
+  pretraining: z.array(PretrainSpec).min(1),
+  protocol: ProbeProtocol,
+  seeds: z.array(z.number().int().nonnegative()).min(1).describe("at least 2 to show the seed spread"),
+  runtime: RuntimeConfig.default(RuntimeConfig.parse({})),
+});
+export type Suite = z.infer<typeof Suite>;
+export type SuiteInput = z.input<typeof Suite>;
+
+/** One unit of work: one subject, model, pretraining and seed, measured with the protocol. */
+export interface Cell {
+  suite: string;
+  subject: Subject;
+  name: string;
+  model: ModelSpec;
+  /** `null` for the baselines, which are not pretrained. */
+  pretrain: PretrainSpec | null;
+  /** The pretraining data the row is grouped under (baselines keep the suite's for display). */
+  groupData: DataSpec;
+  protocol: ProbeProtocol;
+  seed: number;
+  runtime: RuntimeConfig;
+}
+
+/**
+ * All cells of a suite in a deterministic order (model, pretraining, subject, seed).
+ * A baseline is independent of the pretraining budget, so it appears once per model, data and seed.
+ */
+export function expandSuite(suite: Suite): Cell[] {
+  const cells: Cell[] = [];
+  const seen = new Set<string>();
+  for (const model of suite.models) {
+    for (const pretrain of suite.pretraining) {
+      for (const subject of suite.subjects) {
+        for (const seed of suite.seeds) {
+          const pre = subject.kind === "pretrained" ? pretrain : null;
+          const key = JSON.stringify([model, pre ?? pretrain.data, subject, seed]);
+          if (seen.has(key)) continue;
+          seen.add(key);
+          cells.push({
+            suite: suite.name,
+            subject,
+            name: subjectName(subject),
+            model,
+            pretrain: pre,
+            groupData: pretrain.data,
+            protocol: suite.protocol,
+            seed,
+            runtime: suite.runtime,
+          });
+        }
+      }
+    }
+  }
+  return cells;
+}
+
+/** Parse `--shard i/n` (1-based, as CI matrices count). */
+export function parseShard(text: string): { index: number; count: number } {
+  const m = /^(\d+)\/(\d+)$/.exec(text.trim());
+  const index = m ? Number(m[1]) : NaN, count = m ? Number(m[2]) : NaN;
+  if (!m || count < 1 || index < 1 || index > count) {
+    throw new Error(`--shard: expected i/n with 1 <= i <= n (e.g. --shard 2/4), got '${text}'`);
+  }
+  return { index, count };
+}
+
+/** The cells shard `index` of `count` runs: round-robin over the deterministic order. */
+export function selectShard<T>(cells: T[], shard: { index: number; count: number }): T[] {
+  return cells.filter((_, i) => i % shard.count === shard.index - 1);
+}

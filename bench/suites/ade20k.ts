@@ -1,0 +1,32 @@
+/**
+ * Suite `ade20k`: segmentation probes (kNN and logistic regression on frozen patch features,
+ * mIoU on ADE20K validation, SPEC 1.10) of ViT-L/14 encoders pretrained on ImageNet-1k with the
+ * same budget as `in1k_vit_l14` (the same pretraining identity: finished checkpoints are reused).
+ *
+ *   IMAGENET_ROOT=/data/imagenet ADE20K_ROOT=/data/ADEChallengeData2016 \
+ *     deno task bench --suite ade20k --backend tensorflow --shard i/n
+ *
+ * Expected runtime: pretraining as `in1k_vit_l14` (reused when already done); probes a few
+ * GPU-hours per cell (feature extraction on 20,210 + 2,000 images, kNN over ~5M patches).
+ * Expected numbers (capi README, IN-1k pretraining, ViT-L/14): kNN ADE20K mIoU 29.2.
+ * Paper Table 7 (LVD-142M pretraining): CAPI kNN 32.5, logreg 37.9; MAE ViT-L/16 kNN 7.8, logreg 27.4.
+ *
+ * @module
+ */
+import type { SuiteInput } from "../suite.ts";
+import { ade20k, ADE20K_ROOT, ALL_SUBJECTS, imagenet, IMAGENET_ROOT, segmentationProbes } from "./common.ts";
+
+export const ADE20K_SUITE: SuiteInput = {
+  name: "ade20k",
+  description: "ViT-L/14 pretrained on ImageNet-1k; kNN and logistic-regression segmentation on ADE20K",
+  subjects: ALL_SUBJECTS,
+  models: [{ preset: "vit_l" }],
+  pretraining: [{ data: imagenet(IMAGENET_ROOT, "train"), steps: 500_000, batchSize: 16384 }],
+  protocol: {
+    id: "mimbench.ade20k_seg",
+    version: 1,
+    probes: segmentationProbes(ade20k(ADE20K_ROOT, "train"), ade20k(ADE20K_ROOT, "val")),
+  },
+  seeds: [0],
+  runtime: { backend: "tensorflow", batchPerDevice: 64, evalBatchSize: 128, workers: 8, checkpointEvery: 5000 },
+};

@@ -1,0 +1,32 @@
+/**
+ * Suite `in1k_vit_s`: ViT-S/16-sized models pretrained on ImageNet-1k, classification probes on
+ * ImageNet-1k val. The mid-size setting for a GPU runner fleet.
+ *
+ *   IMAGENET_ROOT=/data/imagenet deno task bench --suite in1k_vit_s --backend tensorflow --shard i/n
+ *   deno task leaderboard
+ *
+ * Expected runtime: not measured yet (no GPU runner with tfjs-node-gpu was available to us);
+ * 14 cells (6 of them pretrain 100 epochs of ViT-S: roughly a GPU-day each, an estimate).
+ * Expected numbers: none published for CAPI at ViT-S; MAE reports no ViT-S linear probe either,
+ * so this suite's first run defines them.
+ *
+ * @module
+ */
+import type { SuiteInput } from "../suite.ts";
+import { ALL_SUBJECTS, classificationProbes, imagenet, IMAGENET_ROOT } from "./common.ts";
+
+export const IN1K_VIT_S_SUITE: SuiteInput = {
+  name: "in1k_vit_s",
+  description: "ViT-S on ImageNet-1k, 100 epochs at batch 1024, kNN/linear/attentive on IN-1k val",
+  subjects: ALL_SUBJECTS,
+  models: [{ preset: "vit_s" }],
+  // 100 epochs of 1,281,167 images at global batch 1024 = 125,114 steps.
+  pretraining: [{ data: imagenet(IMAGENET_ROOT, "train"), steps: 125_114, batchSize: 1024 }],
+  protocol: {
+    id: "mimbench.in1k_cls",
+    version: 1,
+    probes: classificationProbes(imagenet(IMAGENET_ROOT, "train"), imagenet(IMAGENET_ROOT, "val")),
+  },
+  seeds: [0, 1],
+  runtime: { backend: "tensorflow", batchPerDevice: 256, evalBatchSize: 256, workers: 8, checkpointEvery: 2000 },
+};
