@@ -58,6 +58,8 @@ export interface MimMethod {
   loss(batch: PreparedBatch, rng: Rng): LossOutput;
   /** Called after every optimizer stepped at iteration `it` (CAPI: EMA update). */
   afterStep?(it: number): void;
+  /** Schedule values worth logging at iteration `it` (e.g. `lr`, CAPI `momentum`); host numbers. */
+  logScalars?(it: number): Record<string, number>;
   /** The frozen encoder for evaluation, sharing this method's current weights. */
   encoder(): VisionEncoder;
   dispose(): void;
