@@ -1,0 +1,152 @@
+/**
+ * MAE tests: known answers for sin-cos and masking, fixture parity (also at a stricter
+ * per-tensor scale), the timm weight-decay grouping, the lr schedule, tensor leaks,
+ * encoder shapes and non-square images. ~5 s on 2 cores (wasm).
+ */
+import assert from "node:assert/strict";
+import { initBackend, tf } from "../engine.ts";
+import { loadFixture } from "../fixture.ts";
+import { ParityReport } from "../parity.ts";
+import { Rng } from "../rng.ts";
+import { maeConfig, maeConfigFromFixture } from "./config.ts";
+import { sincos2d } from "./sincos.ts";
+import { maskingFromNoise } from "./masking.ts";
+import { initialParams } from "./mae.ts";
+import { MaeMethod, maeParamGroups } from "./method.ts";
+import { runMaeParity } from "./parity.ts";
+
+await initBackend("wasm");
+const FIXTURE = new URL("../testdata/mae_tiny.json", import.meta.url).pathname;
+
+/** A report that also records `max|ours - ref| / max|ref|` per tensor (small gradients hide under max(1, |ref|)). */
+class StrictReport extends ParityReport {
+  readonly scaled = new Map<string, number>();
+  override compare(name: string, ours: ArrayLike<number>, opts: Parameters<ParityReport["compare"]>[2] = {}) {
+    const ref = this.fixture.tensor(name).data;
+    let err = 0, scale = 0;
+    for (let i = 0; i < ref.length; i++) {
+      if (opts.keep && !opts.keep(i)) continue;
+      err = Math.max(err, Math.abs(ours[i] - ref[i]));
+      scale = Math.max(scale, Math.abs(ref[i]));
+    }
+    if (scale > 0) this.scaled.set(name, err / scale);
+    return super.compare(name, ours, opts);
+  }
+}
+
+Deno.test("sincos2d: first half encodes the column, second the row; cls row is zero", () => {
+  const e = sincos2d(8, [2, 3], true); // D/4 = 2 frequencies: 1 and 10000^-0.5
+  assert.deepEqual(e.shape, [7, 8]);
+  assert.deepEqual([...e.data.subarray(0, 8)], new Array(8).fill(0));
+  const row = (i: number, j: number) => [...e.data.subarray((1 + i * 3 + j) * 8, (2 + i * 3 + j) * 8)];
+  const w1 = 0.01;
+  const expect = (
+    i: number,
+    j: number,
+  ) => [
+    Math.sin(j),
+    Math.sin(j * w1),
+    Math.cos(j),
+    Math.cos(j * w1),
+    Math.sin(i),
+    Math.sin(i * w1),
+    Math.cos(i),
+    Math.cos(i * w1),
+  ];
+  for (const [i, j] of [[0, 0], [1, 2], [0, 1]]) {
+    row(i, j).forEach((v, k) => assert.ok(Math.abs(v - expect(i, j)[k]) < 1e-7, `(${i},${j})[${k}]`));
+  }
+});
+
+Deno.test("maskingFromNoise: argsort bookkeeping by hand", () => {
+  const m = maskingFromNoise({ shape: [1, 4], data: new Float32Array([0.5, 0.1, 0.9, 0.3]) }, 2);
+  assert.deepEqual([...m.idsShuffle], [1, 3, 0, 2]);
+  assert.deepEqual([...m.idsRestore], [2, 0, 3, 1]);
+  assert.deepEqual([...m.idsKeep], [1, 3]);
+  assert.deepEqual([...m.mask], [1, 0, 1, 0]);
+});
+
+Deno.test("initialParams: fixed sin-cos embeddings equal the fixture's, names match the official state dict", async () => {
+  const fx = await loadFixture(FIXTURE);
+  const params = initialParams(maeConfigFromFixture(fx.config), Rng.from(1));
+  for (const name of ["pos_embed", "decoder_pos_embed"]) {
+    const ours = params.find(([n]) => n === name)!;
+    assert.equal(ours[2], false, `${name} must be frozen`);
+    const ref = fx.f32(`param.${name}`);
+    assert.deepEqual(ours[1].shape, ref.shape);
+    ours[1].data.forEach((v, i) => assert.ok(Math.abs(v - ref.data[i]) < 1e-6, `${name}[${i}]`));
+  }
+  assert.deepEqual(params.map(([n]) => n).sort(), fx.withPrefix("param.").sort());
+});
+
+Deno.test("mae_tiny fixture: parity passes, also at 1e-4 of each tensor's largest value", async () => {
+  const report = new StrictReport(await loadFixture(FIXTURE));
+  await runMaeParity(report.fixture, report);
+  const s = report.summary();
+  assert.ok(s.passed, JSON.stringify(report.rows().filter((r) => r.status !== "pass")));
+  for (const [name, e] of report.scaled) assert.ok(e < 1e-4, `${name}: scaled error ${e}`);
+});
+
+Deno.test("MaeMethod: timm grouping, lr schedule, no leak, encoder shapes", () => {
+  const config = maeConfig("tiny", {
+    depth: 1,
+    decoderDepth: 1,
+    embedDim: 32,
+    numHeads: 2,
+    decoderEmbedDim: 16,
+    decoderNumHeads: 2,
+  });
+  const m = new MaeMethod(config, { seed: 3, batchSize: 512 });
+  try {
+    const g = maeParamGroups(m.params);
+    assert.ok(g.decay.includes("cls_token") && g.decay.includes("mask_token"));
+    assert.ok(g.no_decay.includes("patch_embed.proj.bias") && g.no_decay.includes("norm.weight"));
+    assert.ok(![...g.decay, ...g.no_decay].some((n) => n.includes("pos_embed")), "frozen pos embeds are not optimised");
+    const opt = m.optimizers[0];
+    const peak = 1.5e-4 * 512 / 256;
+    const lr = (it: number) => {
+      const v = opt.hyper(it, "cls_token").lr;
+      return typeof v === "number" ? v : NaN;
+    };
+    assert.equal(lr(0), 0);
+    assert.ok(Math.abs(lr(config.optim.warmupIters) - peak) < 1e-12);
+    assert.ok(Math.abs(lr(config.optim.totalIters)) < 1e-12);
+    assert.equal(opt.hyper(5, "cls_token").weightDecay, 0.05);
+    assert.equal(opt.hyper(5, "blocks.0.attn.qkv.bias").weightDecay, 0);
+
+    const b = 2;
+    const images = { shape: [b, 3, 32, 32], data: Rng.from(4).fillNormal(new Float32Array(b * 3 * 32 * 32)) };
+    const before = tf.memory().numTensors;
+    const batch = m.prepare(images, Rng.from(5));
+    const vars = [...m.params.trainable().values()];
+    const { value, grads } = tf.variableGrads(() => m.loss(batch, Rng.from(6)).loss, vars);
+    assert.ok(Number.isFinite(value.dataSync()[0]));
+    for (const v of vars) assert.ok(grads[v.name], `no gradient for ${v.name}`);
+    tf.dispose([value, ...Object.values(grads)]);
+    assert.equal(tf.memory().numTensors, before);
+  } finally {
+    m.dispose();
+  }
+});
+
+Deno.test("MaeEncoder: non-square images give [B, Gh, Gw, D] patches and a [B, D] cls token", async () => {
+  const config = maeConfig("tiny", { imageSize: [16, 24], depth: 1, decoderDepth: 1, embedDim: 32, numHeads: 2 });
+  const m = new MaeMethod(config, { seed: 1, batchSize: 8 });
+  const enc = m.encoder();
+  try {
+    const before = tf.memory().numTensors;
+    const f = await enc.encode({ shape: [2, 3, 16, 24], data: new Float32Array(2 * 3 * 16 * 24).fill(0.5) });
+    assert.deepEqual(f.patches.shape, [2, 4, 6, 32]);
+    assert.deepEqual(f.global?.shape, [2, 32]);
+    assert.equal(f.registers, null);
+    assert.equal(tf.memory().numTensors, before);
+    assert.equal(enc.info.arch, "vit_d32_patch4_16x24.mae");
+    await assert.rejects(
+      () => enc.encode({ shape: [1, 3, 16, 16], data: new Float32Array(3 * 256) }),
+      { message: "MaeEncoder.encode: expected [B, 3, 16, 24], got [1,3,16,16]" },
+    );
+  } finally {
+    enc.dispose();
+    m.dispose();
+  }
+});
