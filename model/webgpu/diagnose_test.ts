@@ -58,11 +58,11 @@ Deno.test("a loader on LD_LIBRARY_PATH is found; an ICD override replaces the se
   );
   assert.equal(findVulkanLoader(host), "/opt/gl/lib/libvulkan.so.1");
   assert.deepEqual(findIcdManifests(host), { files: [], override: "VK_DRIVER_FILES=/opt/nv/nvidia_icd.json" });
-  assert.deepEqual(
-    findProblems(host).map((p) => p.slice(0, 75)),
-    [
-      "no Vulkan driver: no ICD manifest (*.json) in VK_DRIVER_FILES=/opt/nv/nvidia_icd.json (on Debian/Ubun",
-    ].map((p) => p.slice(0, 75)),
+  const problems = findProblems(host);
+  assert.equal(problems.length, 1);
+  assert.match(
+    problems[0],
+    /^no Vulkan driver: no ICD manifest \(\*\.json\) in VK_DRIVER_FILES=\/opt\/nv\/nvidia_icd\.json /,
   );
   const dirOverride = fakeHost({ VK_ICD_FILENAMES: "/opt/nv" }, [LOADER, "/opt/nv/nvidia_icd.json", "/opt/nv/x.txt"]);
   assert.deepEqual(findIcdManifests(dirOverride).files, ["/opt/nv/nvidia_icd.json"]);
