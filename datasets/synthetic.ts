@@ -134,7 +134,9 @@ export async function writeSynthetic(dir: string, config: SyntheticConfig): Prom
 
 /**
  * Make sure the dataset for `config` exists at `root` (default `defaultSyntheticRoot`),
- * generating it if needed; returns the root. A folder generated with another config is an error.
+ * generating it if needed; returns the root. A folder generated with another config is an
+ * error, except that an explicit `root` without an explicit `config` accepts whatever finished
+ * synthetic dataset is there (its manifest says how it was made).
  */
 export async function ensureSynthetic(
   options: { config?: Partial<SyntheticConfig>; root?: string; log?: (line: string) => void } = {},
@@ -144,6 +146,8 @@ export async function ensureSynthetic(
   const want = JSON.stringify(manifestOf(config));
   const have = await readManifest(root);
   if (have !== null) {
+    const acceptAny = options.config === undefined && options.root !== undefined;
+    if (acceptAny && (have as { format?: string }).format === SYNTHETIC_VERSION) return root;
     if (JSON.stringify(have) !== want) {
       throw new Error(
         `${root}/synthetic.json: this folder holds a synthetic dataset with another config ` +
