@@ -1,0 +1,125 @@
+/**
+ * Exported encoders through onnxruntime against the tfjs encoders they came from:
+ * every output within 1e-4 relative (`max |a-b| / max(1, |b|)`), on non-square images.
+ */
+import assert from "node:assert/strict";
+import { initBackend } from "../engine.ts";
+import { Rng } from "../rng.ts";
+import { maxRelErr } from "../parity.ts";
+import type { EncoderFeatures, VisionEncoder } from "../encoder.ts";
+import { maeConfig, maeDims } from "../mae/config.ts";
+import { MaeModel } from "../mae/mae.ts";
+import { MaeEncoder } from "../mae/method.ts";
+import { exportMaeEncoder } from "./export_mae.ts";
+import { exportCapiEncoder } from "./export_capi.ts";
+import { hostGetter } from "./export_vit.ts";
+import { OrtEncoder } from "./ort_encoder.ts";
+
+await initBackend("cpu");
+
+function images(rng: Rng, b: number, h: number, w: number) {
+  return { shape: [b, 3, h, w], data: rng.fillNormal(new Float32Array(b * 3 * h * w)) };
+}
+
+/** Compare ORT and tfjs features field by field. */
+export async function assertSameFeatures(
+  ours: VisionEncoder,
+  ref: VisionEncoder,
+  x: { shape: number[]; data: Float32Array },
+) {
+  const a = await ours.encode(x), b = await ref.encode(x);
+  for (const k of ["global", "patches", "registers"] as (keyof EncoderFeatures)[]) {
+    const av = a[k], bv = b[k];
+    assert.equal(av === null, bv === null, `${k}: present in one encoder only`);
+    if (!av || !bv) continue;
+    assert.deepEqual(av.shape, bv.shape, `${k} shape`);
+    const err = maxRelErr(av.data, bv.data);
+    assert.ok(err <= 1e-4, `${k}: ORT vs tfjs max relative error ${err}`);
+  }
+}
+
+Deno.test("MAE encoder: ONNX export equals tfjs (non-square)", async () => {
+  const c = maeConfig("vit_l", {
+    imageSize: [16, 24],
+    patchSize: 4,
+    embedDim: 32,
+    depth: 2,
+    numHeads: 2,
+    decoderEmbedDim: 16,
+    decoderDepth: 1,
+    decoderNumHeads: 2,
+  });
+  const model = MaeModel.create(c, Rng.from(1, "mae-export"));
+  const ref = new MaeEncoder(model, "vit_test.mae");
+  const { model: bytes, adapter } = exportMaeEncoder(
+    hostGetter(await model.params.toHost(), "mae"),
+    c,
+    maeDims(c),
+    "vit_test.mae",
+  );
+  const ort = await OrtEncoder.create(bytes, adapter);
+  try {
+    await assertSameFeatures(ort, ref, images(Rng.from(2, "img"), 3, 16, 24));
+  } finally {
+    ort.dispose();
+    model.dispose();
+  }
+});
+
+Deno.test("CAPI encoder: ONNX export equals the official eval outputs (capi_tiny) and tfjs (non-square)", async () => {
+  const { loadFixture } = await import("../fixture.ts");
+  const { capiConfigFromFixture, capiDims } = await import("../capi/config.ts");
+  const { CapiGeometry, evalForward } = await import("../capi/model.ts");
+  const { patchify } = await import("../nn/patch_embed.ts");
+  const { tf } = await import("../engine.ts");
+  const fx = await loadFixture(new URL("../testdata/capi_tiny.json", import.meta.url).pathname);
+  const params = new Map(fx.withPrefix("param.").map((n) => [n, fx.f32(`param.${n}`)] as const));
+  const get = hostGetter(params, "capi_tiny");
+  const c = capiConfigFromFixture(fx.config);
+  const { model, adapter } = exportCapiEncoder(get, "student.backbone.", c, capiDims(c), "vit_test.capi"); // fixture eval = initial student
+  const enc = await OrtEncoder.create(model, adapter);
+  const f = await enc.encode(fx.f32("input.images"));
+  enc.dispose();
+  for (
+    const [ours, ref] of [[f.patches, "eval.feature_map"], [f.global, "eval.global_repr"], [
+      f.registers,
+      "eval.registers",
+    ]] as const
+  ) {
+    const r = fx.f32(ref);
+    assert.deepEqual(ours!.shape, r.shape, ref);
+    const err = maxRelErr(ours!.data, r.data);
+    assert.ok(err <= 1e-4, `${ref}: ORT vs official max relative error ${err}`);
+  }
+
+  // Non-square: same weights, 32 x 48 images, against the tfjs eval forward.
+  const c2 = { ...c, imageSize: [32, 48] as [number, number] };
+  const d2 = capiDims(c2);
+  const exp2 = exportCapiEncoder(get, "ema.backbone.", c2, d2, "vit_test.capi");
+  const enc2 = await OrtEncoder.create(exp2.model, exp2.adapter);
+  const x = images(Rng.from(3, "img"), 2, 32, 48);
+  const ortF = await enc2.encode(x);
+  enc2.dispose();
+  const geo = new CapiGeometry(c2, d2);
+  const ref = tf.tidy(() => {
+    const p = patchify(x, c2.patchSize, "chw");
+    const o = evalForward(
+      (n) => tf.tensor(params.get(n)!.data, params.get(n)!.shape),
+      "ema.backbone.",
+      tf.tensor(p.data, p.shape),
+      geo,
+    );
+    return [o.global, o.featureMap, o.registers].map((t) => t.dataSync() as Float32Array);
+  });
+  geo.dispose();
+  for (
+    const [name, ours, r] of [["global", ortF.global!, ref[0]], ["patches", ortF.patches, ref[1]], [
+      "registers",
+      ortF.registers!,
+      ref[2],
+    ]] as const
+  ) {
+    const err = maxRelErr(ours.data, r);
+    assert.ok(err <= 1e-4, `non-square ${name}: ORT vs tfjs max relative error ${err}`);
+  }
+});
