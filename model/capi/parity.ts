@@ -130,7 +130,7 @@ export async function runCapiParity(fx: Fixture, report: ParityReport): Promise<
   // Gradients of loss.capi (student) and loss.clustering (teacher head), summed: disjoint parameters.
   const varList = [...store.trainable().values()];
   const names = new Map(varList.map((v, i) => [v.name, [...store.trainable().keys()][i]]));
-  const { grads } = tf.variableGrads(() => {
+  const { value: lossSum, grads } = tf.variableGrads(() => {
     const t = fullEncode(get, "ema.backbone.", patches, g);
     const feats = tf.slice(t.out, [0, cfg.nRegisters, 0], [b, dims.nTokens, cfg.embedDim]);
     const cl = onlineClustering(feats, get("teacher_head.layer.weight"), get("teacher_head.layer.bias"), cfg);
@@ -163,7 +163,7 @@ export async function runCapiParity(fx: Fixture, report: ParityReport): Promise<
 
   await unitCases(fx, report, cfg.nSkIter);
   scheduleCases(fx, report);
-  for (const t of [...traced.values(), ...byName.values(), patches]) t.dispose();
+  for (const t of [...traced.values(), ...byName.values(), patches, lossSum]) t.dispose();
   opt.dispose();
   hopt.dispose();
   store.dispose();

@@ -1,0 +1,79 @@
+/**
+ * CAPI: parity with the official code on every tensor of `capi_tiny` (1e-4 relative),
+ * config and presets, schedules, and the encoder contract.
+ */
+import assert from "node:assert/strict";
+import { initBackend, tf } from "../engine.ts";
+import { loadFixture } from "../fixture.ts";
+import { ParityReport } from "../parity.ts";
+import { CAPI_PRESETS, capiConfig, capiConfigFromFixture, capiDims, type CapiPreset } from "./config.ts";
+import { CapiMethod } from "./method.ts";
+import { capiSchedules } from "./optim.ts";
+import { runCapiParity } from "./parity.ts";
+
+const FIXTURE = new URL("../testdata/capi_tiny.json", import.meta.url).pathname;
+await initBackend("cpu");
+
+Deno.test("capi_tiny parity: every reference tensor within 1e-4, nothing skipped", async () => {
+  const fx = await loadFixture(FIXTURE);
+  const report = new ParityReport(fx);
+  const before = tf.memory().numTensors;
+  await runCapiParity(fx, report);
+  assert.equal(tf.memory().numTensors, before, "parity runner leaks tensors");
+  const bad = report.rows().filter((r) => r.status !== "pass");
+  assert.deepEqual(bad, []);
+  assert.ok(report.summary().passed);
+  assert.ok(report.summary().compared >= 170);
+});
+
+Deno.test("fixture config: derived sizes match the manifest", async () => {
+  const fx = await loadFixture(FIXTURE);
+  const d = capiDims(capiConfigFromFixture(fx.config));
+  assert.equal(d.nTokens, fx.config.n_tokens);
+  assert.equal(d.nMasked, fx.config.n_masked_per_image);
+  assert.equal(d.nVisible, fx.config.n_visible_per_image);
+  assert.equal(d.nPredict, fx.config.n_predict_per_image);
+});
+
+Deno.test("presets resolve; ViT-L/14 defaults give the official 166 / 90 / 8 split", () => {
+  for (const p of Object.keys(CAPI_PRESETS) as CapiPreset[]) capiDims(capiConfig(p));
+  const l = capiDims(capiConfig("vit_l"));
+  assert.deepEqual([l.nTokens, l.nMasked, l.nVisible, l.nPredict], [256, 166, 90, 8]);
+  assert.throws(() => capiDims(capiConfig("tiny", { nRegisters: 6 })), /multiple of 4/);
+  assert.throws(() => capiConfig("tiny", { bogus: 1 } as never), /bogus/);
+});
+
+Deno.test("schedules: momentum starts at exactly 1, lr at 0, truncated cosine never reaches 0", () => {
+  const o = capiConfig("vit_l").optim;
+  assert.equal(capiSchedules(o, 0).momentum, 1);
+  assert.equal(capiSchedules(o, 0).lr, 0);
+  assert.ok(Math.abs(capiSchedules(o, 49_999).lr - 1e-3) < 1e-15);
+  const end = capiSchedules(o, 499_999).lr;
+  assert.ok(Math.abs(end - 1e-3 * 0.5 * (1 + Math.cos(0.8 * Math.PI * 449_999 / 450_000))) < 1e-12);
+});
+
+Deno.test("CapiMethod encoder: shapes, non-square images, no leaks", async () => {
+  const cfg = capiConfig("tiny", {
+    imageSize: [16, 24],
+    embedDim: 32,
+    numHeads: 2,
+    encoderDepth: 1,
+    decoderDepth: 1,
+    numClusters: 8,
+  });
+  const m = new CapiMethod(cfg, 1);
+  const enc = m.encoder();
+  const images = { shape: [2, 3, 16, 24], data: new Float32Array(2 * 3 * 16 * 24).map((_, i) => Math.sin(i)) };
+  const before = tf.memory().numTensors;
+  const f = await enc.encode(images);
+  assert.equal(tf.memory().numTensors, before);
+  assert.deepEqual(f.patches.shape, [2, 4, 6, 32]);
+  assert.deepEqual(f.global?.shape, [2, 32]);
+  assert.deepEqual(f.registers?.shape, [2, 4, 32]);
+  assert.equal(enc.info.arch, "vit_d32_patch4_16x24.capi");
+  await assert.rejects(
+    () => enc.encode({ shape: [1, 3, 16, 16], data: new Float32Array(768) }),
+    /expected \[B, 3, 16, 24\]/,
+  );
+  m.dispose();
+});
