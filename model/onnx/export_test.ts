@@ -12,6 +12,7 @@ import { MaeModel } from "../mae/mae.ts";
 import { MaeEncoder } from "../mae/method.ts";
 import { exportMaeEncoder } from "./export_mae.ts";
 import { exportCapiEncoder } from "./export_capi.ts";
+import { exportSimmimEncoder } from "./export_simmim.ts";
 import { hostGetter } from "./export_vit.ts";
 import { OrtEncoder } from "./ort_encoder.ts";
 
@@ -121,5 +122,37 @@ Deno.test("CAPI encoder: ONNX export equals the official eval outputs (capi_tiny
   ) {
     const err = maxRelErr(ours.data, r);
     assert.ok(err <= 1e-4, `non-square ${name}: ORT vs tfjs max relative error ${err}`);
+  }
+});
+
+Deno.test("SimMIM encoder: ONNX export equals tfjs (non-square, random RPB table and LayerScale)", async () => {
+  const { simmimConfig, simmimDims } = await import("../simmim/config.ts");
+  const { SimmimModel } = await import("../simmim/simmim.ts");
+  const { SimmimEncoder } = await import("../simmim/method.ts");
+  const c = simmimConfig("vit_b", {
+    imageSize: [16, 24],
+    patchSize: 4,
+    embedDim: 32,
+    depth: 2,
+    numHeads: 2,
+    encoderStride: 4,
+    maskPatchSize: 8,
+  });
+  const model = SimmimModel.create(c, Rng.from(4, "simmim-export"));
+  // Randomise the zero-initialised table so a wrong bias layout cannot pass.
+  const tname = "encoder.rel_pos_bias.relative_position_bias_table";
+  const t = model.params.get(tname);
+  model.params.assign({
+    [tname]: { shape: [...t.shape], data: Rng.from(5).fillNormal(new Float32Array(t.size), 0, 0.5) },
+  });
+  const ref = new SimmimEncoder(model, "vit_test.simmim");
+  const host = await model.params.toHost();
+  const exp = exportSimmimEncoder(hostGetter(host, "simmim"), c, simmimDims(c), "vit_test.simmim");
+  const ort = await OrtEncoder.create(exp.model, exp.adapter);
+  try {
+    await assertSameFeatures(ort, ref, images(Rng.from(6, "img"), 2, 16, 24));
+  } finally {
+    ort.dispose();
+    model.dispose();
   }
 });
