@@ -48,7 +48,7 @@ interface Coeffs {
   /** [xmin, count] per output pixel. */
   bounds: Int32Array;
   /** Fixed-point weights, `ksize` per output pixel. */
-  weights: Float64Array;
+  weights: Int32Array;
 }
 
 /** Pillow `precompute_coeffs` + `normalize_coeffs_8bpc` for an input span of `inSize` pixels. */
@@ -58,7 +58,7 @@ function precomputeCoeffs(inSize: number, outSize: number): Coeffs {
   const support = 2 * filterscale; // bicubic support 2
   const ksize = Math.ceil(support) * 2 + 1;
   const bounds = new Int32Array(outSize * 2);
-  const weights = new Float64Array(outSize * ksize);
+  const weights = new Int32Array(outSize * ksize);
   const k = new Float64Array(ksize);
   for (let xx = 0; xx < outSize; xx++) {
     const center = (xx + 0.5) * scale;
@@ -81,7 +81,8 @@ function precomputeCoeffs(inSize: number, outSize: number): Coeffs {
   return { ksize, bounds, weights };
 }
 
-const clip8 = (v: number) => (v >= ONE * 256 ? 255 : v <= 0 ? 0 : Math.floor(v / ONE));
+// v is an integer below 2^30 in the last branch, so the int32 shift is exact.
+const clip8 = (v: number) => (v >= ONE * 256 ? 255 : v <= 0 ? 0 : v >> PRECISION_BITS);
 
 /**
  * Crop `box` out of `src` and resize it to `outW x outH` with Pillow's BICUBIC filter,
@@ -103,14 +104,33 @@ export function resizeBicubic(src: Pixels, box: Box, outW: number, outH: number)
     const hor = precomputeCoeffs(box.width, outW);
     const rows = yLast - yFirst;
     const out = new Uint8Array(rows * outW * C);
+    const { bounds, weights, ksize } = hor;
+    const data = src.data;
     for (let y = 0; y < rows; y++) {
       const rowBase = ((box.top + yFirst + y) * src.width + box.left) * C;
       for (let xx = 0; xx < outW; xx++) {
-        const xmin = hor.bounds[xx * 2], count = hor.bounds[xx * 2 + 1], kb = xx * hor.ksize;
-        for (let c = 0; c < C; c++) {
-          let ss = HALF;
-          for (let x = 0; x < count; x++) ss += src.data[rowBase + (xmin + x) * C + c] * hor.weights[kb + x];
-          out[(y * outW + xx) * C + c] = clip8(ss);
+        const count = bounds[xx * 2 + 1], kb = xx * ksize;
+        let p = rowBase + bounds[xx * 2] * C;
+        const o = (y * outW + xx) * C;
+        if (C === 3) {
+          // All three channels per tap, as Pillow does (one pass over the weights).
+          let s0 = HALF, s1 = HALF, s2 = HALF;
+          for (let x = 0; x < count; x++, p += 3) {
+            // int32 arithmetic: |255 * w| < 2^30 and Pillow's sums stay below 2^31 (it uses INT32).
+            const w = weights[kb + x];
+            s0 = (s0 + Math.imul(data[p], w)) | 0;
+            s1 = (s1 + Math.imul(data[p + 1], w)) | 0;
+            s2 = (s2 + Math.imul(data[p + 2], w)) | 0;
+          }
+          out[o] = clip8(s0);
+          out[o + 1] = clip8(s1);
+          out[o + 2] = clip8(s2);
+        } else {
+          for (let c = 0; c < C; c++) {
+            let ss = HALF;
+            for (let x = 0; x < count; x++) ss += data[p + x * C + c] * weights[kb + x];
+            out[o + c] = clip8(ss);
+          }
         }
       }
     }
@@ -122,13 +142,18 @@ export function resizeBicubic(src: Pixels, box: Box, outW: number, outH: number)
   // Vertical pass on tmp (its row 0 is crop row yFirst): [outH, outW, C].
   const out = new Uint8Array(outH * outW * C);
   const rowLen = outW * C;
+  // Accumulate whole rows tap by tap (sequential memory access); same sums as Pillow's loop.
+  const acc = new Int32Array(rowLen);
+  const src2 = tmp.data;
   for (let yy = 0; yy < outH; yy++) {
     const ymin = vert.bounds[yy * 2] - yFirst, count = vert.bounds[yy * 2 + 1], kb = yy * vert.ksize;
-    for (let i = 0; i < rowLen; i++) {
-      let ss = HALF;
-      for (let y = 0; y < count; y++) ss += tmp.data[(ymin + y) * rowLen + i] * vert.weights[kb + y];
-      out[yy * rowLen + i] = clip8(ss);
+    acc.fill(HALF);
+    for (let y = 0; y < count; y++) {
+      const w = vert.weights[kb + y], base = (ymin + y) * rowLen;
+      for (let i = 0; i < rowLen; i++) acc[i] += Math.imul(src2[base + i], w);
     }
+    const o = yy * rowLen;
+    for (let i = 0; i < rowLen; i++) out[o + i] = clip8(acc[i]);
   }
   return { width: outW, height: outH, channels: C, data: out };
 }
