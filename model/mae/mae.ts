@@ -14,7 +14,7 @@ import { ParamStore } from "../params.ts";
 import type { Rng } from "../rng.ts";
 import { constant, defaultBias, normal, xavierUniform, zeros } from "../init.ts";
 import { layerNorm, linear, patchEmbed } from "../nn/mod.ts";
-import { vitBlock, type VitBlockOptions, vitBlockShapes, vitBlockWeights } from "../nn/vit_block.ts";
+import { repeatToken, vitBlock, type VitBlockOptions, vitBlockShapes, vitBlockWeights } from "../nn/vit_block.ts";
 import { type MaeConfig, type MaeDims, maeDims } from "./config.ts";
 import { sincos2d } from "./sincos.ts";
 import type { MaeMasking } from "./masking.ts";
@@ -86,7 +86,7 @@ export class MaeModel {
         const n = keepAbs.length / b;
         x = tf.reshape(tf.gather(tf.reshape(x, [b * l, d]), tf.tensor1d(keepAbs, "int32")), [b, n, d]); // [B, n, D]
       }
-      const cls = tf.tile(tf.add(this.#p("cls_token"), tf.slice(pos, [0, 0, 0], [1, 1, d])), [b, 1, 1]);
+      const cls = repeatToken(tf.add(this.#p("cls_token"), tf.slice(pos, [0, 0, 0], [1, 1, d])), b, 1);
       x = tf.concat([cls, x], 1);
       for (let i = 0; i < depth; i++) {
         x = vitBlock(x, vitBlockWeights(this.params, `blocks.${i}`, this.#enc), this.#enc);
@@ -106,7 +106,7 @@ export class MaeModel {
       const l = restoreAbs.length / b;
       const keep = n1 - 1;
       let x = linear(latent, this.#p("decoder_embed.weight"), this.#p("decoder_embed.bias")); // [B, 1+keep, Dd]
-      const maskTokens = tf.tile(this.#p("mask_token"), [b, l - keep, 1]); // [B, L-keep, Dd]
+      const maskTokens = repeatToken(this.#p("mask_token"), b, l - keep); // [B, L-keep, Dd]
       let rest = tf.concat([tf.slice(x, [0, 1, 0], [b, keep, dd]), maskTokens], 1); // [B, L, Dd] shuffled
       rest = tf.reshape(tf.gather(tf.reshape(rest, [b * l, dd]), tf.tensor1d(restoreAbs, "int32")), [b, l, dd]);
       x = tf.add(tf.concat([tf.slice(x, [0, 0, 0], [b, 1, dd]), rest], 1), this.#p("decoder_pos_embed"));

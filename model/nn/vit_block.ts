@@ -98,9 +98,9 @@ export function fusedSelfAttention(
     let bias = w.qkvBias;
     if (w.qBias && w.vBias) bias = tf.concat([w.qBias, tf.zerosLike(w.qBias), w.vBias]); // [3D], no key bias
     const qkv = linear(x, w.qkvWeight, bias); // [B, L, 3D], laid out (3, h, hd)
-    const [b, l] = x.shape;
-    const part = (i: number) => splitHeads(tf.slice(qkv, [0, 0, i * d], [b, l, d]), heads); // [B, h, L, hd]
-    const o = scaledDotProductAttention(part(0), part(1), part(2), { bias: attnBias });
+    // split, not three slices: one SplitV kernel, and its gradient is one concat.
+    const [q, k, v] = tf.split(qkv, [d, d, d], 2).map((t) => splitHeads(t, heads)); // 3 x [B, h, L, hd]
+    const o = scaledDotProductAttention(q, k, v, { bias: attnBias });
     return linear(mergeHeads(o), w.proj[0], w.proj[1]);
   });
 }
@@ -131,4 +131,13 @@ export function vitBlock(
     if (dropPath[1]) m = tf.mul(m, dropPath[1]);
     return tf.add(h, m);
   });
+}
+
+/**
+ * `token` `[1, 1, D]` repeated to `[B, n, D]`. Not `tf.tile`: its gradient takes one slice
+ * per repetition (B*n slices, seconds per step for MAE's mask tokens on wasm); a broadcast
+ * add differentiates into a single sum.
+ */
+export function repeatToken(token: tf.Tensor, b: number, n: number): tf.Tensor {
+  return tf.tidy(() => tf.add(tf.zeros([b, n, token.shape[token.rank - 1] as number]), token));
 }

@@ -19,7 +19,7 @@ import { ParamStore } from "../params.ts";
 import type { Rng } from "../rng.ts";
 import { constant, defaultBias, truncNormal, zeros } from "../init.ts";
 import { layerNorm, linear, patchEmbed } from "../nn/mod.ts";
-import { vitBlock, type VitBlockOptions, vitBlockShapes, vitBlockWeights } from "../nn/vit_block.ts";
+import { repeatToken, vitBlock, type VitBlockOptions, vitBlockShapes, vitBlockWeights } from "../nn/vit_block.ts";
 import { type SimmimConfig, type SimmimDims, simmimDims } from "./config.ts";
 import { gatherRelPosBias, relativePositionIndex } from "./rel_pos_bias.ts";
 
@@ -68,7 +68,7 @@ export class SimmimModel {
         const w = tf.tensor3d(Float32Array.from(mask), [b, n, 1]);
         x = tf.add(tf.mul(x, tf.sub(1, w)), tf.mul(this.#p("encoder.mask_token"), w)); // x*(1-w) + mask_token*w
       }
-      x = tf.concat([tf.tile(this.#p("encoder.cls_token"), [b, 1, 1]), x], 1); // [B, 1+N, D]
+      x = tf.concat([repeatToken(this.#p("encoder.cls_token"), b, 1), x], 1); // [B, 1+N, D]
       const bias = this.relPosBias();
       for (let i = 0; i < this.config.depth; i++) {
         const w = vitBlockWeights(this.params, `encoder.blocks.${i}`, this.#block);
