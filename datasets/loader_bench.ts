@@ -68,7 +68,10 @@ async function cases(): Promise<[string, () => Promise<number>][]> {
     ["500x375 JPEG, train 64 px", () => measure(big, train(64), 2)],
     ["500x375 JPEG, train 224 px", () => measure(big, train(224), 2)],
     ["500x375 JPEG, eval 224 px", () => measure(big, evalAt(224), 2)],
-    ["500x375 JPEG, train 224 px, concurrency 2", () => measure(big, train(224), 2, 2)],
+    ...[1, 2, 4, 8].map((c): [string, () => Promise<number>] => [
+      `500x375 JPEG, train 224 px, concurrency ${c}`,
+      () => measure(big, train(224), 2, c),
+    ]),
   ];
 }
 
