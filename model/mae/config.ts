@@ -21,9 +21,18 @@ export const MaeOptimConfig = z.strictObject({
   eps: z.number().positive().default(1e-8).describe("torch AdamW default"),
   totalIters: z.number().int().positive().default(249_600)
     .describe("schedule length: 800 epochs x 312 iterations (IN-1k at batch 4096)"),
-  warmupIters: z.number().int().nonnegative().default(12_480).describe("40 warmup epochs x 312 iterations"),
+  warmupFraction: z.number().min(0).max(1).default(0.05)
+    .describe("40 of 800 epochs warm up; a fraction so that the schedule follows totalIters"),
 });
 export type MaeOptimConfig = z.infer<typeof MaeOptimConfig>;
+
+/** Global batch of the official recipe (PRETRAIN.md): the lr scale when no batch size is given. */
+export const MAE_OFFICIAL_BATCH = 4096;
+
+/** Iterations of linear warmup: `round(warmupFraction * totalIters)`. */
+export function maeWarmupIters(o: MaeOptimConfig): number {
+  return Math.round(o.warmupFraction * o.totalIters);
+}
 
 export const MaeConfig = z.strictObject({
   imageSize: Size.default(224).describe("input resolution, or [H, W]"),
@@ -96,7 +105,7 @@ export const MAE_PRESETS = {
     decoderEmbedDim: 128,
     decoderDepth: 2,
     decoderNumHeads: 4,
-    optim: { blr: 1.5e-4, totalIters: 2000, warmupIters: 100 },
+    optim: { totalIters: 2000 },
   },
   vit_s: { embedDim: 384, depth: 12, numHeads: 6 },
   vit_b: { embedDim: 768, depth: 12, numHeads: 12 },
@@ -107,7 +116,6 @@ export type MaePreset = keyof typeof MAE_PRESETS;
 /** Why the tiny preset departs from the official recipe. */
 export const MAE_TINY_WHY = {
   decoderEmbedDim: "128 x 2 blocks: the official 512 x 8 decoder would be 10x the tiny encoder's cost",
-  warmupIters: "100 of 2000 iterations (5%, as 40 of 800 epochs)",
 } as const;
 
 /** A resolved config from a preset plus overrides. */

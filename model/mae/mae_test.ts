@@ -8,7 +8,7 @@ import { initBackend, tf } from "../engine.ts";
 import { loadFixture } from "../fixture.ts";
 import { ParityReport } from "../parity.ts";
 import { Rng } from "../rng.ts";
-import { maeConfig, maeConfigFromFixture } from "./config.ts";
+import { maeConfig, maeConfigFromFixture, maeWarmupIters } from "./config.ts";
 import { sincos2d } from "./sincos.ts";
 import { maskingFromNoise } from "./masking.ts";
 import { initialParams } from "./mae.ts";
@@ -109,7 +109,7 @@ Deno.test("MaeMethod: timm grouping, lr schedule, no leak, encoder shapes", () =
       return typeof v === "number" ? v : NaN;
     };
     assert.equal(lr(0), 0);
-    assert.ok(Math.abs(lr(config.optim.warmupIters) - peak) < 1e-12);
+    assert.ok(Math.abs(lr(maeWarmupIters(config.optim)) - peak) < 1e-12);
     assert.ok(Math.abs(lr(config.optim.totalIters)) < 1e-12);
     assert.equal(opt.hyper(5, "cls_token").weightDecay, 0.05);
     assert.equal(opt.hyper(5, "blocks.0.attn.qkv.bias").weightDecay, 0);

@@ -18,7 +18,7 @@ import type { ParamStore } from "../params.ts";
 import { Rng } from "../rng.ts";
 import { maeLr } from "../schedules.ts";
 import { patchify } from "../nn/patch_embed.ts";
-import type { MaeConfig } from "./config.ts";
+import { type MaeConfig, maeWarmupIters } from "./config.ts";
 import { MaeModel, normPixTarget } from "./mae.ts";
 import { type MaeMasking, maskingFromNoise, sampleNoise } from "./masking.ts";
 
@@ -63,7 +63,7 @@ export function maeOptimizer(config: MaeConfig, params: ParamStore, batchSize: n
     betas: o.betas,
     eps: o.eps,
     hyper: (it, name) => ({
-      lr: maeLr({ lr, minLr: o.minLr, warmupEpochs: o.warmupIters, epochs: o.totalIters }, it),
+      lr: maeLr({ lr, minLr: o.minLr, warmupEpochs: maeWarmupIters(o), epochs: o.totalIters }, it),
       weightDecay: decays.get(name) ? o.weightDecay : 0,
     }),
   };

@@ -24,14 +24,25 @@ export const SimmimOptimConfig = z.strictObject({
   betas: z.tuple([z.number(), z.number()]).default([0.9, 0.999]).describe("config.py TRAIN.OPTIMIZER.BETAS"),
   eps: z.number().positive().default(1e-8),
   clipGrad: z.number().positive().default(5).describe("TRAIN.CLIP_GRAD: global grad-norm clip"),
-  warmupIters: z.number().int().nonnegative().default(6_250)
-    .describe("10 warmup epochs x 625 iterations (IN-1k at an assumed total batch 2048)"),
-  milestones: z.array(z.number().int().nonnegative()).default([437_500])
-    .describe("multistep decay at epoch 700 of 800 (x 625 iterations)"),
+  warmupFraction: z.number().min(0).max(1).default(0.0125)
+    .describe("10 of 800 epochs warm up (linear from warmupLr); a fraction so that it follows totalIters"),
+  milestoneFractions: z.array(z.number().min(0).max(1)).default([0.875])
+    .describe("multistep decay at epoch 700 of 800 (MULTISTEPS [700])"),
   gamma: z.number().positive().default(0.1).describe("multistep decay factor"),
   totalIters: z.number().int().positive().default(500_000).describe("800 epochs x 625 iterations"),
 });
 export type SimmimOptimConfig = z.infer<typeof SimmimOptimConfig>;
+
+/** Total batch assumed for the official defaults: the lr scale when no batch size is given. */
+export const SIMMIM_OFFICIAL_BATCH = 2048;
+
+/** The schedule in iterations: warmup steps and decay milestones, rounded. */
+export function simmimScheduleIters(o: SimmimOptimConfig): { warmupSteps: number; milestones: number[] } {
+  return {
+    warmupSteps: Math.round(o.warmupFraction * o.totalIters),
+    milestones: o.milestoneFractions.map((f) => Math.round(f * o.totalIters)),
+  };
+}
 
 export const SimmimConfig = z.strictObject({
   imageSize: Size.default(224).describe("input resolution, or [H, W]"),
@@ -117,7 +128,7 @@ export const SIMMIM_PRESETS = {
     embedDim: 192,
     depth: 4,
     numHeads: 3,
-    optim: { warmupIters: 100, milestones: [1750], totalIters: 2000 },
+    optim: { totalIters: 2000 },
   },
   vit_s: { embedDim: 384, depth: 12, numHeads: 6 },
   vit_b: {},
@@ -129,7 +140,6 @@ export type SimmimPreset = keyof typeof SIMMIM_PRESETS;
 export const SIMMIM_TINY_WHY = {
   maskPatchSize:
     "8 px on 32 px images: the official 32 px cell on 224 px is a 7x7 coarse grid; 4x4 keeps cells >1 token",
-  milestones: "decay at 1750 of 2000 iterations, as epoch 700 of 800",
 } as const;
 
 export function simmimConfig(preset: SimmimPreset = "vit_b", overrides: SimmimConfigInput = {}): SimmimConfig {

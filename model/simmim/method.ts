@@ -18,7 +18,7 @@ import { Rng } from "../rng.ts";
 import { simmimLr } from "../schedules.ts";
 import { patchify } from "../nn/patch_embed.ts";
 import { vitArchName } from "../mae/method.ts";
-import type { SimmimConfig } from "./config.ts";
+import { type SimmimConfig, simmimScheduleIters } from "./config.ts";
 import { SimmimModel } from "./simmim.ts";
 import { sampleSimmimMasks } from "./mask_generator.ts";
 
@@ -38,13 +38,7 @@ export function simmimDecays(name: string, shape: readonly number[]): boolean {
 export function simmimIterLr(config: SimmimConfig, batchSize: number, it: number): number {
   const o = config.optim;
   const scale = batchSize / 512;
-  const sched = {
-    baseLr: o.baseLr * scale,
-    warmupLr: o.warmupLr * scale,
-    warmupSteps: o.warmupIters,
-    milestones: o.milestones,
-    gamma: o.gamma,
-  };
+  const sched = { baseLr: o.baseLr * scale, warmupLr: o.warmupLr * scale, gamma: o.gamma, ...simmimScheduleIters(o) };
   return simmimLr(sched, Math.max(0, it - 1));
 }
 

@@ -9,7 +9,7 @@ import { initBackend, tf } from "../engine.ts";
 import { loadFixture } from "../fixture.ts";
 import { ParityReport } from "../parity.ts";
 import { Rng } from "../rng.ts";
-import { simmimConfig, simmimConfigFromFixture, simmimDims } from "./config.ts";
+import { simmimConfig, simmimConfigFromFixture, simmimDims, simmimScheduleIters } from "./config.ts";
 import { relativePositionIndex } from "./rel_pos_bias.ts";
 import { maskFromPermutation, sampleSimmimMasks } from "./mask_generator.ts";
 import { initialParams } from "./simmim.ts";
@@ -112,17 +112,13 @@ Deno.test("SimmimMethod: exclusions, lagged warmup + multistep lr, clip 5, no le
     assert.equal(wd("encoder.rel_pos_bias.relative_position_bias_table"), 0.05);
     assert.equal(wd("decoder.0.weight"), 0.05);
     const o = c.optim;
-    const sched = {
-      baseLr: 2e-4,
-      warmupLr: 1e-6,
-      warmupSteps: o.warmupIters,
-      milestones: o.milestones,
-      gamma: o.gamma,
-    };
+    const { warmupSteps, milestones } = simmimScheduleIters(o);
+    assert.deepEqual([warmupSteps, milestones], [25, [1750]]); // tiny: 2000 iterations
+    const sched = { baseLr: 2e-4, warmupLr: 1e-6, warmupSteps, milestones, gamma: o.gamma };
     assert.equal(simmimIterLr(c, 1024, 0), 1e-6);
     assert.equal(simmimIterLr(c, 1024, 1), 1e-6);
     assert.equal(simmimIterLr(c, 1024, 7), simmimLr(sched, 6));
-    assert.ok(Math.abs(simmimIterLr(c, 1024, o.milestones[0] + 1) - 2e-5) < 1e-12);
+    assert.ok(Math.abs(simmimIterLr(c, 1024, milestones[0] + 1) - 2e-5) < 1e-12);
 
     const b = 2;
     const images = { shape: [b, 3, 32, 32], data: Rng.from(4).fillNormal(new Float32Array(b * 3 * 32 * 32)) };
