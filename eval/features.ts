@@ -21,12 +21,15 @@ export interface EvalImageSource {
   /** Identity of the data and its transform (dataset, root, split, transform spec), for cache keys. */
   readonly id: string;
   readonly length: number;
-  /** Samples `[start, end)`: normalised images `[b, 3, H, W]` and class labels or label maps `[b, H, W]`. */
-  batch(start: number, end: number): Promise<{
-    images: HostTensor<Float32Array>;
-    labels?: Int32Array;
-    labelMaps?: HostTensor<Int32Array>;
-  }>;
+  /** All samples in a fixed order, in batches of `batchSize` (the last may be smaller). */
+  batches(batchSize: number): AsyncIterable<SourceBatch>;
+}
+
+/** Normalised images `[b, 3, H, W]` with class labels `[b]` or label maps `[b, H, W]`. */
+export interface SourceBatch {
+  images: HostTensor<Float32Array>;
+  labels?: Int32Array;
+  labelMaps?: HostTensor<Int32Array>;
 }
 
 /** Everything extracted from one split. */
@@ -167,16 +170,19 @@ export async function extractFeatures(
   if (n === 0) throw new Error(`extractFeatures: ${source.id} has no samples`);
   const t0 = performance.now();
   let out: ExtractedFeatures | null = null;
-  for (let start = 0; start < n; start += opts.batchSize) {
-    const end = Math.min(n, start + opts.batchSize);
-    const b = await source.batch(start, end);
+  let start = 0;
+  for await (const b of source.batches(opts.batchSize)) {
+    const bs = b.images.shape[0];
+    if (start + bs > n) throw new Error(`extractFeatures: ${source.id} yielded more than its ${n} samples`);
     const f = await encoder.encode(b.images);
     out ??= allocate(f, n, opts.keepPatches, b);
     store(out, f, start, b);
-    progress(progressLine(`features ${source.id}`, end, n, (performance.now() - t0) / 1000), end === n);
+    start += bs;
+    progress(progressLine(`features ${source.id}`, start, n, (performance.now() - t0) / 1000), start === n);
   }
-  if (cachePath) await saveCache(cachePath, out!, key);
-  return out!;
+  if (start !== n || !out) throw new Error(`extractFeatures: ${source.id} yielded ${start} samples, expected ${n}`);
+  if (cachePath) await saveCache(cachePath, out, key);
+  return out;
 }
 
 function allocate(

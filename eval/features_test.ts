@@ -35,14 +35,16 @@ function fakeEncoder(calls: { n: number }): VisionEncoder {
 const source: EvalImageSource = {
   id: "synthetic-5",
   length: 5,
-  batch(start, end) {
-    const b = end - start;
-    const images = new Float32Array(b * 3 * 4 * 6);
-    for (let i = 0; i < b; i++) images[i * 72] = start + i;
-    return Promise.resolve({
-      images: { shape: [b, 3, 4, 6], data: images },
-      labels: Int32Array.from({ length: b }, (_, i) => (start + i) % 2),
-    });
+  async *batches(size) {
+    for (let start = 0; start < 5; start += size) {
+      const b = Math.min(size, 5 - start);
+      const images = new Float32Array(b * 3 * 4 * 6);
+      for (let i = 0; i < b; i++) images[i * 72] = start + i;
+      yield {
+        images: { shape: [b, 3, 4, 6], data: images },
+        labels: Int32Array.from({ length: b }, (_, i) => (start + i) % 2),
+      };
+    }
   },
 };
 
