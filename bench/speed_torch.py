@@ -5,7 +5,7 @@ Run: python3 bench/speed_torch.py --steps 10 --warmup 3 --batch 64 --threads 2
 Prints one JSON line: {"imgPerSec": ..., "msPerStep": ..., "peakRssMb": ..., "torch": "<version>", "threads": N}.
 
 The model is a plain pre-LN ViT on 32x32 images with 4x4 patches (64 tokens): patch embedding as a
-linear layer on flattened patches (as bench/speed_vit.ts, so both sides do the same FLOPs), learned
+linear layer on flattened patches (as model/kernels/speed_vit.ts, so both sides do the same FLOPs), learned
 position embedding, `depth` blocks of (LN, 3-head attention, LN, 4x GELU MLP), a final LN and a linear
 pixel head regressing each patch's 48 values with MSE. Adam (AdamW with weight decay 0), lr 1e-4.
 """
@@ -14,6 +14,7 @@ import argparse
 import json
 import math
 import resource
+import sys
 import time
 
 import torch
@@ -68,6 +69,19 @@ class Vit(nn.Module):
         return F.mse_loss(self.head(self.norm(x)), patches)
 
 
+def peak_rss_mb() -> float:
+    """VmHWM of this process. Not getrusage's ru_maxrss: Linux carries that across exec from the
+    parent (the Deno process that launched us), so it would report the caller's peak."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / (1024 if sys.platform == "darwin" else 1)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=10)
@@ -102,7 +116,7 @@ def main():
     elapsed = time.perf_counter() - t0
     assert math.isfinite(loss.item()), "torch loss is not finite"
     ms = elapsed / args.steps * 1000
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    rss_mb = peak_rss_mb()
     print(json.dumps({
         "imgPerSec": args.batch / (ms / 1000),
         "msPerStep": ms,

@@ -41,6 +41,11 @@ const SGEMM_PARAMS = [
 
 const SYMBOLS = {
   cblas_sgemm: { parameters: SGEMM_PARAMS, result: "void" },
+  // order, trans, M, N, alpha, A, lda, X, incX, beta, Y, incY (addresses as usize, as above)
+  cblas_sgemv: {
+    parameters: ["i32", "i32", "i32", "i32", "f32", "usize", "i32", "usize", "i32", "f32", "usize", "i32"],
+    result: "void",
+  },
 } as const;
 
 const OPENBLAS_THREADS = {
@@ -66,9 +71,23 @@ export type Sgemm = (
   ldc: number,
 ) => void;
 
+/** Row-major `y = alpha op(A) x + beta y` (A is M x N before op), unit strides, raw addresses. */
+export type Sgemv = (
+  trans: boolean,
+  m: number,
+  n: number,
+  alpha: number,
+  a: number,
+  lda: number,
+  x: number,
+  beta: number,
+  y: number,
+) => void;
+
 /** A loaded BLAS: its sgemm, where it came from and how many threads it uses. */
 export interface Blas {
   sgemm: Sgemm;
+  sgemv: Sgemv;
   /** The path or soname that loaded, e.g. `libopenblas.so.0`. */
   library: string;
   /** e.g. `OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Haswell MAX_THREADS=64`, or `Accelerate`. */
@@ -172,7 +191,10 @@ function wrap(lib: Deno.DynamicLibrary<typeof SYMBOLS>, path: string): Blas {
       c,
       ldc,
     );
+  const g = lib.symbols.cblas_sgemv as unknown as (...args: number[]) => void;
+  const sgemv: Sgemv = (trans, m, n, alpha, a, lda, x, beta, y) =>
+    g(CBLAS_ROW_MAJOR, trans ? CBLAS_TRANS : CBLAS_NO_TRANS, m, n, alpha, a, lda, x, 1, beta, y, 1);
   const addressOf = (view: ArrayBufferView) =>
     Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(view as Uint8Array<ArrayBuffer>))) - view.byteOffset;
-  return { sgemm, library: path, description, threads, addressOf };
+  return { sgemm, sgemv, library: path, description, threads, addressOf };
 }

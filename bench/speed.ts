@@ -1,0 +1,181 @@
+/**
+ * `deno task speed`: training throughput on this machine, optionally side by side with PyTorch.
+ *
+ *   deno task speed [--method vit] [--backend blas|wasm|cpu|...] [--steps 10] [--warmup 3] [--batch 64]
+ *                   [--vs-torch] [--no-profile]
+ *
+ * Trains the reference ViT of issue 8 (model/kernels/speed_vit.ts: 32x32 images, patch 4, width 192, depth 6,
+ * 3 heads, MLP 4x, AdamW with weight decay 0) on a fixed random batch, prints images/s, ms/step, peak
+ * RSS, the wasm heap size and the share of time per kernel kind (a separate profiled pass, so the
+ * timers do not touch the timed steps). With `--vs-torch` it then runs bench/speed_torch.py on the
+ * same config with as many threads as the BLAS, and ends with
+ *   speed: train img/s ours=<a> torch=<b> ratio=<a/b>
+ * Expected on 2 shared cores (see README): blas ~50-70 img/s, torch ~50-60 img/s, wasm ~10.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { initBackend, parseBackend, tf } from "../model/engine.ts";
+import { AdamW } from "../model/adamw.ts";
+import { Rng } from "../model/rng.ts";
+import { KernelProfile } from "../model/kernels/kernel_profile.ts";
+import { activeBlas } from "../model/kernels/blas_backend.ts";
+import { blasThreadsWanted } from "../model/kernels/blas.ts";
+import { patchifyHost, SPEED_VIT, SpeedVit } from "../model/kernels/speed_vit.ts";
+import { runTorchSpeed } from "./speed_torch_runner.ts";
+
+const METHODS = ["vit"] as const;
+
+/** Throughput of one timed run. */
+export interface SpeedResult {
+  imgPerSec: number;
+  msPerStep: number;
+  peakRssMb: number;
+  wasmHeapMb: number | null;
+}
+
+/** Peak resident set size of this process in MiB (Linux `VmHWM`; current RSS elsewhere). */
+export function peakRssMb(): number {
+  try {
+    const m = Deno.readTextFileSync("/proc/self/status").match(/VmHWM:\s+(\d+) kB/);
+    if (m) return Number(m[1]) / 1024;
+  } catch {
+    // not Linux
+  }
+  return Deno.memoryUsage().rss / 2 ** 20;
+}
+
+function wasmHeapMb(): number | null {
+  const heap = (tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array } }).wasm?.HEAPU8;
+  return heap ? heap.length / 2 ** 20 : null;
+}
+
+/** Train `steps` steps after `warmup` on the reference ViT; optionally profile `profileSteps` more. */
+export function timeVit(batch: number, steps: number, warmup: number, profileSteps: number) {
+  const cfg = SPEED_VIT;
+  const model = new SpeedVit(cfg, 0);
+  const rng = Rng.from(0, "speed", "images");
+  const images = rng.fillNormal(new Float32Array(batch * 3 * cfg.img * cfg.img));
+  const tokens = (cfg.img / cfg.patch) ** 2;
+  const patches = tf.tensor(patchifyHost(images, batch, cfg.img, cfg.patch), [batch, tokens, 3 * cfg.patch ** 2]);
+  const adam = new AdamW({ betas: [0.9, 0.999], eps: 1e-8 });
+  const vars = model.params.trainable();
+  const hyper = () => ({ lr: 1e-4, weightDecay: 0 });
+  let last = NaN;
+  const step = (read: boolean) => {
+    const { value, grads } = tf.variableGrads(() => model.loss(patches), [...vars.values()]);
+    const byName = new Map([...vars].map(([n, v]) => [n, grads[v.name]]));
+    adam.step(vars, byName, hyper);
+    if (read) last = value.dataSync()[0];
+    tf.dispose([value, ...Object.values(grads)]);
+  };
+  for (let i = 0; i < warmup; i++) step(i === 0);
+  const t0 = performance.now();
+  for (let i = 0; i < steps; i++) step(false);
+  const ms = (performance.now() - t0) / steps;
+  step(true);
+  if (!Number.isFinite(last)) throw new Error(`speed: loss is ${last} after ${warmup + steps + 1} steps`);
+  let profile: KernelProfile | null = null;
+  let profiledMs = 0;
+  if (profileSteps > 0) {
+    profile = new KernelProfile(tf.getBackend());
+    const p0 = performance.now();
+    for (let i = 0; i < profileSteps; i++) step(false);
+    profiledMs = (performance.now() - p0) / profileSteps;
+    profile.stop();
+  }
+  const result: SpeedResult = {
+    imgPerSec: batch / (ms / 1000),
+    msPerStep: ms,
+    peakRssMb: peakRssMb(),
+    wasmHeapMb: wasmHeapMb(),
+  };
+  patches.dispose();
+  adam.dispose();
+  model.dispose();
+  return { result, profile, profiledMs, profileSteps, loss: last };
+}
+
+function printProfile(profile: KernelProfile, perStepMs: number, steps: number): void {
+  const total = perStepMs;
+  const kinds = profile.kinds();
+  const kernelMs = kinds.reduce((s, k) => s + k.ms, 0) / steps;
+  const share = (ms: number) => `${(100 * ms / total).toFixed(1)}%`;
+  console.log(`time per kind (profiled pass, ${perStepMs.toFixed(0)} ms/step):`);
+  for (const k of kinds) {
+    console.log(`  ${k.kind.padEnd(12)} ${(k.ms / steps).toFixed(1).padStart(8)} ms  ${share(k.ms / steps)}`);
+  }
+  console.log(`  ${"js/other".padEnd(12)} ${(total - kernelMs).toFixed(1).padStart(8)} ms  ${share(total - kernelMs)}`);
+  console.log("top kernels:");
+  for (const t of profile.kernels().slice(0, 12)) {
+    console.log(
+      `  ${t.kernel.padEnd(16)} ${(t.ms / steps).toFixed(1).padStart(8)} ms  ${share(t.ms / steps)}  ${
+        t.calls / steps
+      } calls`,
+    );
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      method: { type: "string", default: "vit" },
+      backend: { type: "string", default: "blas" },
+      steps: { type: "string", default: "10" },
+      warmup: { type: "string", default: "3" },
+      batch: { type: "string", default: "64" },
+      "profile-steps": { type: "string", default: "2" },
+      "no-profile": { type: "boolean", default: false },
+      "vs-torch": { type: "boolean", default: false },
+    },
+  });
+  const int = (key: string, v: string, min: number) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new Error(`--${key}: expected an integer >= ${min}, got '${v}'`);
+    return n;
+  };
+  const method = values.method;
+  if (!(METHODS as readonly string[]).includes(method)) {
+    throw new Error(`--method: '${method}' is not timed yet; expected one of ${METHODS.join(", ")}`);
+  }
+  const backend = parseBackend(values.backend);
+  const steps = int("steps", values.steps, 1), warmup = int("warmup", values.warmup, 1);
+  const batch = int("batch", values.batch, 1);
+  const profileSteps = values["no-profile"] ? 0 : int("profile-steps", values["profile-steps"], 0);
+  await initBackend(backend);
+  const blas = activeBlas();
+  const running = tf.getBackend();
+  console.log(
+    `speed: ${method} batch ${batch}, backend ${running}` +
+      (running === "blas" && blas ? ` (${blas.description}, ${blas.threads ?? "?"} threads)` : "") +
+      `, ${steps} steps after ${warmup} warm-up, ${navigator.hardwareConcurrency} logical cores, ` +
+      `load ${Deno.loadavg().map((l) => l.toFixed(2)).join(" ")}`,
+  );
+  const { result, profile, profiledMs } = timeVit(batch, steps, warmup, profileSteps);
+  console.log(
+    `ours: ${result.imgPerSec.toFixed(1)} img/s, ${result.msPerStep.toFixed(0)} ms/step, ` +
+      `peak RSS ${result.peakRssMb.toFixed(0)} MiB` +
+      (result.wasmHeapMb !== null ? `, wasm heap ${result.wasmHeapMb.toFixed(0)} MiB (cap 4096)` : ""),
+  );
+  if (profile) printProfile(profile, profiledMs, profileSteps);
+  if (!values["vs-torch"]) return;
+  const threads = blas?.threads ?? blasThreadsWanted();
+  const torch = await runTorchSpeed({ steps, warmup, batch, threads, cfg: SPEED_VIT });
+  if (!torch.ok) {
+    console.log(`speed: torch comparison skipped: ${torch.reason}`);
+    return;
+  }
+  console.log(
+    `torch ${torch.result.torch} (${torch.result.threads} threads, ${torch.python}): ` +
+      `${torch.result.imgPerSec.toFixed(1)} img/s, ${torch.result.msPerStep.toFixed(0)} ms/step, ` +
+      `peak RSS ${torch.result.peakRssMb.toFixed(0)} MiB`,
+  );
+  const ratio = result.imgPerSec / torch.result.imgPerSec;
+  console.log(
+    `speed: train img/s ours=${result.imgPerSec.toFixed(1)} torch=${torch.result.imgPerSec.toFixed(1)} ` +
+      `ratio=${ratio.toFixed(2)}`,
+  );
+}
+
+if (import.meta.main) await main();
