@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { z } from "zod";
+import type { z } from "zod";
 import { AttentiveProbeConfig, ClassProbeConfig, runClassProbe } from "./class_probe.ts";
 import { KnnProbeConfig, runKnnProbe } from "./knn_probe.ts";
 import { runSegKnn, SegKnnConfig } from "./seg_knn.ts";
