@@ -3,17 +3,20 @@
  *
  *   ROOT/train/<wnid>/*.JPEG
  *   ROOT/val/<wnid>/*.JPEG                       (folders, as torchvision's ImageFolder), or
- *   ROOT/val/*.JPEG + ROOT/LOC_val_solution.csv  (the Kaggle release: flat val, CSV labels)
+ *   ROOT/val/*.JPEG + ROOT/LOC_val_solution.csv  (the Kaggle release: flat val, CSV labels), or
+ *   ROOT/val/*.JPEG + ROOT/ILSVRC2012_devkit_t12/data/{ILSVRC2012_validation_ground_truth.txt,meta.mat}
+ *                                                (the original release; the devkit files may also sit in ROOT)
  *
  * Class index = position of the wnid in the sorted list of train folders (torchvision's
  * convention, so top-1 numbers compare with PyTorch suites); samples are ordered by class,
  * then file name, as ImageFolder does. The synthetic default uses the same layout.
- * Not supported: the devkit's `ILSVRC2012_validation_ground_truth.txt`, whose ids need the
- * MATLAB `meta.mat` to map to wnids (convert it to folders or the CSV first).
+ * The devkit's ground truth holds ILSVRC2012_IDs (not sorted-wnid indices); `meta.mat` maps
+ * them to wnids, as torchvision's `ImageNet` dataset does.
  *
  * @module
  */
 import { decodeRgb } from "./decode.ts";
+import { readMat } from "./matlab.ts";
 import {
   checkIndex,
   type ExpectedCounts,
@@ -115,7 +118,7 @@ async function listClassFolder(
   }
 }
 
-/** Flat `val/*.JPEG` labelled by the Kaggle `LOC_val_solution.csv` (ImageId,PredictionString "wnid x y x y ..."). */
+/** Flat `val/*.JPEG` labelled by the Kaggle CSV or by the devkit's ground truth + meta.mat. */
 async function listFlatVal(
   root: string,
   splitDir: string,
@@ -125,23 +128,7 @@ async function listFlatVal(
   labels: number[],
   problems: Problem[],
 ): Promise<void> {
-  const csvPath = `${root}/LOC_val_solution.csv`;
-  let csv: string;
-  try {
-    csv = await Deno.readTextFile(csvPath);
-  } catch {
-    throw new Error(
-      `${splitDir}: flat validation folder but no labels: expected ${csvPath} (Kaggle) or ${splitDir}/<wnid>/ folders`,
-    );
-  }
-  const wnidOf = new Map<string, string>();
-  for (const [n, line] of csv.split(/\r?\n/).entries()) {
-    if (n === 0 || line.trim() === "") continue; // header "ImageId,PredictionString"
-    const [id, pred] = line.split(",");
-    const wnid = pred?.trim().split(/\s+/)[0];
-    if (!id || !wnid) throw new Error(`${csvPath}:${n + 1}: expected "ImageId,wnid x1 y1 x2 y2 ...", got "${line}"`);
-    wnidOf.set(id, wnid);
-  }
+  const { source, wnidOf } = await readFlatValLabels(root, splitDir);
   for (const e of entries) {
     const path = `${splitDir}/${e.name}`;
     if (!e.isFile || !IMAGE_EXT.test(e.name)) {
@@ -153,11 +140,60 @@ async function listFlatVal(
     if (label === undefined) {
       problems.push({
         path,
-        problem: wnid === undefined ? `no row in ${csvPath}` : `label '${wnid}' is not a train class`,
+        problem: wnid === undefined ? `no label in ${source}` : `label '${wnid}' is not a train class`,
       });
       continue;
     }
     paths.push(path);
     labels.push(label);
   }
+}
+
+/** Image stem -> wnid from `LOC_val_solution.csv` or the devkit files; `source` names the file used. */
+async function readFlatValLabels(
+  root: string,
+  splitDir: string,
+): Promise<{ source: string; wnidOf: Map<string, string> }> {
+  const csvPath = `${root}/LOC_val_solution.csv`;
+  const wnidOf = new Map<string, string>();
+  const csv = await Deno.readTextFile(csvPath).catch(() => null);
+  if (csv !== null) {
+    // Kaggle: header "ImageId,PredictionString", rows "ILSVRC2012_val_00000001,n01751748 x1 y1 x2 y2 ...".
+    for (const [n, line] of csv.split(/\r?\n/).entries()) {
+      if (n === 0 || line.trim() === "") continue;
+      const [id, pred] = line.split(",");
+      const wnid = pred?.trim().split(/\s+/)[0];
+      if (!id || !wnid) throw new Error(`${csvPath}:${n + 1}: expected "ImageId,wnid x1 y1 x2 y2 ...", got "${line}"`);
+      wnidOf.set(id, wnid);
+    }
+    return { source: csvPath, wnidOf };
+  }
+  for (const dir of [`${root}/ILSVRC2012_devkit_t12/data`, root]) {
+    const gtPath = `${dir}/ILSVRC2012_validation_ground_truth.txt`;
+    const gt = await Deno.readTextFile(gtPath).catch(() => null);
+    if (gt === null) continue;
+    const metaPath = `${dir}/meta.mat`;
+    const synsets = (await readMat(metaPath).catch((e) => {
+      throw new Error(`${metaPath}: needed to map ${gtPath} ids to wnids: ${(e as Error).message}`);
+    })).get("synsets");
+    if (!Array.isArray(synsets)) throw new Error(`${metaPath}: no 'synsets' struct array`);
+    const wnidOfId = new Map<number, string>();
+    for (const s of synsets as Record<string, unknown>[]) {
+      wnidOfId.set((s.ILSVRC2012_ID as number[])[0], s.WNID as string);
+    }
+    for (const [n, line] of gt.split(/\r?\n/).entries()) {
+      if (line.trim() === "") continue;
+      const wnid = wnidOfId.get(Number(line));
+      if (wnid === undefined) {
+        throw new Error(`${gtPath}:${n + 1}: id '${line}' is not an ILSVRC2012_ID in ${metaPath}`);
+      }
+      wnidOf.set(`ILSVRC2012_val_${String(n + 1).padStart(8, "0")}`, wnid);
+    }
+    return { source: gtPath, wnidOf };
+  }
+  throw new Error(
+    `${splitDir}: flat validation folder but no labels: expected ${csvPath} (Kaggle), ` +
+      `${root}/ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt + meta.mat (devkit) ` +
+      `or ${splitDir}/<wnid>/ folders`,
+  );
 }

@@ -3,6 +3,7 @@
  * the same labels as the class-folder layout; class index = sorted train folders.
  */
 import { deepStrictEqual as assertEquals, ok, rejects } from "node:assert/strict";
+import { encodeJpeg } from "./decode.ts";
 import { openImagenet } from "./imagenet.ts";
 import { ensureSynthetic } from "./synthetic.ts";
 import { copy } from "./testdata/copy_tree.ts";
@@ -40,7 +41,35 @@ Deno.test("flat val + LOC_val_solution.csv labels like val/<wnid>/ folders", asy
     assertEquals(flat.length, want.size - 1);
     for (let i = 0; i < flat.length; i++) assertEquals(flat.label(i), want.get(flat.path(i).split("/").pop()!));
     assertEquals(flat.layoutProblems.length, 1);
-    ok(flat.layoutProblems[0].path.endsWith("_00003.JPEG") && flat.layoutProblems[0].problem.startsWith("no row in"));
+    ok(flat.layoutProblems[0].path.endsWith("_00003.JPEG") && flat.layoutProblems[0].problem.startsWith("no label in"));
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("flat val + devkit ground truth: ILSVRC2012_IDs mapped through meta.mat (plain and compressed)", async () => {
+  const tmp = await Deno.makeTempDir();
+  try {
+    const jpeg = await encodeJpeg({ width: 8, height: 8, channels: 3, data: new Uint8Array(192).fill(90) });
+    // testdata/devkit_meta*.mat: id 1 n02119789, 2 n01440764, 3 n03000134, 4 n01443537 (+ a parent, id 1001).
+    const wnids = ["n01440764", "n01443537", "n02119789", "n03000134"];
+    for (const [layout, meta] of [["devkit", "devkit_meta_z.mat"], ["root", "devkit_meta.mat"]]) {
+      const root = `${tmp}/${layout}`;
+      for (const w of wnids) {
+        await Deno.mkdir(`${root}/train/${w}`, { recursive: true });
+        await Deno.writeFile(`${root}/train/${w}/${w}_1.JPEG`, jpeg);
+      }
+      await Deno.mkdir(`${root}/val`);
+      for (let k = 1; k <= 4; k++) await Deno.writeFile(`${root}/val/ILSVRC2012_val_0000000${k}.JPEG`, jpeg);
+      const data = layout === "devkit" ? `${root}/ILSVRC2012_devkit_t12/data` : root;
+      await Deno.mkdir(data, { recursive: true });
+      await Deno.copyFile(new URL(`./testdata/${meta}`, import.meta.url), `${data}/meta.mat`);
+      await Deno.writeTextFile(`${data}/ILSVRC2012_validation_ground_truth.txt`, "3\n1\n4\n2\n");
+      const val = await openImagenet(root, "val");
+      assertEquals(val.classNames, wnids);
+      assertEquals(Array.from({ length: 4 }, (_, i) => val.label(i)), [3, 2, 1, 0], layout);
+      assertEquals(val.layoutProblems, []);
+    }
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }
