@@ -254,7 +254,11 @@ export async function openAde20k(root: string, split: Split, options: Ade20kOpti
     label: (i) => (checkIndex(description, i, images.length), -1),
     async load(i: number): Promise<Sample> {
       checkIndex(description, i, images.length);
-      const [image, labelMap] = await Promise.all([decodeRgb(images[i]), decodeAnnotation(anns[i], images[i])]);
+      // Both decodes run at once; the image's error wins so the message does not depend on timing.
+      const [img, ann] = await Promise.allSettled([decodeRgb(images[i]), decodeAnnotation(anns[i], images[i])]);
+      if (img.status === "rejected") throw img.reason;
+      if (ann.status === "rejected") throw ann.reason;
+      const image = img.value, labelMap = ann.value;
       if (labelMap.width !== image.width || labelMap.height !== image.height) {
         throw new BadSampleError(
           anns[i],

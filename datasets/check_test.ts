@@ -138,6 +138,7 @@ Deno.test("ADE20K problems: missing annotation, label out of range, size mismatc
 
 Deno.test("usage errors exit 2 with a message", async () => {
   assertEquals((await run(["check", "--kind", "coco", "--root", "/x"])).code, 2);
+  assertEquals((await run(["check", "--kind", "synthetic", "--concurrency", "many"])).code, 2);
   const r = await run(["check", "--kind", "imagenet"]);
   assertEquals(r.code, 2);
   ok(r.out.includes("--root DIR is required"), r.out);

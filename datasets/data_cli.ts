@@ -65,6 +65,11 @@ export async function main(args: string[], print: (line: string) => void = conso
     print(`--split must be train or val, got '${values.split}'`);
     return 2;
   }
+  const concurrency = Number(values.concurrency ?? 8);
+  if (!(Number.isInteger(concurrency) && concurrency >= 1)) {
+    print(`--concurrency must be a positive integer, got '${values.concurrency}'`);
+    return 2;
+  }
   const splits: Split[] = values.split ? [values.split as Split] : ["train", "val"];
   const tasks = kind === "synthetic" ? (["classification", "segmentation"] as const) : [undefined];
   const spec = { kind, root: values.root ?? null };
@@ -79,7 +84,13 @@ export async function main(args: string[], print: (line: string) => void = conso
         problems++;
         continue;
       }
-      const report = await checkDataset(ds, { concurrency: Number(values.concurrency ?? 8) });
+      let last = performance.now();
+      const onProgress = (done: number, total: number) => {
+        if (performance.now() - last < 10_000) return; // a line every 10 s on big datasets
+        last = performance.now();
+        console.error(`  ${ds.description}: ${done.toLocaleString("en-US")} / ${total.toLocaleString("en-US")} read`);
+      };
+      const report = await checkDataset(ds, { concurrency, onProgress });
       for (const line of formatReport(report, ds.classNames)) print(line);
       problems += report.problems.length;
     }
