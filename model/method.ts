@@ -35,6 +35,11 @@ export interface OptimizerSpec {
 /** A batch after the method drew its masks: opaque to the trainer. */
 export interface PreparedBatch {
   images: HostTensor<Float32Array>;
+  /**
+   * Release tensors `prepare` computed outside the gradient tape (CAPI: teacher targets);
+   * the trainer calls it after the step.
+   */
+  dispose?(): void;
 }
 
 /** A loss and the scalars worth logging, all owned by the caller. */

@@ -211,6 +211,7 @@ export async function train(method: MimMethod, data: BatchSource, opts: TrainOpt
         if (clipped) tf.dispose([...g.values()]);
       }
       tf.dispose(Object.values(grads));
+      batch.dispose?.();
       method.afterStep?.(it);
       tf.tidy(() => {
         firstBad.assign(tf.minimum(firstBad, tf.where(tf.isFinite(value), tf.scalar(Infinity), tf.scalar(it))));

@@ -10,6 +10,8 @@ import { CAPI_PRESETS, capiConfig, capiConfigFromFixture, capiDims, type CapiPre
 import { CapiMethod } from "./method.ts";
 import { capiSchedules } from "./optim.ts";
 import { runCapiParity } from "./parity.ts";
+import { residual, spreadRows, takeRows } from "./model.ts";
+import { Rng } from "../rng.ts";
 
 const FIXTURE = new URL("../testdata/capi_tiny.json", import.meta.url).pathname;
 await initBackend("cpu");
@@ -76,4 +78,28 @@ Deno.test("CapiMethod encoder: shapes, non-square images, no leaks", async () =>
     /expected \[B, 3, 16, 24\]/,
   );
   m.dispose();
+});
+
+Deno.test("efficient stochastic depth: kept samples get x + (B/n_keep) f(x), the others x; rows helpers exact", () => {
+  const b = 10, rate = 0.3, nKeep = Math.max(Math.floor(b * (1 - rate)), 1);
+  const x = tf.tensor3d(Float32Array.from({ length: b * 2 * 3 }, (_, i) => i * 0.5 - 7), [b, 2, 3]);
+  const before = tf.memory().numTensors;
+  const out = tf.tidy(() => residual(x, (xs) => tf.add(tf.mul(xs, 2), 1), { rate, rng: Rng.from(9, "dp") }));
+  assert.equal(tf.memory().numTensors, before + 1);
+  const keep = new Set(Rng.from(9, "dp").permutation(b).slice(0, nKeep));
+  const xv = x.dataSync(), ov = out.dataSync();
+  for (let s = 0; s < b; s++) {
+    for (let j = 0; j < 6; j++) {
+      const v = xv[s * 6 + j];
+      const want = keep.has(s) ? v + (b / nKeep) * (2 * v + 1) : v;
+      assert.ok(Math.abs(ov[s * 6 + j] - want) < 1e-5, `sample ${s}: ${ov[s * 6 + j]} vs ${want}`);
+    }
+  }
+  const idx = Int32Array.from([0, 1, 4, 5, 6, 9]);
+  const taken = tf.tidy(() => spreadRows(takeRows(x, idx), idx, b));
+  const tv = taken.dataSync();
+  for (let s = 0; s < b; s++) {
+    for (let j = 0; j < 6; j++) assert.equal(tv[s * 6 + j], idx.includes(s) ? xv[s * 6 + j] : 0);
+  }
+  tf.dispose([x, out, taken]);
 });

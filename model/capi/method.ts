@@ -19,21 +19,34 @@ import { patchify } from "../nn/patch_embed.ts";
 import { ParamStore } from "../params.ts";
 import { Rng } from "../rng.ts";
 import { type CapiConfig, type CapiDims, capiDims } from "./config.ts";
-import { l2NormLinear, meanEntropy, onlineClustering, softCrossEntropy } from "./heads.ts";
+import { clusteringLogits, l2NormLinear, meanEntropy, sinkhornKnopp, softCrossEntropy } from "./heads.ts";
 import { type CapiMasks, sampleCapiMasks } from "./masking.ts";
 import { CapiGeometry, evalForward, fullEncode, studentForward } from "./model.ts";
 import { capiSchedules, emaUpdate, paramGroupMults } from "./optim.ts";
 import { ropeFreqs } from "./rope.ts";
 
-/** A batch with its masks and host-side patches. */
+/**
+ * A batch with its masks, host-side patches and the teacher's side of the iteration, computed
+ * in `prepare` outside the gradient tape: the teacher backbone gets no gradient and the
+ * Sinkhorn targets are detached (`.detach()` in the official code), so recording them would
+ * only cost memory and a useless backward pass through Sinkhorn.
+ */
 export interface CapiBatch extends PreparedBatch {
   masks: CapiMasks;
   /** `[B, N, 3p^2]` in Conv2d `(c, py, px)` order. */
   patches: HostTensor<Float32Array>;
+  /** Teacher patch features after `enc_norm`, registers dropped: `[B, N, D]`. */
+  teacherFeats: tf.Tensor;
+  /** Sinkhorn assignments `[B, N, K]`. */
+  assignments: tf.Tensor;
+  /** Assignments at the predicted positions `[B*nPredict, K]`. */
+  targets: tf.Tensor;
+  targetEntropy: tf.Scalar;
+  dispose(): void;
 }
 
 function isCapiBatch(b: PreparedBatch): b is CapiBatch {
-  return "masks" in b && "patches" in b;
+  return "masks" in b && "targets" in b;
 }
 
 /** Backbone parameter names and initial values (model.py:317-324, 451-463). */
@@ -112,41 +125,71 @@ export class CapiMethod implements MimMethod {
   }
 
   prepare(images: HostTensor<Float32Array>, rng: Rng): CapiBatch {
-    const { imageH, imageW, gridH, gridW, nMasked, nPredict } = this.dims;
+    const { imageH, imageW, gridH, gridW, nMasked, nPredict, nTokens } = this.dims;
     if (
       images.shape.length !== 4 || images.shape[1] !== 3 || images.shape[2] !== imageH || images.shape[3] !== imageW
     ) {
       throw new Error(`CAPI: images must be [B, 3, ${imageH}, ${imageW}] (config imageSize), got [${images.shape}]`);
     }
+    const c = this.config, get = (n: string) => this.params.get(n);
     const batch = images.shape[0];
     const masks = sampleCapiMasks(rng.fork("capi.mask"), { batch, gridH, gridW, nMasked, nPredict });
-    return { images, masks, patches: patchify(images, this.config.patchSize, "chw") };
+    const patches = patchify(images, c.patchSize, "chw");
+    const [teacherFeats, assignments, targets, targetEntropy] = tf.tidy(() => {
+      // Teacher = EMA backbone on the full image, registers dropped (train_capi.py:99).
+      const t = fullEncode(
+        get,
+        "ema.backbone.",
+        tf.tensor3d(patches.data, patches.shape as [number, number, number]),
+        this.geometry,
+      );
+      const feats = tf.slice(t.out, [0, c.nRegisters, 0], [batch, nTokens, c.embedDim]); // [B, N, D]
+      const logits = clusteringLogits(feats, get("teacher_head.layer.weight"), get("teacher_head.layer.bias"));
+      const a = sinkhornKnopp(tf.div(logits, c.targetTemp), c.nSkIter, 0, 2); // positionwise: over the batch axis
+      const tg = tf.gather(tf.reshape(a, [-1, c.numClusters]), tf.tensor1d(masks.predictIndices, "int32"));
+      return [feats, a, tg, meanEntropy(tg)];
+    });
+    const owned = [teacherFeats, assignments, targets, targetEntropy];
+    return {
+      images,
+      masks,
+      patches,
+      teacherFeats,
+      assignments,
+      targets,
+      targetEntropy: targetEntropy as tf.Scalar,
+      dispose: () => tf.dispose(owned),
+    };
   }
 
   loss(batch: PreparedBatch, rng: Rng): LossOutput {
     if (!isCapiBatch(batch)) throw new Error("CapiMethod.loss: batch was not prepared by CapiMethod.prepare");
     const c = this.config, g = this.geometry, get = (n: string) => this.params.get(n);
     return tf.tidy(() => {
-      const b = batch.patches.shape[0];
+      // Clustering loss: gradient reaches only the teacher head's weight and bias.
+      const logits = clusteringLogits(
+        batch.teacherFeats,
+        get("teacher_head.layer.weight"),
+        get("teacher_head.layer.bias"),
+      );
+      const lossClustering = softCrossEntropy(batch.assignments, logits, c.predTemp);
       const patches = tf.tensor3d(batch.patches.data, batch.patches.shape as [number, number, number]);
-      // Teacher: EMA backbone (non-trainable: no gradient), full image, registers dropped.
-      const t = fullEncode(get, "ema.backbone.", patches, g);
-      const feats = tf.slice(t.out, [0, c.nRegisters, 0], [b, this.dims.nTokens, c.embedDim]); // [B, N, D]
-      const cl = onlineClustering(feats, get("teacher_head.layer.weight"), get("teacher_head.layer.bias"), c);
-      const predict = tf.tensor1d(batch.masks.predictIndices, "int32");
-      const targets = tf.gather(tf.reshape(cl.assignments, [-1, c.numClusters]), predict); // [B*nPred, K]
       const dp = c.dropPathRate > 0 ? { rate: c.dropPathRate, rng: rng.fork("capi.drop_path") } : undefined;
       const pred = studentForward(get, "student.backbone.", patches, batch.masks, g, { dp });
-      const logits = l2NormLinear(
+      const studentLogits = l2NormLinear(
         pred,
         get("student.head.last_layer.weight_v"),
         get("student.head.last_layer.weight_g"),
       );
-      const lossCapi = softCrossEntropy(targets, logits, c.studentTemp);
+      const lossCapi = softCrossEntropy(batch.targets, studentLogits, c.studentTemp);
       // The two losses touch disjoint parameters, so one sum gives both gradients.
       return {
-        loss: tf.add(lossCapi, cl.loss) as tf.Scalar,
-        metrics: { loss_capi: lossCapi, loss_clustering: cl.loss, target_entropy: meanEntropy(targets) },
+        loss: tf.add(lossCapi, lossClustering) as tf.Scalar,
+        metrics: {
+          loss_capi: lossCapi,
+          loss_clustering: lossClustering,
+          target_entropy: tf.clone(batch.targetEntropy),
+        },
       };
     });
   }

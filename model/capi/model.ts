@@ -39,35 +39,70 @@ function attention(
   const q = splitHeads(linear(xq, get(`${pre}q_proj.weight`)), heads); // [B,h,Lq,hd]
   const k = splitHeads(linear(ctx, get(`${pre}k_proj.weight`)), heads); // [B,h,Lk,hd]
   const v = splitHeads(linear(ctx, get(`${pre}v_proj.weight`)), heads);
-  const qr = applyRope(q, ropeAngles(coordsQ, freqs), rot);
-  const kr = applyRope(k, coordsK === coordsQ ? ropeAngles(coordsQ, freqs) : ropeAngles(coordsK, freqs), rot);
+  const csQ = ropeAngles(coordsQ, freqs);
+  const qr = applyRope(q, csQ, rot);
+  const kr = applyRope(k, coordsK === coordsQ ? csQ : ropeAngles(coordsK, freqs), rot);
   return linear(mergeHeads(scaledDotProductAttention(qr, kr, v)), get(`${pre}proj.weight`));
+}
+
+/** Maximal runs `[start, length]` of consecutive values in ascending `idx`. */
+function runsOf(idx: ArrayLike<number>): [number, number][] {
+  const runs: [number, number][] = [];
+  for (let i = 0; i < idx.length; i++) {
+    const last = runs[runs.length - 1];
+    if (last && idx[i] === last[0] + last[1]) last[1]++;
+    else runs.push([idx[i], 1]);
+  }
+  return runs;
+}
+
+/**
+ * Rows `keep` (ascending) of `x` along axis 0, as slices + concat: wasm's gather kernel is
+ * slow, and a random subset of most of the batch is only a few contiguous runs.
+ */
+export function takeRows(x: tf.Tensor, keep: Int32Array): tf.Tensor {
+  const rest = x.shape.slice(1);
+  const parts = runsOf(keep).map(([s, n]) => tf.slice(x, [s, ...rest.map(() => 0)], [n, ...rest]));
+  return parts.length === 1 ? parts[0] : tf.concat(parts, 0);
+}
+
+/** Inverse of `takeRows`: rows of `r` placed at `keep` in a `[total, ...]` tensor, zeros elsewhere. */
+export function spreadRows(r: tf.Tensor, keep: Int32Array, total: number): tf.Tensor {
+  const rest = r.shape.slice(1);
+  const parts: tf.Tensor[] = [];
+  let src = 0, dst = 0;
+  for (const [s, n] of runsOf(keep)) {
+    if (s > dst) parts.push(tf.zeros([s - dst, ...rest]));
+    parts.push(tf.slice(r, [src, ...rest.map(() => 0)], [n, ...rest]));
+    src += n;
+    dst = s + n;
+  }
+  if (dst < total) parts.push(tf.zeros([total - dst, ...rest]));
+  return parts.length === 1 ? parts[0] : tf.concat(parts, 0);
 }
 
 /**
  * `x + branch(x)`, or the efficient stochastic-depth form: the branch runs on
- * `n_keep = max(floor(B(1-rate)), 1)` random samples and is added with scale `B/n_keep`.
+ * `n_keep = max(floor(B(1-rate)), 1)` samples `randperm(B)[:n_keep]` and is added with scale
+ * `B/n_keep`. Samples are independent in every branch, so the kept set is processed in
+ * ascending order (same result as the official permuted order).
  * `branch` receives the kept sample indices (or null for all) to subset its other inputs.
  */
-function residual(
+export function residual(
   x: tf.Tensor,
-  branch: (xs: tf.Tensor, keep: tf.Tensor | null) => tf.Tensor,
+  branch: (xs: tf.Tensor, keep: Int32Array | null) => tf.Tensor,
   dp: DropPath | undefined,
 ): tf.Tensor {
   const b = x.shape[0];
   if (!dp || dp.rate <= 0) return tf.add(x, branch(x, null));
   const nKeep = Math.max(Math.floor(b * (1 - dp.rate)), 1);
-  const perm = dp.rng.permutation(b).slice(0, nKeep);
-  const keep = tf.tensor1d(perm, "int32");
-  const r = tf.mul(branch(tf.gather(x, keep), keep), b / nKeep); // [nKeep, L, D]
-  // Scatter back by a gather from [r ; 0]: samples not kept read the zero row.
-  const where = new Int32Array(b).fill(nKeep);
-  perm.forEach((s, i) => (where[s] = i));
-  const padded = tf.concat([r, tf.zeros([1, ...r.shape.slice(1)])], 0);
-  return tf.add(x, tf.gather(padded, tf.tensor1d(where, "int32")));
+  const keep = dp.rng.permutation(b).slice(0, nKeep).sort();
+  if (nKeep === b) return tf.add(x, tf.mul(branch(x, null), b / nKeep));
+  const r = tf.mul(branch(takeRows(x, keep), keep), b / nKeep); // [nKeep, L, D]
+  return tf.add(x, spreadRows(r, keep, b));
 }
 
-const sub = (t: tf.Tensor, keep: tf.Tensor | null) => (keep ? tf.gather(t, keep) : t);
+const sub = (t: tf.Tensor, keep: Int32Array | null) => (keep ? takeRows(t, keep) : t);
 
 /** Pre-norm block: self-attention when `ctx` is null, else cross-attention (norm on queries only). */
 function block(
