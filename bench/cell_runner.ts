@@ -29,6 +29,8 @@ export interface PretrainContext {
   cell: Cell;
   /** Folder for this identity's checkpoints; the trainer resumes from what it finds there. */
   checkpointDir: string;
+  /** Identity hash of the pretraining (the trainer refuses to resume another run's checkpoint). */
+  pretrainHash: string;
   log: (line: string) => void;
 }
 
@@ -161,7 +163,7 @@ export async function runCells(cells: Cell[], phases: BenchPhases, opts: RunCell
         const reused = outcome !== null;
         if (outcome) log(`${tag}: reusing finished pretraining in ${checkpointDir}`);
         else {
-          outcome = await phases.pretrain({ cell, checkpointDir, log });
+          outcome = await phases.pretrain({ cell, checkpointDir, pretrainHash: id.pretrainHash, log });
           await atomicWriteJson(donePath, outcome);
         }
         pretrainSec = reused ? 0 : (performance.now() - t0) / 1000;

@@ -25,7 +25,7 @@ import { ALL_SUBJECTS, classificationProbes, segmentationProbes } from "./common
 const synthetic = (kind: "imagenet" | "ade20k", split: "train" | "val"): DataSpec => ({
   kind,
   source: "synthetic",
-  root: `.cache/synthetic/${kind}`,
+  root: ".cache/synthetic-v1",
   split,
   name: kind === "imagenet" ? "synthetic-cls" : "synthetic-seg",
 });
