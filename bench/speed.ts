@@ -2,7 +2,7 @@
  * `deno task speed`: training throughput on this machine, optionally side by side with PyTorch.
  *
  *   deno task speed [--method vit] [--backend blas|wasm|cpu|...] [--steps 10] [--warmup 3] [--batch 64]
- *                   [--vs-torch] [--no-profile]
+ *                   [--vs-torch] [--no-profile] [--grads lean|tfjs]
  *
  * Trains the reference ViT of issue 8 (model/kernels/speed_vit.ts: 32x32 images, patch 4, width 192, depth 6,
  * 3 heads, MLP 4x, AdamW with weight decay 0) on a fixed random batch, prints images/s, ms/step, peak
@@ -19,6 +19,7 @@ import { initBackend, parseBackend, tf } from "../model/engine.ts";
 import { AdamW } from "../model/adamw.ts";
 import { Rng } from "../model/rng.ts";
 import { KernelProfile } from "../model/kernels/kernel_profile.ts";
+import { leanVariableGrads } from "../model/kernels/lean_grads.ts";
 import { activeBlas } from "../model/kernels/blas_backend.ts";
 import { blasThreadsWanted } from "../model/kernels/blas.ts";
 import { patchifyHost, SPEED_VIT, SpeedVit } from "../model/kernels/speed_vit.ts";
@@ -51,7 +52,7 @@ function wasmHeapMb(): number | null {
 }
 
 /** Train `steps` steps after `warmup` on the reference ViT; optionally profile `profileSteps` more. */
-export function timeVit(batch: number, steps: number, warmup: number, profileSteps: number) {
+export function timeVit(batch: number, steps: number, warmup: number, profileSteps: number, lean = true) {
   const cfg = SPEED_VIT;
   const model = new SpeedVit(cfg, 0);
   const rng = Rng.from(0, "speed", "images");
@@ -63,7 +64,8 @@ export function timeVit(batch: number, steps: number, warmup: number, profileSte
   const hyper = () => ({ lr: 1e-4, weightDecay: 0 });
   let last = NaN;
   const step = (read: boolean) => {
-    const { value, grads } = tf.variableGrads(() => model.loss(patches), [...vars.values()]);
+    const grad = lean ? leanVariableGrads : tf.variableGrads;
+    const { value, grads } = grad(() => model.loss(patches), [...vars.values()]);
     const byName = new Map([...vars].map(([n, v]) => [n, grads[v.name]]));
     adam.step(vars, byName, hyper);
     if (read) last = value.dataSync()[0];
@@ -128,6 +130,9 @@ async function main(): Promise<void> {
       "profile-steps": { type: "string", default: "2" },
       "no-profile": { type: "boolean", default: false },
       "vs-torch": { type: "boolean", default: false },
+      // lean: model/kernels/lean_grads.ts frees saved tensors and gradients during the backward
+      // pass (same values, about half the peak heap: what lets batch 128 fit); tfjs: tf.variableGrads.
+      grads: { type: "string", default: "lean" },
     },
   });
   const int = (key: string, v: string, min: number) => {
@@ -143,16 +148,19 @@ async function main(): Promise<void> {
   const steps = int("steps", values.steps, 1), warmup = int("warmup", values.warmup, 1);
   const batch = int("batch", values.batch, 1);
   const profileSteps = values["no-profile"] ? 0 : int("profile-steps", values["profile-steps"], 0);
+  if (values.grads !== "lean" && values.grads !== "tfjs") {
+    throw new Error(`--grads: expected 'lean' or 'tfjs', got '${values.grads}'`);
+  }
   await initBackend(backend);
   const blas = activeBlas();
   const running = tf.getBackend();
   console.log(
     `speed: ${method} batch ${batch}, backend ${running}` +
       (running === "blas" && blas ? ` (${blas.description}, ${blas.threads ?? "?"} threads)` : "") +
-      `, ${steps} steps after ${warmup} warm-up, ${navigator.hardwareConcurrency} logical cores, ` +
+      `, ${values.grads} grads, ${steps} steps after ${warmup} warm-up, ${navigator.hardwareConcurrency} logical cores, ` +
       `load ${Deno.loadavg().map((l) => l.toFixed(2)).join(" ")}`,
   );
-  const { result, profile, profiledMs } = timeVit(batch, steps, warmup, profileSteps);
+  const { result, profile, profiledMs } = timeVit(batch, steps, warmup, profileSteps, values.grads === "lean");
   console.log(
     `ours: ${result.imgPerSec.toFixed(1)} img/s, ${result.msPerStep.toFixed(0)} ms/step, ` +
       `peak RSS ${result.peakRssMb.toFixed(0)} MiB` +
