@@ -22,8 +22,10 @@ import { encodeJpeg, encodePng } from "./decode.ts";
 import { openImagenet } from "./imagenet.ts";
 import { renderScene, type ShapeName, SHAPES } from "./synthetic_render.ts";
 
-/** Bump when rendering changes: the version is part of the cache folder name. */
+/** The dataset family; part of the cache folder name. */
 export const SYNTHETIC_VERSION = "synthetic-v1";
+/** Bump when the rendering changes: a default cache of an older revision is regenerated. */
+export const RENDER_REVISION = 2;
 
 export const SyntheticConfig = z.strictObject({
   seed: z.number().int().default(0).describe("generator seed; the default dataset is seed 0"),
@@ -65,6 +67,7 @@ function manifestOf(config: SyntheticConfig) {
   const nc = SYNTHETIC_CLASSES.length;
   return {
     format: SYNTHETIC_VERSION,
+    renderRevision: RENDER_REVISION,
     config,
     classification: {
       classes: SYNTHETIC_CLASSES.map((_, k) => classFolder(k)),
@@ -89,7 +92,7 @@ export async function writeSynthetic(dir: string, config: SyntheticConfig): Prom
       jobs.push(async () => {
         const rng = Rng.from(config.seed, "synthetic", "classification", split, i);
         const [w, h] = [rng.int(config.minSide, config.maxSide), rng.int(config.minSide, config.maxSide)];
-        const { image } = renderScene(rng, w, h, [{ shape: SYNTHETIC_CLASSES[k], label: 1 }], [0.25, 0.45], 0);
+        const { image } = renderScene(rng, w, h, [{ shape: SYNTHETIC_CLASSES[k], label: 1 }], [0.3, 0.48], 0);
         const name = `${classFolder(k)}_${String(i).padStart(5, "0")}.JPEG`;
         await Deno.writeFile(
           `${dir}/imagenet/${split}/${classFolder(k)}/${name}`,
@@ -145,10 +148,16 @@ export async function ensureSynthetic(
   const root = options.root ?? defaultSyntheticRoot(config);
   const want = JSON.stringify(manifestOf(config));
   const have = await readManifest(root);
+  let replace = false;
   if (have !== null) {
+    if (JSON.stringify(have) === want) return root;
     const acceptAny = options.config === undefined && options.root !== undefined;
-    if (acceptAny && (have as { format?: string }).format === SYNTHETIC_VERSION) return root;
-    if (JSON.stringify(have) !== want) {
+    if (acceptAny && have.format === SYNTHETIC_VERSION) return root;
+    // The default cache made by an older renderer is regenerated (it is only a cache);
+    // anything else that differs is the user's folder and an error.
+    replace = options.root === undefined && have.format === SYNTHETIC_VERSION &&
+      JSON.stringify(have.config) === JSON.stringify(config);
+    if (!replace) {
       throw new Error(
         `${root}/synthetic.json: this folder holds a synthetic dataset with another config ` +
           `(${JSON.stringify(have.config)}); expected ${
@@ -156,33 +165,34 @@ export async function ensureSynthetic(
           }. Delete the folder or pick another root.`,
       );
     }
-    return root;
-  }
-  try {
-    await Deno.stat(root);
+  } else if (await Deno.stat(root).then(() => true, () => false)) {
     throw new Error(`${root}: exists but has no synthetic.json; it is not a finished synthetic dataset (delete it)`);
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
   const parent = root.replace(/\/[^/]+\/?$/, "") || ".";
   await Deno.mkdir(parent, { recursive: true });
-  const tmp = `${root}.tmp-${Deno.pid}-${Date.now()}`;
+  const stamp = `${Deno.pid}-${Date.now()}`;
+  const tmp = `${root}.tmp-${stamp}`;
   const t0 = performance.now();
-  options.log?.(`generating the synthetic dataset (seed ${config.seed}) into ${root} ...`);
+  options.log?.(
+    `${replace ? "regenerating (renderer revision changed)" : "generating"} the synthetic dataset ` +
+      `(seed ${config.seed}) into ${root} ...`,
+  );
   try {
     await writeSynthetic(tmp, config);
+    if (replace) await Deno.rename(root, `${root}.stale-${stamp}`);
     await Deno.rename(tmp, root);
   } catch (e) {
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
     // Another process may have finished the same dataset first: theirs is as good as ours.
-    if ((await readManifest(root)) !== null && JSON.stringify(await readManifest(root)) === want) return root;
+    if (JSON.stringify(await readManifest(root)) === want) return root;
     throw e;
   }
+  if (replace) await Deno.remove(`${root}.stale-${stamp}`, { recursive: true }).catch(() => {});
   options.log?.(`generated in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   return root;
 }
 
-async function readManifest(root: string): Promise<{ config: unknown } | null> {
+async function readManifest(root: string): Promise<{ format?: string; config?: unknown } | null> {
   try {
     return JSON.parse(await Deno.readTextFile(`${root}/synthetic.json`));
   } catch (e) {

@@ -56,8 +56,24 @@ function randomColour(rng: Rng): number[] {
   return [rng.int(0, 255), rng.int(0, 255), rng.int(0, 255)];
 }
 
-function randomTexture(rng: Rng, width: number, height: number): Texture {
-  const c0 = randomColour(rng), c1 = randomColour(rng);
+/** Texture colours: c0 uniform, c1 within +-90 of it (a visible but not overwhelming texture). */
+function textureColours(rng: Rng): [number[], number[]] {
+  const c0 = randomColour(rng);
+  return [c0, c0.map((v) => Math.min(255, Math.max(0, v + rng.int(-90, 90))))];
+}
+
+const meanColour = (c0: number[], c1: number[]) => c0.map((v, i) => (v + c1[i]) / 2);
+
+/**
+ * A random texture. With `awayFrom` (the background's mean colour), colours are redrawn until
+ * the mean is at least 100 RGB units away, so every object is visible (no label noise from
+ * camouflaged objects); the colour itself still carries no class information.
+ */
+function randomTexture(rng: Rng, width: number, height: number, awayFrom?: number[]): Texture {
+  let [c0, c1] = textureColours(rng);
+  for (let k = 0; awayFrom && k < 50 && Math.hypot(...meanColour(c0, c1).map((v, i) => v - awayFrom[i])) < 100; k++) {
+    [c0, c1] = textureColours(rng);
+  }
   const kind = rng.int(0, 4);
   const angle = rng.uniform(0, Math.PI), ca = Math.cos(angle), sa = Math.sin(angle);
   switch (kind) {
@@ -117,6 +133,7 @@ function placeObject(
   width: number,
   height: number,
   scale: [number, number],
+  background: number[],
 ): SceneObject {
   const side = Math.min(width, height);
   const r = rng.uniform(scale[0], scale[1]) * side; // half-size in pixels
@@ -128,7 +145,7 @@ function placeObject(
   return {
     inside: SHAPES[shape],
     label,
-    texture: randomTexture(rng, width, height),
+    texture: randomTexture(rng, width, height, background),
     cx,
     cy,
     a: cr / sx,
@@ -152,7 +169,10 @@ export function renderScene(
   backgroundLabel: number,
 ): { image: Pixels; labels: Pixels } {
   const bg = randomTexture(rng.fork("background"), width, height);
-  const placed = objects.map((o, k) => placeObject(rng.fork("object", k), o.shape, o.label, width, height, scale));
+  const bgMean = meanColour(bg.c0, bg.c1);
+  const placed = objects.map((o, k) =>
+    placeObject(rng.fork("object", k), o.shape, o.label, width, height, scale, bgMean)
+  );
   const noise = rng.fork("noise");
   const image = new Uint8Array(width * height * 3), labels = new Uint8Array(width * height);
   const rgb = [0, 0, 0];
