@@ -84,13 +84,17 @@ export function capiDims(c: CapiConfig): CapiDims {
   // capi data.py: int(N * mask_ratio), int(n_masked * prediction_subsampling).
   const nMasked = Math.floor(nTokens * c.maskRatio);
   const nPredict = Math.floor(nMasked * c.predictionSubsampling);
-  if (nMasked >= nTokens || nPredict < 1) {
+  return { imageH, imageW, gridH, gridW, nTokens, headDim, nMasked, nVisible: nTokens - nMasked, nPredict };
+}
+
+/** Training needs at least one visible and one predicted token per image (evaluation does not). */
+export function assertTrainable(c: CapiConfig, d: CapiDims): void {
+  if (d.nMasked >= d.nTokens || d.nPredict < 1) {
     throw new Error(
-      `CapiConfig: ${nTokens} tokens with maskRatio ${c.maskRatio} and predictionSubsampling ` +
-        `${c.predictionSubsampling} give ${nMasked} masked / ${nPredict} predicted; need >= 1 visible and >= 1 predicted`,
+      `CapiConfig: ${d.nTokens} tokens with maskRatio ${c.maskRatio} and predictionSubsampling ` +
+        `${c.predictionSubsampling} give ${d.nMasked} masked / ${d.nPredict} predicted; need >= 1 visible and >= 1 predicted`,
     );
   }
-  return { imageH, imageW, gridH, gridW, nTokens, headDim, nMasked, nVisible: nTokens - nMasked, nPredict };
 }
 
 /**
@@ -128,6 +132,13 @@ export const TINY_WHY = {
     "while a short run still needs a large step; clustering lr matches the student's so the head keeps up",
   predictionSubsampling: "0.25: with 64 tokens 0.05 would predict 2 tokens per image",
 } as const;
+
+/** Preset names, with the reasons for the tiny preset's departures from the official recipe. */
+export const CapiPresetName = z.enum(["tiny", "vit_s", "vit_b", "vit_l"]).describe(
+  "vit_l = the official ViT-L/14 recipe (SPEC 1.9); vit_s / vit_b change only width, heads, depths and " +
+    "drop path; tiny (32 px, patch 4, width 192, 4 + 2 blocks, batch ~64, ~2000 steps on CPU) rescales: " +
+    Object.entries(TINY_WHY).map(([k, v]) => `${k}: ${v}`).join("; "),
+);
 
 /** A resolved config from a preset plus overrides. */
 export function capiConfig(preset: CapiPreset = "vit_l", overrides: CapiConfigInput = {}): CapiConfig {

@@ -18,7 +18,7 @@ import type { LossOutput, MimMethod, OptimizerSpec, PreparedBatch } from "../met
 import { patchify } from "../nn/patch_embed.ts";
 import { ParamStore } from "../params.ts";
 import { Rng } from "../rng.ts";
-import { type CapiConfig, type CapiDims, capiDims } from "./config.ts";
+import { assertTrainable, type CapiConfig, type CapiDims, capiDims } from "./config.ts";
 import { clusteringLogits, l2NormLinear, meanEntropy, sinkhornKnopp, softCrossEntropy } from "./heads.ts";
 import { type CapiMasks, sampleCapiMasks } from "./masking.ts";
 import { CapiGeometry, evalForward, fullEncode, studentForward } from "./model.ts";
@@ -85,6 +85,7 @@ export class CapiMethod implements MimMethod {
   constructor(config: CapiConfig, seed: number) {
     this.config = config;
     this.dims = capiDims(config);
+    assertTrainable(config, this.dims);
     this.geometry = new CapiGeometry(config, this.dims);
     const rng = Rng.from(seed, "capi", "init");
     const K = config.numClusters, D = config.embedDim;
