@@ -38,6 +38,8 @@ Deno.test("batches do not depend on concurrency or prefetch; shapes and labels",
       new DataLoader(ds, { batchSize: 8, transform: TRAIN, seed: 3, concurrency: 16, prefetch: 4 }).epoch(1),
     );
     assertEquals(slow, fast);
+    assertEquals(new DataLoader(ds, { batchSize: 8, transform: TRAIN, seed: 3 }).batchesPerEpoch, 4);
+    assertEquals(new DataLoader(ds, { batchSize: 8, transform: TRAIN, seed: 3, dropLast: true }).batchesPerEpoch, 3);
     assertEquals(slow.map((b) => b.images.shape), [[8, 3, 16, 16], [8, 3, 16, 16], [8, 3, 16, 16], [6, 3, 16, 16]]);
     for (const b of slow) assertEquals(Array.from(b.labels), Array.from(b.indices, (i) => ds.label(i)));
     // Sample k of a batch is exactly transform(seed, epoch, index) of its file.

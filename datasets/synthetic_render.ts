@@ -124,6 +124,8 @@ interface SceneObject {
   b: number;
   c: number;
   d: number;
+  /** Squared radius outside which (u, v) is beyond every shape's extent (|u|, |v| < 1.3). */
+  reach2: number;
 }
 
 function placeObject(
@@ -152,6 +154,7 @@ function placeObject(
     b: sr / sx,
     c: -sr / sy,
     d: cr / sy,
+    reach2: (1.3 * 1.42 * Math.max(sx, sy)) ** 2,
   };
 }
 
@@ -185,7 +188,7 @@ export function renderScene(
         let tex = bg, label = backgroundLabel;
         for (const o of placed) {
           const dx = px - o.cx, dy = py - o.cy;
-          if (o.inside(o.a * dx + o.b * dy, o.c * dx + o.d * dy)) {
+          if (dx * dx + dy * dy < o.reach2 && o.inside(o.a * dx + o.b * dy, o.c * dx + o.d * dy)) {
             tex = o.texture;
             label = o.label;
           }
