@@ -24,8 +24,11 @@ import { activeBlas } from "../model/kernels/blas_backend.ts";
 import { blasThreadsWanted } from "../model/kernels/blas.ts";
 import { patchifyHost, SPEED_VIT, SpeedVit } from "../model/kernels/speed_vit.ts";
 import { runTorchSpeed } from "./speed_torch_runner.ts";
+import { timeMethod } from "./speed_method.ts";
+import { METHOD_NAMES } from "../model/method.ts";
 
-const METHODS = ["vit"] as const;
+/** `vit`: the reference ViT (torch twin in speed_torch.py); the others: the method's `tiny` preset. */
+const METHODS = ["vit", ...METHOD_NAMES] as const;
 
 /** Throughput of one timed run. */
 export interface SpeedResult {
@@ -52,7 +55,7 @@ function wasmHeapMb(): number | null {
 }
 
 /** Train `steps` steps after `warmup` on the reference ViT; optionally profile `profileSteps` more. */
-export function timeVit(batch: number, steps: number, warmup: number, profileSteps: number, lean = true) {
+export async function timeVit(batch: number, steps: number, warmup: number, profileSteps: number, lean = true) {
   const cfg = SPEED_VIT;
   const model = new SpeedVit(cfg, 0);
   const rng = Rng.from(0, "speed", "images");
@@ -63,26 +66,36 @@ export function timeVit(batch: number, steps: number, warmup: number, profileSte
   const vars = model.params.trainable();
   const hyper = () => ({ lr: 1e-4, weightDecay: 0 });
   let last = NaN;
+  // The loss of a step marked `read`, read back with `await` (webgpu has no synchronous read). The read also
+  // waits for the queued GPU work, so it closes each timed region: without it webgpu times only the submission.
+  let pending: tf.Tensor | null = null;
+  const readLoss = async () => {
+    last = (await pending!.data())[0];
+    pending!.dispose();
+    pending = null;
+  };
   const step = (read: boolean) => {
     const grad = lean ? leanVariableGrads : tf.variableGrads;
     const { value, grads } = grad(() => model.loss(patches), [...vars.values()]);
     const byName = new Map([...vars].map(([n, v]) => [n, grads[v.name]]));
     adam.step(vars, byName, hyper);
-    if (read) last = value.dataSync()[0];
-    tf.dispose([value, ...Object.values(grads)]);
+    if (read) pending = value;
+    tf.dispose([...(read ? [] : [value]), ...Object.values(grads)]);
   };
-  for (let i = 0; i < warmup; i++) step(i === 0);
+  for (let i = 0; i < warmup; i++) step(i === warmup - 1);
+  await readLoss();
   const t0 = performance.now();
-  for (let i = 0; i < steps; i++) step(false);
+  for (let i = 0; i < steps; i++) step(i === steps - 1);
+  await readLoss();
   const ms = (performance.now() - t0) / steps;
-  step(true);
-  if (!Number.isFinite(last)) throw new Error(`speed: loss is ${last} after ${warmup + steps + 1} steps`);
+  if (!Number.isFinite(last)) throw new Error(`speed: loss is ${last} after ${warmup + steps} steps`);
   let profile: KernelProfile | null = null;
   let profiledMs = 0;
   if (profileSteps > 0) {
     profile = new KernelProfile(tf.getBackend());
     const p0 = performance.now();
-    for (let i = 0; i < profileSteps; i++) step(false);
+    for (let i = 0; i < profileSteps; i++) step(i === profileSteps - 1);
+    await readLoss();
     profiledMs = (performance.now() - p0) / profileSteps;
     profile.stop();
   }
@@ -160,14 +173,42 @@ async function main(): Promise<void> {
       `, ${values.grads} grads, ${steps} steps after ${warmup} warm-up, ${navigator.hardwareConcurrency} logical cores, ` +
       `load ${Deno.loadavg().map((l) => l.toFixed(2)).join(" ")}`,
   );
-  const { result, profile, profiledMs } = timeVit(batch, steps, warmup, profileSteps, values.grads === "lean");
+  const lean = values.grads === "lean";
+  let result: SpeedResult, profile: KernelProfile | null = null, profiledMs = 0, profiledSteps = profileSteps;
+  if (method === "vit") {
+    ({ result, profile, profiledMs } = await timeVit(batch, steps, warmup, profileSteps, lean));
+  } else {
+    const m = method as typeof METHOD_NAMES[number];
+    const { msPerStep } = timeMethod(m, batch, steps, warmup, lean);
+    result = { imgPerSec: batch / (msPerStep / 1000), msPerStep, peakRssMb: peakRssMb(), wasmHeapMb: wasmHeapMb() };
+    if (profileSteps > 0) {
+      const prof = new KernelProfile(tf.getBackend());
+      // One untimed warm-up step, then the counters restart: the profile covers the timed steps
+      // and the final step that reads the loss.
+      let p0 = 0, seen = 0;
+      timeMethod(m, batch, profileSteps, 1, lean, () => {
+        if (++seen === 1) {
+          prof.reset();
+          p0 = performance.now();
+        }
+      });
+      profiledSteps = profileSteps + 1;
+      profiledMs = (performance.now() - p0) / profiledSteps;
+      prof.stop();
+      profile = prof;
+    }
+  }
   console.log(
     `ours: ${result.imgPerSec.toFixed(1)} img/s, ${result.msPerStep.toFixed(0)} ms/step, ` +
       `peak RSS ${result.peakRssMb.toFixed(0)} MiB` +
       (result.wasmHeapMb !== null ? `, wasm heap ${result.wasmHeapMb.toFixed(0)} MiB (cap 4096)` : ""),
   );
-  if (profile) printProfile(profile, profiledMs, profileSteps);
+  if (profile) printProfile(profile, profiledMs, profiledSteps);
   if (!values["vs-torch"]) return;
+  if (method !== "vit") {
+    console.log(`speed: torch comparison skipped: bench/speed_torch.py has the reference ViT only (--method vit)`);
+    return;
+  }
   const threads = blas?.threads ?? blasThreadsWanted();
   const torch = await runTorchSpeed({ steps, warmup, batch, threads, cfg: SPEED_VIT });
   if (!torch.ok) {
