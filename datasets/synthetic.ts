@@ -139,7 +139,8 @@ export async function writeSynthetic(dir: string, config: SyntheticConfig): Prom
  * Make sure the dataset for `config` exists at `root` (default `defaultSyntheticRoot`),
  * generating it if needed; returns the root. A folder generated with another config is an
  * error, except that an explicit `root` without an explicit `config` accepts whatever finished
- * synthetic dataset is there (its manifest says how it was made).
+ * synthetic dataset is there (its manifest says how it was made). A folder with the same
+ * config from an older `RENDER_REVISION` is regenerated in place (atomically).
  */
 export async function ensureSynthetic(
   options: { config?: Partial<SyntheticConfig>; root?: string; log?: (line: string) => void } = {},
@@ -153,10 +154,9 @@ export async function ensureSynthetic(
     if (JSON.stringify(have) === want) return root;
     const acceptAny = options.config === undefined && options.root !== undefined;
     if (acceptAny && have.format === SYNTHETIC_VERSION) return root;
-    // The default cache made by an older renderer is regenerated (it is only a cache);
-    // anything else that differs is the user's folder and an error.
-    replace = options.root === undefined && have.format === SYNTHETIC_VERSION &&
-      JSON.stringify(have.config) === JSON.stringify(config);
+    // Same config by an older renderer: the folder is derived data the manifest proves is
+    // ours, so it is regenerated; a different config is an error (we would destroy it).
+    replace = have.format === SYNTHETIC_VERSION && JSON.stringify(have.config) === JSON.stringify(config);
     if (!replace) {
       throw new Error(
         `${root}/synthetic.json: this folder holds a synthetic dataset with another config ` +

@@ -83,6 +83,12 @@ Deno.test("a folder generated with another config is an error, not silently reus
   try {
     await ensureSynthetic({ root: `${tmp}/s`, config: TINY });
     await rejects(ensureSynthetic({ root: `${tmp}/s`, config: { ...TINY, seed: 5 } }), /another config/);
+    // Same config from an older renderer revision: regenerated, not an error.
+    const manifest = JSON.parse(await Deno.readTextFile(`${tmp}/s/synthetic.json`));
+    await Deno.writeTextFile(`${tmp}/s/synthetic.json`, JSON.stringify({ ...manifest, renderRevision: 1 }));
+    await ensureSynthetic({ root: `${tmp}/s`, config: TINY });
+    assertEquals(JSON.parse(await Deno.readTextFile(`${tmp}/s/synthetic.json`)), manifest);
+    assertEquals([...Deno.readDirSync(tmp)].map((e) => e.name), ["s"]); // no stale or temp folder left
     await Deno.mkdir(`${tmp}/half`);
     await rejects(ensureSynthetic({ root: `${tmp}/half`, config: TINY }), /not a finished synthetic dataset/);
   } finally {
