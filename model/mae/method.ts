@@ -96,8 +96,12 @@ export class MaeEncoder implements VisionEncoder {
   readonly info: EncoderInfo;
   readonly #model: MaeModel;
 
-  constructor(model: MaeModel, arch: string) {
+  readonly #owned: boolean;
+
+  /** `owned`: the encoder disposes the model (a loaded checkpoint); otherwise the method does. */
+  constructor(model: MaeModel, arch: string, owned = false) {
     this.#model = model;
+    this.#owned = owned;
     const c = model.config;
     this.info = {
       arch,
@@ -132,7 +136,7 @@ export class MaeEncoder implements VisionEncoder {
   }
 
   dispose(): void {
-    // Shares the method's weights: the method disposes them.
+    if (this.#owned) this.#model.dispose();
   }
 }
 

@@ -109,8 +109,12 @@ export class SimmimEncoder implements VisionEncoder {
   readonly info: EncoderInfo;
   readonly #model: SimmimModel;
 
-  constructor(model: SimmimModel, arch: string) {
+  readonly #owned: boolean;
+
+  /** `owned`: the encoder disposes the model (a loaded checkpoint); otherwise the method does. */
+  constructor(model: SimmimModel, arch: string, owned = false) {
     this.#model = model;
+    this.#owned = owned;
     const c = model.config;
     this.info = {
       arch,
@@ -137,7 +141,7 @@ export class SimmimEncoder implements VisionEncoder {
   }
 
   dispose(): void {
-    // Shares the method's weights: the method disposes them.
+    if (this.#owned) this.#model.dispose();
   }
 }
 
