@@ -2,7 +2,7 @@
  * `deno task speed`: training throughput on this machine, optionally side by side with PyTorch.
  *
  *   deno task speed [--method vit] [--backend blas|wasm|cpu|...] [--steps 10] [--warmup 3] [--batch 64]
- *                   [--vs-torch] [--no-profile] [--grads lean|tfjs]
+ *                   [--vs-torch] [--threads N] [--no-profile] [--grads lean|tfjs]
  *
  * Trains the reference ViT of issue 8 (model/kernels/speed_vit.ts: 32x32 images, patch 4, width 192, depth 6,
  * 3 heads, MLP 4x, AdamW with weight decay 0) on a fixed random batch, prints images/s, ms/step, peak
@@ -141,6 +141,9 @@ async function main(): Promise<void> {
       warmup: { type: "string", default: "3" },
       batch: { type: "string", default: "64" },
       "profile-steps": { type: "string", default: "2" },
+      // Threads for our BLAS and for torch alike (default: every logical core). On a machine shared
+      // with other jobs, --threads 1 gives the steadier comparison.
+      threads: { type: "string" },
       "no-profile": { type: "boolean", default: false },
       "vs-torch": { type: "boolean", default: false },
       // lean: model/kernels/lean_grads.ts frees saved tensors and gradients during the backward
@@ -164,6 +167,7 @@ async function main(): Promise<void> {
   if (values.grads !== "lean" && values.grads !== "tfjs") {
     throw new Error(`--grads: expected 'lean' or 'tfjs', got '${values.grads}'`);
   }
+  if (values.threads !== undefined) Deno.env.set("BLAS_THREADS", String(int("threads", values.threads, 1)));
   await initBackend(backend);
   const blas = activeBlas();
   const running = tf.getBackend();
@@ -179,20 +183,20 @@ async function main(): Promise<void> {
     ({ result, profile, profiledMs } = await timeVit(batch, steps, warmup, profileSteps, lean));
   } else {
     const m = method as typeof METHOD_NAMES[number];
-    const { msPerStep } = timeMethod(m, batch, steps, warmup, lean);
+    const { msPerStep } = await timeMethod(m, batch, steps, warmup, lean);
     result = { imgPerSec: batch / (msPerStep / 1000), msPerStep, peakRssMb: peakRssMb(), wasmHeapMb: wasmHeapMb() };
     if (profileSteps > 0) {
       const prof = new KernelProfile(tf.getBackend());
       // One untimed warm-up step, then the counters restart: the profile covers the timed steps
-      // and the final step that reads the loss.
+      // (the last of which reads the loss).
       let p0 = 0, seen = 0;
-      timeMethod(m, batch, profileSteps, 1, lean, () => {
+      await timeMethod(m, batch, profileSteps, 1, lean, () => {
         if (++seen === 1) {
           prof.reset();
           p0 = performance.now();
         }
       });
-      profiledSteps = profileSteps + 1;
+      profiledSteps = profileSteps;
       profiledMs = (performance.now() - p0) / profiledSteps;
       prof.stop();
       profile = prof;

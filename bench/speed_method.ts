@@ -14,14 +14,14 @@ import { leanVariableGrads } from "../model/kernels/lean_grads.ts";
 import { syntheticBatch } from "./pretrain.ts";
 
 /** ms per step of `steps` steps after `warmup`, and the last loss. */
-export function timeMethod(
+export async function timeMethod(
   name: MethodName,
   batch: number,
   steps: number,
   warmup: number,
   lean: boolean,
   each?: () => void,
-): { msPerStep: number; loss: number } {
+): Promise<{ msPerStep: number; loss: number }> {
   const config = methodPreset(name, "tiny");
   const size = config.imageSize as number | [number, number];
   const [h, w] = typeof size === "number" ? [size, size] : size;
@@ -37,6 +37,14 @@ export function timeMethod(
   const nameOf = new Map([...all].map(([n, v]) => [v.name, n]));
   const grad = lean ? leanVariableGrads : tf.variableGrads;
   let loss = NaN;
+  // As bench/speed.ts: the loss is read with `await` (no synchronous read on webgpu), and that read
+  // closes each timed region so a GPU backend is timed on its work, not on submitting it.
+  let pending: tf.Tensor | null = null;
+  const readLoss = async () => {
+    loss = (await pending!.data())[0];
+    pending!.dispose();
+    pending = null;
+  };
   const step = (it: number, read: boolean) => {
     const rng = Rng.from(0, "speed", it);
     const prepared = method.prepare(images, rng.fork("prepare"));
@@ -55,16 +63,17 @@ export function timeMethod(
     tf.dispose(Object.values(grads));
     prepared.dispose?.();
     method.afterStep?.(it);
-    if (read) loss = value.dataSync()[0];
-    value.dispose();
+    if (read) pending = value;
+    else value.dispose();
     each?.();
   };
-  for (let i = 0; i < warmup; i++) step(i, false);
+  for (let i = 0; i < warmup; i++) step(i, i === warmup - 1);
+  if (warmup > 0) await readLoss();
   const t0 = performance.now();
-  for (let i = 0; i < steps; i++) step(warmup + i, false);
+  for (let i = 0; i < steps; i++) step(warmup + i, i === steps - 1);
+  await readLoss();
   const msPerStep = (performance.now() - t0) / steps;
-  step(warmup + steps, true);
-  if (!Number.isFinite(loss)) throw new Error(`speed: ${name} loss is ${loss} after ${warmup + steps + 1} steps`);
+  if (!Number.isFinite(loss)) throw new Error(`speed: ${name} loss is ${loss} after ${warmup + steps} steps`);
   for (const s of specs) s.opt.dispose();
   method.dispose();
   return { msPerStep, loss };
