@@ -50,6 +50,9 @@ export const CapiConfig = z.strictObject({
   targetTemp: z.number().positive().default(0.06).describe("temperature of the Sinkhorn input"),
   predTemp: z.number().positive().default(0.12).describe("temperature of the clustering cross-entropy"),
   nSkIter: z.number().int().positive().default(3),
+  positionwiseSk: z.boolean().default(true)
+    .describe("Sinkhorn per position over the batch (CAPI); false = one Sinkhorn over all B*N tokens"),
+  clusteringBias: z.boolean().default(true).describe("OnlineClustering linear layer has a bias"),
   maskRatio: z.number().min(0).max(1).default(0.65).describe("inverse block + roll"),
   predictionSubsampling: z.number().min(0).max(1).default(0.05).describe("fraction of masked tokens predicted"),
   optim: CapiOptimConfig.default(CapiOptimConfig.parse({})),
@@ -185,6 +188,8 @@ export function capiConfigFromFixture(cfg: Record<string, unknown>): CapiConfig 
     targetTemp: req(cfg, "clustering_kwargs.target_temp"),
     predTemp: req(cfg, "clustering_kwargs.pred_temp"),
     nSkIter: req(cfg, "clustering_kwargs.n_sk_iter"),
+    positionwiseSk: opt(cfg, "clustering_kwargs.positionwise_sk", true),
+    clusteringBias: opt(cfg, "clustering_kwargs.bias", true),
     maskRatio: req(cfg, "mask_ratio"),
     predictionSubsampling: req(cfg, "prediction_subsampling"),
     optim: {

@@ -25,10 +25,11 @@ export function l2NormLinear(x: tf.Tensor, v: tf.Tensor, g: tf.Tensor): tf.Tenso
 }
 
 /** Teacher head logits: `l2norm(x) W^T + b` (W not normalised). x `[..., D]` -> `[..., K]`. */
-export function clusteringLogits(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor): tf.Tensor {
+export function clusteringLogits(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor | null): tf.Tensor {
   const d = x.shape[x.rank - 1]!;
   const k = w.shape[0];
-  const y = tf.add(tf.matMul(tf.reshape(l2Normalize(x, 1e-7), [-1, d]), tf.transpose(w)), b);
+  const xw = tf.matMul(tf.reshape(l2Normalize(x, 1e-7), [-1, d]), tf.transpose(w)); // [B*N, K]
+  const y = b ? tf.add(xw, b) : xw;
   return tf.reshape(y, [...x.shape.slice(0, -1), k]);
 }
 
@@ -45,6 +46,22 @@ export function sinkhornKnopp(m: tf.Tensor, nIter: number, axisN: number, axisK:
       q = tf.div(q, tf.add(tf.sum(q, axisK, true), 1e-8));
     }
     return q;
+  });
+}
+
+/**
+ * Teacher assignments from logits `[B, N, K]`: Sinkhorn of `logits / targetTemp`, per position
+ * over the batch axis (`positionwise_sk=True`), or over all `B*N` tokens at once.
+ */
+export function clusterAssignments(
+  logits: tf.Tensor,
+  o: { targetTemp: number; nSkIter: number; positionwiseSk: boolean },
+): tf.Tensor {
+  return tf.tidy(() => {
+    const m = tf.div(logits, o.targetTemp);
+    if (o.positionwiseSk) return sinkhornKnopp(m, o.nSkIter, 0, 2);
+    const k = logits.shape[2]!;
+    return tf.reshape(sinkhornKnopp(tf.reshape(m, [-1, k]), o.nSkIter, 0, 1), logits.shape); // over B*N rows
   });
 }
 
@@ -82,11 +99,11 @@ export interface ClusteringOut {
 export function onlineClustering(
   feats: tf.Tensor,
   w: tf.Tensor,
-  b: tf.Tensor,
-  o: { targetTemp: number; predTemp: number; nSkIter: number },
+  b: tf.Tensor | null,
+  o: { targetTemp: number; predTemp: number; nSkIter: number; positionwiseSk: boolean },
 ): ClusteringOut {
   const logits = clusteringLogits(feats, w, b); // [B, N, K]
-  const assignments = sinkhornKnopp(tf.div(detach(logits), o.targetTemp), o.nSkIter, 0, 2);
+  const assignments = clusterAssignments(detach(logits), o);
   const loss = softCrossEntropy(assignments, logits, o.predTemp);
   return { logits, assignments, loss };
 }

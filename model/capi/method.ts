@@ -19,7 +19,7 @@ import { patchify } from "../nn/patch_embed.ts";
 import { ParamStore } from "../params.ts";
 import { Rng } from "../rng.ts";
 import { assertTrainable, type CapiConfig, type CapiDims, capiDims } from "./config.ts";
-import { clusteringLogits, l2NormLinear, meanEntropy, sinkhornKnopp, softCrossEntropy } from "./heads.ts";
+import { clusterAssignments, clusteringLogits, l2NormLinear, meanEntropy, softCrossEntropy } from "./heads.ts";
 import { type CapiMasks, sampleCapiMasks } from "./masking.ts";
 import { CapiGeometry, evalForward, fullEncode, studentForward } from "./model.ts";
 import { capiSchedules, emaUpdate, paramGroupMults } from "./optim.ts";
@@ -99,7 +99,7 @@ export class CapiMethod implements MimMethod {
       this.#emaPairs.push([e, s]);
     }
     this.params.add("teacher_head.layer.weight", normal(rng.fork("teacher_head"), [K, D], 1));
-    this.params.add("teacher_head.layer.bias", zeros([K]));
+    if (config.clusteringBias) this.params.add("teacher_head.layer.bias", zeros([K]));
     const o = config.optim;
     // RoPE freqs have lr x0: they are left out of the optimizer (no gradient needed); AdamW with
     // lr 0 would leave them unchanged anyway (decoupled decay is scaled by lr).
@@ -117,7 +117,7 @@ export class CapiMethod implements MimMethod {
       },
       {
         id: "clustering",
-        params: ["teacher_head.layer.weight", "teacher_head.layer.bias"],
+        params: this.params.names().filter((n) => n.startsWith("teacher_head.")),
         betas: o.clusteringBetas,
         eps: o.clusteringEps,
         hyper: (it) => ({ lr: capiSchedules(o, it).clusteringLr, weightDecay: o.clusteringWeightDecay }),
@@ -145,8 +145,8 @@ export class CapiMethod implements MimMethod {
         this.geometry,
       );
       const feats = tf.slice(t.out, [0, c.nRegisters, 0], [batch, nTokens, c.embedDim]); // [B, N, D]
-      const logits = clusteringLogits(feats, get("teacher_head.layer.weight"), get("teacher_head.layer.bias"));
-      const a = sinkhornKnopp(tf.div(logits, c.targetTemp), c.nSkIter, 0, 2); // positionwise: over the batch axis
+      const logits = clusteringLogits(feats, get("teacher_head.layer.weight"), this.#headBias());
+      const a = clusterAssignments(logits, c); // [B, N, K]
       const tg = tf.gather(tf.reshape(a, [-1, c.numClusters]), tf.tensor1d(masks.predictIndices, "int32"));
       return [feats, a, tg, meanEntropy(tg)];
     });
@@ -171,7 +171,7 @@ export class CapiMethod implements MimMethod {
       const logits = clusteringLogits(
         batch.teacherFeats,
         get("teacher_head.layer.weight"),
-        get("teacher_head.layer.bias"),
+        this.#headBias(),
       );
       const lossClustering = softCrossEntropy(batch.assignments, logits, c.predTemp);
       const patches = tf.tensor3d(batch.patches.data, batch.patches.shape as [number, number, number]);
@@ -193,6 +193,10 @@ export class CapiMethod implements MimMethod {
         },
       };
     });
+  }
+
+  #headBias(): tf.Tensor | null {
+    return this.params.has("teacher_head.layer.bias") ? this.params.get("teacher_head.layer.bias") : null;
   }
 
   /** EMA of backbone and head from the post-step student (momentum of iteration `it`). */

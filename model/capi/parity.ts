@@ -59,6 +59,7 @@ export async function runCapiParity(fx: Fixture, report: ParityReport): Promise<
   const store = new ParamStore();
   for (const n of fx.withPrefix("param.")) store.add(n, fx.f32(`param.${n}`), !n.startsWith("ema."));
   const get = (n: string) => store.get(n);
+  const headBias = () => (store.has("teacher_head.layer.bias") ? store.get("teacher_head.layer.bias") : null);
   const images = fx.f32("input.images");
   const b = images.shape[0];
   const patches = tf.tensor(patchify(images, cfg.patchSize, "chw").data, [b, dims.nTokens, 3 * cfg.patchSize ** 2]);
@@ -88,7 +89,7 @@ export async function runCapiParity(fx: Fixture, report: ParityReport): Promise<
     trace("teacher.enc_norm_out", t.out);
     trace("teacher.coords_enc", t.coords);
     const feats = tf.slice(t.out, [0, cfg.nRegisters, 0], [b, dims.nTokens, cfg.embedDim]);
-    const cl = onlineClustering(feats, get("teacher_head.layer.weight"), get("teacher_head.layer.bias"), cfg);
+    const cl = onlineClustering(feats, get("teacher_head.layer.weight"), headBias(), cfg);
     trace("teacher.head.logits", cl.logits);
     trace("teacher.head.assignments", cl.assignments);
     trace("loss.clustering", cl.loss);
@@ -133,7 +134,7 @@ export async function runCapiParity(fx: Fixture, report: ParityReport): Promise<
   const { value: lossSum, grads } = tf.variableGrads(() => {
     const t = fullEncode(get, "ema.backbone.", patches, g);
     const feats = tf.slice(t.out, [0, cfg.nRegisters, 0], [b, dims.nTokens, cfg.embedDim]);
-    const cl = onlineClustering(feats, get("teacher_head.layer.weight"), get("teacher_head.layer.bias"), cfg);
+    const cl = onlineClustering(feats, get("teacher_head.layer.weight"), headBias(), cfg);
     const targets = tf.gather(
       tf.reshape(cl.assignments, [-1, cfg.numClusters]),
       tf.tensor1d(m.predictIndices, "int32"),
