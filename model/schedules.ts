@@ -26,7 +26,7 @@ export function warmupThenCosine(o: WarmupThenCosineOptions, it: number): number
   const trunc = o.truncateCos ?? 1;
   const W = o.warmupIters;
   if (it >= o.totalIters) return o.finalValue;
-  if (it < W) return W === 1 ? o.baseValue : start + (o.baseValue - start) * it / (W - 1);
+  if (it < W) return W === 1 ? start : start + (o.baseValue - start) * it / (W - 1); // np.linspace(a, b, 1) == [a]
   const i = it - W;
   return o.finalValue + 0.5 * (o.baseValue - o.finalValue) * (1 + Math.cos(Math.PI * trunc * i / (o.totalIters - W)));
 }
