@@ -8,8 +8,9 @@
  * `DIR/run.json` (resolved config, identity, throughput). The schedules are fitted to the
  * run: the method config's total iterations are set to `--steps`.
  *
- * Data: `synthetic` (seeded procedural images, below) until `datasets/mod.ts` offers a
- * loader; `openPretrainData` is the one place to swap it.
+ * Data (`openPretrainData`, the one place it is hooked up): a `datasets` spec (`synthetic`,
+ * generated on first use, `imagenet:ROOT`, `ade20k:ROOT`) or `procedural` (seeded images made
+ * on the fly, no files: quick checks and throughput measurements).
  *
  * Expected (2 shared cores, wasm): see the README's measured images/s.
  *
@@ -23,6 +24,7 @@ import { createMethod, methodPreset } from "../model/methods.ts";
 import { Rng } from "../model/rng.ts";
 import { type BatchSource, train } from "../model/trainer.ts";
 import { atomicWriteFile } from "../model/safetensors.ts";
+import { DataLoader, openDataset, parseDataSpec } from "../datasets/mod.ts";
 
 /**
  * Seeded procedural images `[B, 3, H, W]`, roughly ImageNet-normalised: a few oriented
@@ -69,22 +71,47 @@ export function syntheticBatch(
   return { shape: [batch, 3, h, w], data: out };
 }
 
-/** The one data hook-up: `--data` spec -> a batch source that can start at any step. */
+/** RandomResizedCrop area range of each method's pretraining (SPEC 1.6, 2, 3). */
+const CROP_SCALE: Record<MethodName, [number, number]> = { capi: [0.6, 1], mae: [0.2, 1], simmim: [0.67, 1] };
+
+/**
+ * The one data hook-up: `--data` spec -> a batch source that can start at any step.
+ * `procedural` = the seeded generator above (no files); anything else is a `datasets` spec
+ * (`synthetic`, `synthetic:ROOT`, `imagenet:ROOT`, `ade20k:ROOT`), train split, with the
+ * method's RandomResizedCrop + horizontal flip; epochs follow each other, seeded by `seed`.
+ */
 export function openPretrainData(
   spec: string,
-  o: { seed: number; batch: number; imageSize: [number, number]; steps: number },
+  o: { method: MethodName; seed: number; batch: number; imageSize: [number, number]; steps: number },
 ): BatchSource {
-  const [kind] = spec.split(":");
-  switch (kind) {
-    case "synthetic":
-      return (start: number) => ({
-        async *[Symbol.asyncIterator]() {
-          for (let i = start; i < o.steps; i++) yield syntheticBatch(o.seed, i, o.batch, ...o.imageSize);
-        },
-      });
-    default:
-      throw new Error(`--data: unknown kind '${kind}' in '${spec}'; available now: synthetic`);
+  if (spec === "procedural") {
+    return (start: number) => ({
+      async *[Symbol.asyncIterator]() {
+        for (let i = start; i < o.steps; i++) yield syntheticBatch(o.seed, i, o.batch, ...o.imageSize);
+      },
+    });
   }
+  const parsed = parseDataSpec(spec); // fails early with the list of kinds
+  return (start: number) => ({
+    async *[Symbol.asyncIterator]() {
+      const ds = await openDataset(parsed, "train", { log: (l) => console.error(l) });
+      const loader = new DataLoader(ds, {
+        batchSize: o.batch,
+        transform: { kind: "train", size: o.imageSize, scale: CROP_SCALE[o.method], ratio: [3 / 4, 4 / 3], hflip: 0.5 },
+        seed: o.seed,
+        dropLast: true,
+      });
+      const perEpoch = loader.batchesPerEpoch;
+      if (perEpoch < 1) throw new Error(`--data ${spec}: fewer than ${o.batch} training images (one batch)`);
+      let step = Math.floor(start / perEpoch) * perEpoch;
+      for (let epoch = Math.floor(start / perEpoch); step < o.steps; epoch++) {
+        for await (const b of loader.epoch(epoch)) {
+          if (step >= start) yield b.images; // batches before `start` are replayed, not trained on
+          if (++step >= o.steps) return;
+        }
+      }
+    },
+  });
 }
 
 function imageSizeOf(config: Record<string, unknown>): [number, number] {
@@ -128,7 +155,7 @@ if (import.meta.main) {
   const m = createMethod(method, config, seed, { batchSize: batch });
   const identity = { method, preset: values.preset, config, data: values.data, batch, seed };
   const imageSize = imageSizeOf({ imageSize: 224, ...config });
-  const data = openPretrainData(values.data, { seed, batch, imageSize, steps });
+  const data = openPretrainData(values.data, { method, seed, batch, imageSize, steps });
   console.error(
     `pretrain ${method}/${values.preset} on ${values.data}, ${steps} steps x ${batch} images, ${backend} -> ${out}`,
   );
