@@ -103,3 +103,21 @@ Deno.test("efficient stochastic depth: kept samples get x + (B/n_keep) f(x), the
   }
   tf.dispose([x, out, taken]);
 });
+
+Deno.test("CapiMethod built from the fixture config has exactly the official parameter names and shapes", async () => {
+  const fx = await loadFixture(FIXTURE);
+  const m = new CapiMethod(capiConfigFromFixture(fx.config), 0);
+  const ours = new Map(m.params.names().map((n) => [n, m.params.get(n).shape.join("x")]));
+  const ref = new Map(fx.withPrefix("param.").map((n) => [n, fx.tensor(`param.${n}`).shape.join("x")]));
+  assert.deepEqual([...ours].sort(), [...ref].sort());
+  // Initialisation facts (SPEC 1.7): RoPE freqs deterministic, norms and g at 1, EMA = student.
+  const freqs = await m.params.get("student.backbone.encoder.blocks.0.residual1.fn.rope.freqs").data();
+  const refFreqs = fx.f32("unit.rope.freqs").data;
+  freqs.forEach((v, i) => assert.ok(Math.abs(v - refFreqs[i]) <= 1e-6 * Math.abs(refFreqs[i]), `freqs[${i}]`));
+  assert.deepEqual(
+    await m.params.get("ema.backbone.decoder.blocks.0.residual2.fn.fc1.weight").data(),
+    await m.params.get("student.backbone.decoder.blocks.0.residual2.fn.fc1.weight").data(),
+  );
+  assert.ok((await m.params.get("student.head.last_layer.weight_g").data()).every((v) => v === 1));
+  m.dispose();
+});

@@ -37,8 +37,21 @@ async function host(t: tf.Tensor): Promise<HostTensor<Float32Array>> {
 
 /** Check that the name rules give the manifest's `param_groups` (lr and wd multipliers). */
 function checkParamGroups(fx: Fixture, o: ReturnType<typeof capiConfigFromFixture>["optim"]): void {
-  const groups = (fx.config.param_groups ?? []) as { lr_multiplier: number; wd_multiplier: number; params: string[] }[];
+  const groups = (fx.config.param_groups ?? []) as {
+    lr: number;
+    weight_decay: number;
+    lr_multiplier: number;
+    wd_multiplier: number;
+    params: string[];
+  }[];
   for (const g of groups) {
+    const lr = o.lr * g.lr_multiplier, wd = o.weightDecay * g.wd_multiplier;
+    if (Math.abs(lr - g.lr) > 1e-12 || Math.abs(wd - g.weight_decay) > 1e-12) {
+      throw new Error(
+        `${fx.path}: config.param_groups has lr ${g.lr}, wd ${g.weight_decay} for multipliers ` +
+          `x${g.lr_multiplier}, x${g.wd_multiplier}; optimizer.lr/weight_decay give ${lr}, ${wd}`,
+      );
+    }
     for (const name of g.params) {
       const m = paramGroupMults(name, o);
       if (Math.abs(m.lrMult - g.lr_multiplier) > 1e-12 || Math.abs(m.wdMult - g.wd_multiplier) > 1e-12) {
