@@ -103,7 +103,7 @@ Deno.test("MaeMethod: timm grouping, lr schedule, no leak, encoder shapes", () =
     assert.ok(g.no_decay.includes("patch_embed.proj.bias") && g.no_decay.includes("norm.weight"));
     assert.ok(![...g.decay, ...g.no_decay].some((n) => n.includes("pos_embed")), "frozen pos embeds are not optimised");
     const opt = m.optimizers[0];
-    const peak = 1.5e-4 * 512 / 256;
+    const peak = config.optim.blr * 512 / 256; // lr = blr * batch / 256
     const lr = (it: number) => {
       const v = opt.hyper(it, "cls_token").lr;
       return typeof v === "number" ? v : NaN;
