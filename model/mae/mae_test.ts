@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { initBackend, tf } from "../engine.ts";
-import { loadFixture } from "../fixture.ts";
+import { type HostTensor, loadFixture, parseFixture } from "../fixture.ts";
 import { ParityReport } from "../parity.ts";
 import { Rng } from "../rng.ts";
 import { maeConfig, maeConfigFromFixture, maeWarmupIters } from "./config.ts";
@@ -149,4 +149,72 @@ Deno.test("MaeEncoder: non-square images give [B, Gh, Gw, D] patches and a [B, D
     enc.dispose();
     m.dispose();
   }
+});
+
+/** An in-memory fixture: `tensors` laid out back to back in one little-endian buffer. */
+function syntheticFixture(config: Record<string, unknown>, tensors: [string, HostTensor][]) {
+  let offset = 0;
+  const entries = tensors.map(([name, t]) => {
+    const e = {
+      name,
+      shape: t.shape,
+      dtype: t.data instanceof Int32Array ? "int32" : "float32",
+      offset,
+      numel: t.data.length,
+    };
+    offset += 4 * t.data.length;
+    return e;
+  });
+  const bytes = new Uint8Array(offset);
+  tensors.forEach(([, t], i) =>
+    bytes.set(new Uint8Array(t.data.buffer, t.data.byteOffset, 4 * t.data.length), entries[i].offset)
+  );
+  const manifest = { format: "mim-fixture-v1", bin: "synthetic.bin", byte_order: "little", config, tensors: entries };
+  return parseFixture("synthetic_mae.json", manifest, bytes);
+}
+
+Deno.test("runMaeParity: a non-square [H, W] fixture is read from its config and every tensor is compared at its shape", async () => {
+  const config = {
+    img_size: [16, 24],
+    patch_size: 4,
+    in_chans: 3,
+    embed_dim: 16,
+    depth: 1,
+    num_heads: 2,
+    decoder_embed_dim: 8,
+    decoder_depth: 1,
+    decoder_num_heads: 2,
+    mlp_ratio: 4,
+    norm_layer: "LayerNorm(eps=1e-6)",
+    norm_pix_loss: true,
+    mask_ratio: 0.5,
+    len_keep: 12,
+    num_patches: 24,
+    optimizer: { lr: 1e-3, weight_decay: 0.05, betas: [0.9, 0.95], eps: 1e-8 },
+  };
+  const params = initialParams(maeConfigFromFixture(config), Rng.from(9));
+  const f = (shape: number[]) => ({ shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)) });
+  const i = (shape: number[]) => ({ shape, data: new Int32Array(shape.reduce((a, b) => a * b, 1)) });
+  const tensors: [string, HostTensor][] = [
+    ["input.images", { shape: [2, 3, 16, 24], data: Rng.from(1).fillNormal(new Float32Array(2 * 3 * 16 * 24)) }],
+    ["input.noise", { shape: [2, 24], data: Rng.from(2).fillUniform(new Float32Array(48)) }],
+    ...params.map(([n, t]): [string, HostTensor] => [`param.${n}`, t]),
+    ["unit.sincos_4x6_dim16_cls", f([25, 16])],
+    ["ids_keep", i([2, 12])],
+    ["ids_restore", i([2, 24])],
+    ["mask", f([2, 24])],
+    ["target.patchified", f([2, 24, 48])],
+    ["target.norm_pix", f([2, 24, 48])],
+    ["enc.latent", f([2, 13, 16])],
+    ["dec.pred", f([2, 24, 48])],
+    ["loss", f([])],
+    ...params.filter(([, , tr]) => tr).flatMap((
+      [n, t],
+    ): [string, HostTensor][] => [[`grad.${n}`, f(t.shape)], [`step.${n}`, f(t.shape)]]),
+  ];
+  const report = new ParityReport(syntheticFixture(config, tensors));
+  await runMaeParity(report.fixture, report);
+  const bad = report.rows().filter((r) => r.status === "skip" || r.err === undefined);
+  assert.deepEqual(bad, [], "every reference tensor is compared, at the reference's shape");
+  assert.equal(report.rows().length, tensors.length - 2 - params.length);
 });

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { initBackend, tf } from "../engine.ts";
-import { loadFixture } from "../fixture.ts";
+import { type HostTensor, loadFixture, parseFixture } from "../fixture.ts";
 import { ParityReport } from "../parity.ts";
 import { Rng } from "../rng.ts";
 import { simmimConfig, simmimConfigFromFixture, simmimDims, simmimScheduleIters } from "./config.ts";
@@ -156,4 +156,74 @@ Deno.test("simmimDims: a stride other than the patch size is refused with the re
     message:
       "SimmimConfig.encoderStride 8 must equal patchSize 4: the PixelShuffle output must have the input's size for the L1 loss (simmim.py ViT variant)",
   });
+});
+
+/** An in-memory fixture: `tensors` laid out back to back in one little-endian buffer. */
+function syntheticFixture(config: Record<string, unknown>, tensors: [string, HostTensor][]) {
+  let offset = 0;
+  const entries = tensors.map(([name, t]) => {
+    const e = {
+      name,
+      shape: t.shape,
+      dtype: t.data instanceof Int32Array ? "int32" : "float32",
+      offset,
+      numel: t.data.length,
+    };
+    offset += 4 * t.data.length;
+    return e;
+  });
+  const bytes = new Uint8Array(offset);
+  tensors.forEach(([, t], i) =>
+    bytes.set(new Uint8Array(t.data.buffer, t.data.byteOffset, 4 * t.data.length), entries[i].offset)
+  );
+  const manifest = { format: "mim-fixture-v1", bin: "synthetic.bin", byte_order: "little", config, tensors: entries };
+  return parseFixture("synthetic_simmim.json", manifest, bytes);
+}
+
+Deno.test("runSimmimParity: a non-square [H, W] fixture is read from its config and every tensor is compared at its shape", async () => {
+  const config = {
+    encoder: {
+      img_size: [16, 32],
+      patch_size: 4,
+      in_chans: 3,
+      embed_dim: 16,
+      depth: 1,
+      num_heads: 2,
+      mlp_ratio: 4,
+      qkv_bias: true,
+      init_values: 0.1,
+      use_abs_pos_emb: false,
+      use_rel_pos_bias: false,
+      use_shared_rel_pos_bias: true,
+      use_mean_pooling: false,
+      norm_layer: "LayerNorm(eps=1e-6)",
+      drop_path_rate: 0,
+    },
+    encoder_stride: 4,
+    mask_generator: { input_size: [16, 32], mask_patch_size: 8, model_patch_size: 4, mask_ratio: 0.6 },
+    token_count: 8,
+    mask_count: 5,
+  };
+  const dims = simmimDims(simmimConfigFromFixture(config));
+  const params = initialParams(simmimConfigFromFixture(config), Rng.from(9));
+  const f = (shape: number[]) => ({ shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)) });
+  const perms = [Rng.from(3).permutation(8), Rng.from(4).permutation(8)];
+  const mask = new Int32Array(2 * 32);
+  perms.forEach((p, s) => mask.set(maskFromPermutation(p, dims), s * 32));
+  const tensors: [string, HostTensor][] = [
+    ["input.images", { shape: [2, 3, 16, 32], data: Rng.from(1).fillNormal(new Float32Array(2 * 3 * 16 * 32)) }],
+    ["input.mask", { shape: [2, 4, 8], data: mask }],
+    ["input.mask_permutation", { shape: [2, 8], data: Int32Array.from([...perms[0], ...perms[1]]) }],
+    ...params.map(([n, t]): [string, HostTensor] => [`param.${n}`, t]),
+    ["param.encoder.rel_pos_bias.relative_position_index", { shape: [33, 33], data: relativePositionIndex(4, 8) }],
+    ["rel_pos_bias", f([2, 33, 33])],
+    ["enc.z", f([2, 16, 4, 8])],
+    ["dec.x_rec", f([2, 3, 16, 32])],
+    ["loss", f([])],
+    ...params.map(([n, t]): [string, HostTensor] => [`grad.${n}`, f(t.shape)]),
+  ];
+  const report = new ParityReport(syntheticFixture(config, tensors));
+  await runSimmimParity(report.fixture, report);
+  assert.deepEqual(report.rows().filter((r) => r.status === "skip" || r.err === undefined), []);
+  assert.equal(report.rows().length, 4 + params.length);
 });
