@@ -22,26 +22,36 @@ import { readSafetensors } from "../model/safetensors.ts";
 import { CHECKPOINT_FILE, train } from "../model/trainer.ts";
 import type { HostTensor } from "../model/fixture.ts";
 import { CapiConfig } from "../model/capi/config.ts";
-import { AttentiveProbeConfig, ClassProbeConfig, runClassProbe } from "../eval/class_probe.ts";
-import { KnnProbeConfig, runKnnProbe } from "../eval/knn_probe.ts";
-import { runSegKnn, SegKnnConfig } from "../eval/seg_knn.ts";
-import { runSegLogreg, SegLogregConfig } from "../eval/seg_logreg.ts";
+import { ortEncoderFor } from "../model/onnx/export.ts";
+import { datasetSource } from "../eval/dataset_source.ts";
+import { type ExtractedFeatures, extractFeatures } from "../eval/features.ts";
+import type { EvalMethod } from "../eval/feature_sources.ts";
+import { needsPatches, runProbe } from "../eval/probes.ts";
+import { defaultSyntheticRoot, SyntheticConfig } from "../datasets/synthetic.ts";
 import type { BenchPhases, EvaluateContext, PretrainContext, ProbeOutcome } from "./cell_runner.ts";
 import { hashFileList } from "./identity.ts";
-import { type ClassFeatures, extractClassFeatures, extractSegFeatures, type SegFeatureSet } from "./features.ts";
 import { RawPixelEncoder } from "./raw_pixels.ts";
 import type { ResolvedData } from "./run_record.ts";
-import type { Cell, DataSpec, ProbeSpec } from "./suite.ts";
+import type { Cell, DataSpec } from "./suite.ts";
 
 /** RandomResizedCrop scale of each method's recipe (SPEC 1.6, 2, 3). */
 const CROP_SCALE: Record<MethodName, [number, number]> = { capi: [0.6, 1], mae: [0.2, 1], simmim: [0.67, 1] };
 
+/** Where a spec's data lives: `auto` (synthetic only) is the generator's versioned cache folder. */
+function rootOf(spec: DataSpec): string {
+  if (spec.source === "synthetic" && spec.root === "auto") {
+    return defaultSyntheticRoot(SyntheticConfig.parse(spec.synthetic ?? {}));
+  }
+  return spec.root;
+}
+
 /** The folder whose file list identifies a data spec. */
 function dataFolder(spec: DataSpec): string {
+  const root = rootOf(spec);
   if (spec.source === "synthetic") {
-    return spec.kind === "imagenet" ? `${spec.root}/imagenet/${spec.split}` : `${spec.root}/ade20k`;
+    return spec.kind === "imagenet" ? `${root}/imagenet/${spec.split}` : `${root}/ade20k`;
   }
-  return spec.kind === "imagenet" ? `${spec.root}/${spec.split}` : spec.root;
+  return spec.kind === "imagenet" ? `${root}/${spec.split}` : root;
 }
 
 function asSplit(spec: DataSpec): Split {
@@ -53,7 +63,7 @@ function asSplit(spec: DataSpec): Split {
 
 function openSpec(spec: DataSpec): Promise<ImageDataset> {
   const task: Task = spec.kind === "imagenet" ? "classification" : "segmentation";
-  if (spec.source === "synthetic") return openSynthetic(spec.root, asSplit(spec), task);
+  if (spec.source === "synthetic") return openSynthetic(rootOf(spec), asSplit(spec), task);
   return spec.kind === "imagenet" ? openImagenet(spec.root, asSplit(spec)) : openAde20k(spec.root, asSplit(spec));
 }
 
@@ -153,122 +163,80 @@ async function pretrain({ cell, checkpointDir, pretrainHash }: PretrainContext) 
   }
 }
 
-/** The encoder a cell evaluates, and its owner to dispose. */
+/**
+ * The encoder a cell evaluates. Methods run through onnxruntime (exported from the same
+ * weights; eval/ tests its parity with tfjs at 1e-4), several times faster than tfjs-wasm:
+ * `runtime.encoderRuntime` is a runtime knob, not part of the identity.
+ */
 async function encoderFor(cell: Cell, checkpointDir: string | null) {
   if (cell.subject.kind === "raw_pixels") {
     // Raw pixels at the resolution and patch size the methods' encoders see for this preset.
     const c = CapiConfig.parse(merge(methodPreset("capi", cell.model.preset), cell.model.overrides));
     const size: [number, number] = typeof c.imageSize === "number" ? [c.imageSize, c.imageSize] : c.imageSize;
-    const enc = new RawPixelEncoder(size, c.patchSize);
-    return { encoder: enc as VisionEncoder, config: { imageSize: size, patchSize: c.patchSize }, dispose: () => {} };
+    return {
+      encoder: new RawPixelEncoder(size, c.patchSize) as VisionEncoder,
+      evalMethod: "external" as EvalMethod,
+      config: { imageSize: size, patchSize: c.patchSize },
+      dispose: () => {},
+    };
   }
   const method = buildMethod(cell);
-  if (cell.subject.kind === "pretrained") await loadWeights(method, checkpointDir!);
-  return {
-    encoder: method.encoder(),
-    config: methodConfig(cell.subject.method, cell),
-    dispose: () => method.dispose(),
-  };
-}
-
-async function runProbe(
-  spec: ProbeSpec,
-  seed: number,
-  cls: (d: DataSpec) => Promise<{ feats: ClassFeatures; classes: number }>,
-  seg: (d: DataSpec) => Promise<SegFeatureSet>,
-): Promise<ProbeOutcome> {
-  const t0 = performance.now();
-  const cfg = { ...spec.config, seed };
-  const p = spec.probe;
-  let metrics: Record<string, number>, config: Record<string, unknown>;
-  switch (p) {
-    case "knn": {
-      const [tr, va] = [await cls(spec.train), await cls(spec.eval)];
-      const c = KnnProbeConfig.parse(cfg);
-      const r = await runKnnProbe(
-        { x: tr.feats.global, labels: tr.feats.labels },
-        { x: va.feats.global, labels: va.feats.labels },
-        tr.classes,
-        c,
-      );
-      metrics = { "knn/top1": r.top1 };
-      config = { ...c, selectedK: r.k };
-      break;
-    }
-    case "linear":
-    case "attentive": {
-      const [tr, va] = [await cls(spec.train), await cls(spec.eval)];
-      const c = p === "linear" ? ClassProbeConfig.parse(cfg) : AttentiveProbeConfig.parse(cfg);
-      const x = (f: ClassFeatures) => (p === "linear" ? f.global : f.tokens);
-      const r = await runClassProbe(
-        p,
-        { x: x(tr.feats), labels: tr.feats.labels },
-        { x: x(va.feats), labels: va.feats.labels },
-        tr.classes,
-        c,
-      );
-      metrics = { [`${p}/top1`]: r.top1 };
-      config = { ...c, selectedLr: r.lr, selectedWd: r.wd };
-      break;
-    }
-    case "seg_knn":
-    case "seg_logreg": {
-      const [tr, va] = [await seg(spec.train), await seg(spec.eval)];
-      const r = p === "seg_knn"
-        ? await runSegKnn(tr, va, SegKnnConfig.parse(cfg))
-        : await runSegLogreg(tr, va, SegLogregConfig.parse(cfg));
-      metrics = { [`${p}/miou`]: r.miou, [`${p}/pixelAcc`]: r.pixelAcc };
-      config = { ...cfg, selected: r.selected };
-      break;
-    }
+  try {
+    if (cell.subject.kind === "pretrained") await loadWeights(method, checkpointDir!);
+    const encoder: VisionEncoder = cell.runtime.encoderRuntime === "onnx"
+      ? await ortEncoderFor(method, cell.runtime.workers)
+      : method.encoder();
+    return {
+      encoder,
+      evalMethod: method.name as EvalMethod,
+      config: methodConfig(method.name, cell),
+      dispose: () => method.dispose(),
+    };
+  } catch (err) {
+    method.dispose();
+    throw err;
   }
-  return { probe: p, metrics, config, seconds: (performance.now() - t0) / 1000 };
 }
 
 async function evaluate({ cell, checkpointDir, log }: EvaluateContext) {
-  const { encoder, config, dispose } = await encoderFor(cell, checkpointDir);
+  const { encoder, evalMethod, config, dispose } = await encoderFor(cell, checkpointDir);
+  const keepPatches = cell.protocol.probes.some((p) => needsPatches(p.probe));
+  const cache = new Map<string, Promise<{ feats: ExtractedFeatures; classes: number }>>();
   let extractSec = 0;
-  const opts = { batchSize: cell.runtime.evalBatchSize, concurrency: 4 * cell.runtime.workers };
-  const clsCache = new Map<string, Promise<{ feats: ClassFeatures; classes: number }>>();
-  const segCache = new Map<string, Promise<SegFeatureSet>>();
-  const timed = async <T>(what: string, f: () => Promise<T>): Promise<T> => {
-    const t0 = performance.now();
-    const out = await f();
-    extractSec += (performance.now() - t0) / 1000;
-    log(`  features ${what} in ${((performance.now() - t0) / 1000).toFixed(1)}s`);
-    return out;
-  };
-  const key = (d: DataSpec) => JSON.stringify([d.kind, d.source, d.root, d.split]);
-  const cls = (d: DataSpec) => {
-    if (!clsCache.has(key(d))) {
-      clsCache.set(
-        key(d),
-        timed(`${d.name}/${d.split}`, async () => {
+  const features = (d: DataSpec) => {
+    const key = JSON.stringify([d.kind, d.source, d.root, d.split, d.synthetic]);
+    if (!cache.has(key)) {
+      cache.set(
+        key,
+        (async () => {
+          const t0 = performance.now();
           const ds = await openSpec(d);
-          return { feats: await extractClassFeatures(encoder, ds, opts), classes: ds.numClasses };
-        }),
+          const src = datasetSource(ds, `${d.name}/${d.split}`, encoder.info.imageSize, {
+            concurrency: 4 * cell.runtime.workers,
+          });
+          const feats = await extractFeatures(encoder, src, { batchSize: cell.runtime.evalBatchSize, keepPatches });
+          const sec = (performance.now() - t0) / 1000;
+          extractSec += sec;
+          log(`  features ${d.name}/${d.split}: ${ds.length} images in ${sec.toFixed(1)}s`);
+          return { feats, classes: ds.numClasses };
+        })(),
       );
     }
-    return clsCache.get(key(d))!;
-  };
-  const seg = (d: DataSpec) => {
-    if (!segCache.has(key(d))) {
-      segCache.set(
-        key(d),
-        timed(`${d.name}/${d.split}`, async () => extractSegFeatures(encoder, await openSpec(d), opts)),
-      );
-    }
-    return segCache.get(key(d))!;
+    return cache.get(key)!;
   };
   try {
     const probes: ProbeOutcome[] = [];
     for (const spec of cell.protocol.probes) {
-      const out = await runProbe(spec, cell.seed, cls, seg);
+      const [tr, va] = [await features(spec.train), await features(spec.eval)];
+      const out = await runProbe(spec.probe, tr.feats, va.feats, {
+        method: evalMethod,
+        classes: tr.classes,
+        config: { ...spec.config, seed: cell.seed },
+      });
       const main = `${spec.probe}/${spec.mainMetric}`;
       log(`  ${spec.probe}: ${main}=${out.metrics[main]?.toFixed(4)} (${out.seconds.toFixed(1)}s)`);
-      probes.push(out);
+      probes.push({ probe: spec.probe, metrics: out.metrics, config: out.config, seconds: out.seconds });
     }
-    // Probe time excludes the feature extraction that the first probe of each split triggered.
     return { arch: encoder.info.arch, resolvedConfig: config, extractSec, probes };
   } finally {
     encoder.dispose();
@@ -278,9 +246,15 @@ async function evaluate({ cell, checkpointDir, log }: EvaluateContext) {
 
 /** Resolve a data spec: generate the synthetic data if needed, hash its file list. */
 async function resolveData(spec: DataSpec): Promise<ResolvedData> {
-  if (spec.source === "synthetic") await ensureSynthetic({ root: spec.root, log: (l) => console.log(l) });
+  if (spec.source === "synthetic") {
+    await ensureSynthetic({
+      root: rootOf(spec),
+      config: SyntheticConfig.parse(spec.synthetic ?? {}),
+      log: console.log,
+    });
+  }
   const { hash, numFiles } = await hashFileList(dataFolder(spec));
-  return { kind: spec.kind, name: spec.name, root: spec.root, split: spec.split, fileListHash: hash, numFiles };
+  return { kind: spec.kind, name: spec.name, root: rootOf(spec), split: spec.split, fileListHash: hash, numFiles };
 }
 
 /** The phases `deno task bench` runs. */

@@ -25,6 +25,9 @@ export const DataSpec = z.strictObject({
     "synthetic: the embedded procedural dataset, generated into `root` on first use (datasets/)",
   ),
   root: z.string().min(1).describe("folder holding the data in the adapter's layout"),
+  synthetic: z.record(z.string(), z.unknown()).optional().describe(
+    "source synthetic only: overrides of datasets/synthetic.ts SyntheticConfig (sizes, seed)",
+  ),
   split: z.string().default("train").describe("split read by this use of the data"),
   name: z.string().min(1).describe("display name on the leaderboard, e.g. 'imagenet-1k'"),
 });
@@ -98,7 +101,12 @@ export const RuntimeConfig = z.strictObject({
   backend: z.enum(BACKENDS).default("wasm").describe("wasm runs everywhere; tensorflow on GPU runners"),
   batchPerDevice: z.number().int().positive().optional().describe("micro-batch; defaults to the global batch"),
   evalBatchSize: z.number().int().positive().default(64).describe("feature extraction batch"),
-  workers: z.number().int().positive().default(2).describe("decode concurrency of the loader"),
+  encoderRuntime: z.enum(["onnx", "tfjs"]).default("onnx").describe(
+    "feature extraction through onnxruntime (several times faster on CPU; parity-tested) or the tfjs model",
+  ),
+  workers: z.number().int().positive().default(2).describe(
+    "CPU threads: decode concurrency / 4 and onnxruntime intra-op threads",
+  ),
   logEvery: z.number().int().positive().default(10).describe("steps between loss log lines"),
   checkpointEvery: z.number().int().positive().default(50).describe("steps between resumable checkpoints"),
 });

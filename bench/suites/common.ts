@@ -18,11 +18,15 @@ export const ALL_SUBJECTS: SuiteInput["subjects"] = [
 ];
 
 /** The classification probes of the CAPI paper (SPEC 1.10), top-1 as the main score. */
-export function classificationProbes(train: DataSpec, val: DataSpec): ProbeSpec[] {
+export function classificationProbes(
+  train: DataSpec,
+  val: DataSpec,
+  config: Partial<Record<"knn" | "linear" | "attentive", Record<string, unknown>>> = {},
+): ProbeSpec[] {
   return [
-    { probe: "knn", train, eval: val, mainMetric: "top1", config: {} },
-    { probe: "linear", train, eval: val, mainMetric: "top1", config: {} },
-    { probe: "attentive", train, eval: val, mainMetric: "top1", config: {} },
+    { probe: "knn", train, eval: val, mainMetric: "top1", config: config.knn ?? {} },
+    { probe: "linear", train, eval: val, mainMetric: "top1", config: config.linear ?? {} },
+    { probe: "attentive", train, eval: val, mainMetric: "top1", config: config.attentive ?? {} },
   ];
 }
 
