@@ -2,7 +2,7 @@
 
 Used only for the side-by-side comparison of `bench/speed.ts --vs-torch`; never imported by the suite.
 Run: python3 bench/speed_torch.py --steps 10 --warmup 3 --batch 64 --threads 2
-Prints one JSON line: {"imgPerSec": ..., "msPerStep": ..., "peakRssMb": ..., "torch": "<version>", "threads": N}.
+Prints one JSON line: {"imgPerSec": ..., "msPerStep": ..., "cpuMsPerStep": ..., "peakRssMb": ..., "torch": "<version>", "threads": N}.
 
 The model is a plain pre-LN ViT on 32x32 images with 4x4 patches (64 tokens): patch embedding as a
 linear layer on flattened patches (as model/kernels/speed_vit.ts, so both sides do the same FLOPs), learned
@@ -110,16 +110,18 @@ def main():
 
     for _ in range(args.warmup):
         step()
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for _ in range(args.steps):
         loss = step()
     elapsed = time.perf_counter() - t0
+    cpu_ms = (time.process_time() - cpu0) / args.steps * 1000  # all threads of this process
     assert math.isfinite(loss.item()), "torch loss is not finite"
     ms = elapsed / args.steps * 1000
     rss_mb = peak_rss_mb()
     print(json.dumps({
         "imgPerSec": args.batch / (ms / 1000),
         "msPerStep": ms,
+        "cpuMsPerStep": cpu_ms,
         "peakRssMb": rss_mb,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

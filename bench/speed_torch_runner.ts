@@ -12,6 +12,8 @@ import type { SpeedVitConfig } from "../model/kernels/speed_vit.ts";
 export interface TorchSpeed {
   imgPerSec: number;
   msPerStep: number;
+  /** CPU time of the torch process (all threads) per timed step. */
+  cpuMsPerStep?: number;
   peakRssMb: number;
   torch: string;
   threads: number;

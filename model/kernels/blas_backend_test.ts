@@ -1,5 +1,5 @@
 /**
- * The `blas` backend's replaced kernels (Sum, Slice, SplitV, Identity, Cast) agree with `wasm`,
+ * The `blas` backend's replaced kernels (Sum, Slice, SplitV, Erf, Identity, Cast) agree with `wasm`,
  * a small ViT training step agrees with `wasm` and is bit-for-bit deterministic, and without a BLAS
  * library `initBackend("blas")` falls back to `wasm` with a one-line notice.
  * BLAS-specific tests are skipped, with the reason printed, when no library is installed.
@@ -30,6 +30,8 @@ const OPS: Op[] = [
   { name: "slice empty", shape: [4, 4], f: (x) => tf.slice(x, [1, 1], [0, 2]) },
   { name: "split last", shape: [2, 3, 9], f: (x) => tf.split(x, 3, -1) },
   { name: "split sizes axis 1", shape: [2, 7, 3], f: (x) => tf.split(x, [2, 4, 1], 1) },
+  { name: "erf", shape: [7, 9], f: (x) => tf.erf(tf.mul(x, 2)) },
+  { name: "erf tails", shape: [5], f: (x) => tf.erf(tf.add(tf.mul(x, 0), tf.tensor([-9, -4, 0, 3.99, 12]))) },
   { name: "identity (clone)", shape: [4, 3], f: (x) => tf.clone(x) },
   { name: "cast same dtype", shape: [4, 3], f: (x) => tf.cast(x, "float32") },
   { name: "cast to int32", shape: [4, 3], f: (x) => tf.cast(tf.mul(x, 3), "int32") },
@@ -52,7 +54,7 @@ function evaluate(op: Op, seed: number): number[][] {
 }
 
 Deno.test({
-  name: "blas kernels agree with wasm (Sum, Slice, SplitV, Identity, Cast; values and gradients)",
+  name: "blas kernels agree with wasm (Sum, Slice, SplitV, Erf, Identity, Cast; values and gradients)",
   ignore: !blas,
   fn: async () => {
     await initBackend("wasm");

@@ -13,6 +13,7 @@ import { constant, normal, zeros } from "../init.ts";
 import { ParamStore } from "../params.ts";
 import { Rng } from "../rng.ts";
 import { layerNorm, linear, mergeHeads, mlp, scaledDotProductAttention, splitHeads } from "../nn/mod.ts";
+import { fusedGelu } from "./fused_gelu.ts";
 
 export interface SpeedVitConfig {
   /** Image side (pixels); 32 as CIFAR. */
@@ -22,6 +23,8 @@ export interface SpeedVitConfig {
   depth: number;
   heads: number;
   mlpRatio: number;
+  /** `nn`: model/nn's `mlp` (five-op GELU); `fused`: fused_gelu.ts (same function, one kernel each way). */
+  gelu?: "nn" | "fused";
 }
 
 /** The reference model of issue 8. */
@@ -73,15 +76,13 @@ export class SpeedVit {
         const [q, k, v] = tf.split(qkv, 3, -1).map((t) => splitHeads(t, this.cfg.heads)); // [B, h, N, hd]
         x = tf.add(x, lin(mergeHeads(scaledDotProductAttention(q, k, v)), `${b}.attn.proj`));
         const h = ln(x, `${b}.norm2`);
-        x = tf.add(
-          x,
-          mlp(h, {
-            fc1: p(`${b}.mlp.fc1.weight`),
-            fc1Bias: p(`${b}.mlp.fc1.bias`),
-            fc2: p(`${b}.mlp.fc2.weight`),
-            fc2Bias: p(`${b}.mlp.fc2.bias`),
-          }),
-        );
+        const m = this.cfg.gelu === "fused" ? lin(fusedGelu(lin(h, `${b}.mlp.fc1`)), `${b}.mlp.fc2`) : mlp(h, {
+          fc1: p(`${b}.mlp.fc1.weight`),
+          fc1Bias: p(`${b}.mlp.fc1.bias`),
+          fc2: p(`${b}.mlp.fc2.weight`),
+          fc2Bias: p(`${b}.mlp.fc2.bias`),
+        });
+        x = tf.add(x, m);
       }
       const pred = lin(ln(x, "norm"), "head"); // [B, N, p*p*3]
       return tf.mean(tf.square(tf.sub(pred, patches)));
