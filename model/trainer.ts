@@ -2,7 +2,8 @@
  * The method-agnostic trainer: any `MimMethod` on any stream of image batches.
  *
  * Per iteration `it` (0-based): `prepare` (masks from `Rng.from(seed, "train", it)`), one
- * `tf.variableGrads` over every optimizer's parameters, each optimizer's AdamW step in
+ * gradient pass over every optimizer's parameters (`leanVariableGrads`: `tf.variableGrads`'s
+ * values at about half its peak memory), each optimizer's AdamW step in
  * order, then `afterStep(it)` (CAPI's EMA). Host readbacks happen only at the log cadence:
  * a device-side "first non-finite step" tracker lets a NaN/Inf loss stop the run with its
  * step number while the last good checkpoint stays untouched.
@@ -20,6 +21,7 @@ import { AdamW, clipGradNorm } from "./adamw.ts";
 import type { HostTensor } from "./fixture.ts";
 import type { MimMethod } from "./method.ts";
 import { Rng } from "./rng.ts";
+import { leanVariableGrads } from "./kernels/lean_grads.ts";
 import { readSafetensors, type SafeTensor, writeSafetensors } from "./safetensors.ts";
 
 export const CHECKPOINT_FILE = "checkpoint.safetensors";
@@ -197,7 +199,7 @@ export async function train(method: MimMethod, data: BatchSource, opts: TrainOpt
       const rng = Rng.from(opts.seed, "train", it);
       const batch = method.prepare(images, rng.fork("prepare"));
       let metrics: Record<string, tf.Scalar> = {};
-      const { value, grads } = tf.variableGrads(() => {
+      const { value, grads } = leanVariableGrads(() => {
         const out = method.loss(batch, rng.fork("loss"));
         metrics = Object.fromEntries(Object.entries(out.metrics).map(([k, t]) => [k, tf.keep(t)]));
         return out.loss;
