@@ -130,7 +130,7 @@ if (import.meta.main) {
   try {
     await main();
   } catch (e) {
-    console.error(`eval: ${(e as Error).message}`);
+    console.error(`eval: ${(e as Error).stack ?? e}`);
     Deno.exit(1);
   }
 }

@@ -26,13 +26,9 @@ export function datasetSource(
     id: `${dataId} ${ds.task} n=${length} ${JSON.stringify(transform)}`,
     length,
     async *batches(batchSize: number): AsyncIterable<SourceBatch> {
-      const loader = new DataLoader(ds, {
-        batchSize,
-        transform,
-        seed: 0,
-        shuffle: false,
-        concurrency: opts.concurrency,
-      });
+      // Only pass concurrency when set: the loader spreads options over its defaults.
+      const extra = opts.concurrency ? { concurrency: opts.concurrency } : {};
+      const loader = new DataLoader(ds, { batchSize, transform, seed: 0, shuffle: false, ...extra });
       let seen = 0;
       for await (const b of loader.epoch(0)) {
         const take = Math.min(b.images.shape[0], length - seen);
