@@ -8,7 +8,7 @@
  * @module
  */
 import { tf } from "../engine.ts";
-import { linear, mergeHeads, mlp, rmsNorm, scaledDotProductAttention, splitHeads } from "../nn/mod.ts";
+import { linear, mergeHeads, mlp, patchEmbed, rmsNorm, scaledDotProductAttention, splitHeads } from "../nn/mod.ts";
 import type { CapiConfig, CapiDims } from "./config.ts";
 import { applyRope, edgeRegisterCoords, encoderCoords, patchCoords, ropeAngles, rotateHalfMatrix } from "./rope.ts";
 import type { CapiMasks } from "./masking.ts";
@@ -165,14 +165,9 @@ export function decode(
   return rmsNorm(x, null, c.normEps);
 }
 
-/** Patch embedding of host-patchified images `[B, N, 3p^2]` -> `[B, N, D]`. */
+/** Patch embedding (Conv2d as a matmul, with bias) of host-patchified images `[B, N, 3p^2]` -> `[B, N, D]`. */
 export function embedPatches(get: ParamGetter, pre: string, patches: tf.Tensor): tf.Tensor {
-  const w = get(`${pre}patch_embed.weight`);
-  return tf.add(
-    tf.matMul(tf.reshape(patches, [-1, patches.shape[2]!]), tf.transpose(tf.reshape(w, [w.shape[0], -1])))
-      .reshape([patches.shape[0]!, patches.shape[1]!, w.shape[0]]),
-    get(`${pre}patch_embed.bias`),
-  );
+  return patchEmbed(patches, get(`${pre}patch_embed.weight`), get(`${pre}patch_embed.bias`));
 }
 
 /** Host-side coordinate tables that depend only on the config. */
