@@ -12,6 +12,8 @@ import { capiSchedules } from "./optim.ts";
 import { runCapiParity } from "./parity.ts";
 import { residual, spreadRows, takeRows } from "./model.ts";
 import { Rng } from "../rng.ts";
+import { collateMasks } from "./masking.ts";
+import { leanVariableGrads } from "../kernels/lean_grads.ts";
 
 const FIXTURE = new URL("../testdata/capi_tiny.json", import.meta.url).pathname;
 await initBackend("cpu");
@@ -119,5 +121,46 @@ Deno.test("CapiMethod built from the fixture config has exactly the official par
     await m.params.get("student.backbone.decoder.blocks.0.residual2.fn.fc1.weight").data(),
   );
   assert.ok((await m.params.get("student.head.last_layer.weight_g").data()).every((v) => v === 1));
+  m.dispose();
+});
+
+Deno.test("the training path (prepare + loss + gradients) reproduces the fixture's losses and gradients", async () => {
+  const fx = await loadFixture(FIXTURE);
+  const m = new CapiMethod(capiConfigFromFixture(fx.config), 0);
+  m.params.assign(new Map(fx.withPrefix("param.").map((n) => [n, fx.f32(`param.${n}`)])));
+  const d = m.dims, images = fx.f32("input.images"), b = images.shape[0];
+  const masks = collateMasks(
+    Uint8Array.from(fx.i32("input.masks").data),
+    b,
+    d.nTokens,
+    d.nPredict,
+    fx.f32("input.collate_rand").data,
+  );
+  const before = tf.memory().numTensors;
+  const batch = m.prepareWithMasks(images, masks);
+  const names = m.optimizers.flatMap((o) => o.params);
+  const vars = names.map((n) => m.params.get(n));
+  let metrics: Record<string, tf.Scalar> = {};
+  const { value, grads } = leanVariableGrads(() => {
+    const out = m.loss(batch, Rng.from(0));
+    metrics = Object.fromEntries(Object.entries(out.metrics).map(([k, t]) => [k, tf.keep(t)]));
+    return out.loss;
+  }, vars);
+  const close = (ours: ArrayLike<number>, ref: ArrayLike<number>, what: string) => {
+    assert.equal(ours.length, ref.length, what);
+    for (let i = 0; i < ref.length; i++) {
+      assert.ok(
+        Math.abs(ours[i] - ref[i]) <= 1e-4 * Math.max(1, Math.abs(ref[i])),
+        `${what}[${i}]: ${ours[i]} vs ${ref[i]}`,
+      );
+    }
+  };
+  close(metrics.loss_capi.dataSync(), fx.f32("loss.capi").data, "loss.capi");
+  close(metrics.loss_clustering.dataSync(), fx.f32("loss.clustering").data, "loss.clustering");
+  close(metrics.target_entropy.dataSync(), fx.f32("metric.target_entropy").data, "target_entropy");
+  names.forEach((n, i) => close(grads[vars[i].name].dataSync(), fx.f32(`grad.${n}`).data, `grad.${n}`));
+  tf.dispose([value, ...Object.values(grads), ...Object.values(metrics)]);
+  batch.dispose();
+  assert.equal(tf.memory().numTensors, before);
   m.dispose();
 });

@@ -132,9 +132,18 @@ export class CapiMethod implements MimMethod {
     ) {
       throw new Error(`CAPI: images must be [B, 3, ${imageH}, ${imageW}] (config imageSize), got [${images.shape}]`);
     }
+    const batch = images.shape[0];
+    return this.prepareWithMasks(
+      images,
+      sampleCapiMasks(rng.fork("capi.mask"), { batch, gridH, gridW, nMasked, nPredict }),
+    );
+  }
+
+  /** `prepare` with given masks (the parity test feeds the fixture's). */
+  prepareWithMasks(images: HostTensor<Float32Array>, masks: CapiMasks): CapiBatch {
+    const { nTokens } = this.dims;
     const c = this.config, get = (n: string) => this.params.get(n);
     const batch = images.shape[0];
-    const masks = sampleCapiMasks(rng.fork("capi.mask"), { batch, gridH, gridW, nMasked, nPredict });
     const patches = patchify(images, c.patchSize, "chw");
     const [teacherFeats, assignments, targets, targetEntropy] = tf.tidy(() => {
       // Teacher = EMA backbone on the full image, registers dropped (train_capi.py:99).
