@@ -126,7 +126,7 @@ export class CapiMethod implements MimMethod {
   }
 
   prepare(images: HostTensor<Float32Array>, rng: Rng): CapiBatch {
-    const { imageH, imageW, gridH, gridW, nMasked, nPredict, nTokens } = this.dims;
+    const { imageH, imageW, gridH, gridW, nMasked, nPredict } = this.dims;
     if (
       images.shape.length !== 4 || images.shape[1] !== 3 || images.shape[2] !== imageH || images.shape[3] !== imageW
     ) {
