@@ -2,7 +2,7 @@
  * `deno task speed`: training throughput on this machine, optionally side by side with PyTorch.
  *
  *   deno task speed [--method vit] [--backend blas|wasm|cpu|...] [--steps 10] [--warmup 3] [--batch 64]
- *                   [--vs-torch [--rounds R]] [--threads N] [--no-profile] [--grads lean|tfjs] [--gelu fused|nn]
+ *                   [--vs-torch [--rounds R]] [--threads N] [--no-profile] [--grads lean|tfjs] [--blocks fused|nn]
  *
  * Trains the reference ViT of issue 8 (model/kernels/speed_vit.ts: 32x32 images, patch 4, width 192, depth 6,
  * 3 heads, MLP 4x, AdamW with weight decay 0) on a fixed random batch, prints images/s, ms/step, peak
@@ -64,9 +64,9 @@ export async function timeVit(
   warmup: number,
   profileSteps: number,
   lean = true,
-  gelu: "nn" | "fused" = "fused",
+  blocks: "nn" | "fused" = "fused",
 ) {
-  const cfg = { ...SPEED_VIT, gelu };
+  const cfg = { ...SPEED_VIT, blocks };
   const model = new SpeedVit(cfg, 0);
   const rng = Rng.from(0, "speed", "images");
   const images = rng.fillNormal(new Float32Array(batch * 3 * cfg.img * cfg.img));
@@ -163,8 +163,9 @@ async function main(): Promise<void> {
       // lean: model/kernels/lean_grads.ts frees saved tensors and gradients during the backward
       // pass (same values, about half the peak heap: what lets batch 128 fit); tfjs: tf.variableGrads.
       grads: { type: "string", default: "lean" },
-      // fused: model/kernels/fused_gelu.ts (one kernel each way on blas; nn.gelu elsewhere); nn: model/nn's mlp.
-      gelu: { type: "string", default: "fused" },
+      // fused: GELU and LayerNorm from model/kernels/fused_*.ts (one kernel each way on blas, the nn
+      // functions elsewhere); nn: model/nn's mlp and layerNorm.
+      blocks: { type: "string", default: "fused" },
     },
   });
   const int = (key: string, v: string, min: number) => {
@@ -180,9 +181,8 @@ async function main(): Promise<void> {
   const steps = int("steps", values.steps, 1), warmup = int("warmup", values.warmup, 1);
   const batch = int("batch", values.batch, 1);
   const profileSteps = values["no-profile"] ? 0 : int("profile-steps", values["profile-steps"], 0);
-  if (values.gelu !== "nn" && values.gelu !== "fused") {
-    throw new Error(`--gelu: expected 'nn' or 'fused', got '${values.gelu}'`);
-  }
+  const blocks = values.blocks;
+  if (blocks !== "nn" && blocks !== "fused") throw new Error(`--blocks: expected 'nn' or 'fused', got '${blocks}'`);
   if (values.grads !== "lean" && values.grads !== "tfjs") {
     throw new Error(`--grads: expected 'lean' or 'tfjs', got '${values.grads}'`);
   }
@@ -194,14 +194,14 @@ async function main(): Promise<void> {
     `speed: ${method} batch ${batch}, backend ${running}` +
       (running === "blas" && blas ? ` (${blas.description}, ${blas.threads ?? "?"} threads)` : "") +
       `, ${values.grads} grads, ${
-        method === "vit" ? `${values.gelu} gelu, ` : ""
+        method === "vit" ? `${values.blocks} blocks, ` : ""
       }${steps} steps after ${warmup} warm-up, ${navigator.hardwareConcurrency} logical cores, ` +
       `load ${Deno.loadavg().map((l) => l.toFixed(2)).join(" ")}`,
   );
   const lean = values.grads === "lean";
   let result: SpeedResult, profile: KernelProfile | null = null, profiledMs = 0, profiledSteps = profileSteps;
   if (method === "vit") {
-    ({ result, profile, profiledMs } = await timeVit(batch, steps, warmup, profileSteps, lean, values.gelu));
+    ({ result, profile, profiledMs } = await timeVit(batch, steps, warmup, profileSteps, lean, blocks));
   } else {
     const m = method as typeof METHOD_NAMES[number];
     const { msPerStep } = await timeMethod(m, batch, steps, warmup, lean);
@@ -242,7 +242,7 @@ async function main(): Promise<void> {
   const ours = [result];
   const theirs: TorchSpeed[] = [];
   for (let r = 0; r < rounds; r++) {
-    if (r > 0) ours.push((await timeVit(batch, steps, warmup, 0, lean, values.gelu)).result);
+    if (r > 0) ours.push((await timeVit(batch, steps, warmup, 0, lean, blocks)).result);
     const torch = await runTorchSpeed({ steps, warmup, batch, threads, cfg: SPEED_VIT });
     if (!torch.ok) {
       console.log(`speed: torch comparison skipped: ${torch.reason}`);

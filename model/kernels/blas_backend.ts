@@ -9,7 +9,7 @@
  *   also halves the peak heap, since tfjs clones every tensor saved for the backward pass;
  * - `Slice`, `SplitV`: heap-to-heap copies without first copying the whole source (heap_slice.ts);
  * - `Erf` (exact GELU): a rational approximation without `exp`, 5-6x faster (heap_erf.ts);
- * and it adds the fused GELU kernels of fused_gelu.ts. Sharing the
+ * and it adds the fused GELU and LayerNorm kernels of fused_gelu.ts and fused_layer_norm.ts. Sharing the
  * instance matters: the wasm kernels bind their C functions into module-level variables when a
  * backend is set up, so a second wasm instance would rebind them under the first one's feet. It also
  * means tensors move between `wasm` and `blas` for free (same heap), which the agreement tests use.
@@ -26,6 +26,7 @@ import { type RefCountingBackend, shareData } from "./zero_copy.ts";
 import { heapSlice, heapSplit } from "./heap_slice.ts";
 import { heapErf } from "./heap_erf.ts";
 import { registerGeluKernels } from "./fused_gelu.ts";
+import { registerLayerNormKernels } from "./fused_layer_norm.ts";
 
 /** Kernels the blas backend replaces; every other wasm kernel is used as is. */
 export const BLAS_KERNELS: readonly string[] = [
@@ -153,6 +154,7 @@ export function registerBlasBackend(): Blas | null {
     },
   });
   registerGeluKernels(BLAS_BACKEND);
+  registerLayerNormKernels(BLAS_BACKEND);
   // Priority 0: never picked automatically over the default backend.
   tf.registerBackend(BLAS_BACKEND, () => wasm, 0);
   registered = blas;

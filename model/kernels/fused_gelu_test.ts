@@ -7,7 +7,7 @@ import { initBackend, tf } from "../engine.ts";
 import { gelu } from "../nn/mlp.ts";
 import { Rng } from "../rng.ts";
 import { blasUnavailableReason, loadBlas } from "./blas.ts";
-import { fusedGelu } from "./fused_gelu.ts";
+import { expNonPositive, fusedGelu } from "./fused_gelu.ts";
 
 const blas = loadBlas();
 if (!blas) console.log(`fused_gelu_test: BLAS-specific tests skipped: ${blasUnavailableReason()}`);
@@ -50,4 +50,13 @@ Deno.test({
 Deno.test("fusedGelu is nn.gelu on the cpu backend", async () => {
   await initBackend("cpu");
   assert.deepEqual(valueAndGrad(fusedGelu), valueAndGrad(gelu));
+});
+
+Deno.test("expNonPositive is within 2e-7 relative of Math.exp on [-87, 0]", () => {
+  for (let a = -87; a <= 0; a += 0.0137) {
+    const want = Math.exp(a);
+    assert.ok(Math.abs(expNonPositive(a) - want) <= 2e-7 * want, `e^${a}: ${expNonPositive(a)} vs ${want}`);
+  }
+  assert.equal(expNonPositive(0), 1);
+  assert.equal(expNonPositive(-1000), 0);
 });

@@ -14,6 +14,7 @@ import { ParamStore } from "../params.ts";
 import { Rng } from "../rng.ts";
 import { layerNorm, linear, mergeHeads, mlp, scaledDotProductAttention, splitHeads } from "../nn/mod.ts";
 import { fusedGelu } from "./fused_gelu.ts";
+import { fusedLayerNorm } from "./fused_layer_norm.ts";
 
 export interface SpeedVitConfig {
   /** Image side (pixels); 32 as CIFAR. */
@@ -23,8 +24,11 @@ export interface SpeedVitConfig {
   depth: number;
   heads: number;
   mlpRatio: number;
-  /** `nn`: model/nn's `mlp` (five-op GELU); `fused`: fused_gelu.ts (same function, one kernel each way). */
-  gelu?: "nn" | "fused";
+  /**
+   * `nn`: model/nn's `mlp` and `layerNorm` as they are; `fused`: the same functions from
+   * fused_gelu.ts and fused_layer_norm.ts (one kernel each way on the blas backend).
+   */
+  blocks?: "nn" | "fused";
 }
 
 /** The reference model of issue 8. */
@@ -68,7 +72,8 @@ export class SpeedVit {
     return tf.tidy(() => {
       const p = (n: string) => this.params.get(n);
       const lin = (x: tf.Tensor, n: string) => linear(x, p(`${n}.weight`), p(`${n}.bias`));
-      const ln = (x: tf.Tensor, n: string) => layerNorm(x, p(`${n}.weight`), p(`${n}.bias`), 1e-6);
+      const norm = this.cfg.blocks === "fused" ? fusedLayerNorm : layerNorm;
+      const ln = (x: tf.Tensor, n: string) => norm(x, p(`${n}.weight`), p(`${n}.bias`), 1e-6);
       let x = tf.add(lin(patches, "patch_embed"), p("pos_embed")); // [B, N, D]
       for (let i = 0; i < this.cfg.depth; i++) {
         const b = `blocks.${i}`;
@@ -76,7 +81,7 @@ export class SpeedVit {
         const [q, k, v] = tf.split(qkv, 3, -1).map((t) => splitHeads(t, this.cfg.heads)); // [B, h, N, hd]
         x = tf.add(x, lin(mergeHeads(scaledDotProductAttention(q, k, v)), `${b}.attn.proj`));
         const h = ln(x, `${b}.norm2`);
-        const m = this.cfg.gelu === "fused" ? lin(fusedGelu(lin(h, `${b}.mlp.fc1`)), `${b}.mlp.fc2`) : mlp(h, {
+        const m = this.cfg.blocks === "fused" ? lin(fusedGelu(lin(h, `${b}.mlp.fc1`)), `${b}.mlp.fc2`) : mlp(h, {
           fc1: p(`${b}.mlp.fc1.weight`),
           fc1Bias: p(`${b}.mlp.fc1.bias`),
           fc2: p(`${b}.mlp.fc2.weight`),
