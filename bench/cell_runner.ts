@@ -23,6 +23,8 @@ export interface PretrainOutcome {
   lossCurve: { step: number; loss: number }[];
   imagesPerSec: number | null;
   resumedFromStep: number | null;
+  /** Wall seconds of the pretraining that produced the checkpoint (set by the runner). */
+  wallSec?: number;
 }
 
 export interface PretrainContext {
@@ -164,9 +166,11 @@ export async function runCells(cells: Cell[], phases: BenchPhases, opts: RunCell
         if (outcome) log(`${tag}: reusing finished pretraining in ${checkpointDir}`);
         else {
           outcome = await phases.pretrain({ cell, checkpointDir, pretrainHash: id.pretrainHash, log });
+          outcome = { ...outcome, wallSec: (performance.now() - t0) / 1000 };
           await atomicWriteJson(donePath, outcome);
         }
-        pretrainSec = reused ? 0 : (performance.now() - t0) / 1000;
+        // A reused checkpoint reports the wall time of the run that made it (0 if unknown).
+        pretrainSec = outcome.wallSec ?? 0;
         const last = outcome.lossCurve.at(-1);
         pretraining = {
           steps: outcome.steps,
