@@ -166,6 +166,10 @@ function verdicts(rows: LeaderboardRow[]): string[] {
   const groups = [...new Set(rows.map((r) => r.group))];
   return groups.map((g) => {
     const inGroup = rows.filter((r) => r.group === g && r.subjectKind === "pretrained");
+    if (!rows.some((r) => r.group === g && r.subjectKind !== "pretrained")) {
+      return `${g}: no baseline rows (random init, raw pixels) in this group yet, so nothing here says whether ` +
+        `pretraining helped; run the suite's baseline cells.`;
+    }
     const wins = inGroup.flatMap((r) =>
       r.mainScores.filter((m) => {
         const v = Object.values(r.metrics[m]?.versus ?? {});

@@ -20,7 +20,7 @@ export function formatMetric(s: MetricStats | undefined): string {
     case "below":
       return core;
     case "no_ranking":
-      return `${core} (1 seed)`;
+      return `${core} (n=${s.n}, not ranked)`;
   }
 }
 
