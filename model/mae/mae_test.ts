@@ -218,3 +218,23 @@ Deno.test("runMaeParity: a non-square [H, W] fixture is read from its config and
   assert.deepEqual(bad, [], "every reference tensor is compared, at the reference's shape");
   assert.equal(report.rows().length, tensors.length - 2 - params.length);
 });
+
+Deno.test("initialParams: xavier-uniform Linears (patch embed on its [D, C*p*p] view), N(0, 0.02) tokens, zero biases", () => {
+  const c = maeConfig("tiny");
+  const p = new Map(initialParams(c, Rng.from(5)).map(([n, t]) => [n, t.data]));
+  const maxAbs = (n: string) => p.get(n)!.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
+  const within = (n: string, bound: number) =>
+    assert.ok(maxAbs(n) <= bound && maxAbs(n) > 0.95 * bound, `${n}: max |v| ${maxAbs(n)} vs bound ${bound}`);
+  const d = c.embedDim, pp3 = 3 * c.patchSize ** 2;
+  within("patch_embed.proj.weight", Math.sqrt(6 / (d + pp3)));
+  within("patch_embed.proj.bias", 1 / Math.sqrt(pp3)); // Conv2d default bias is kept
+  within("blocks.0.attn.qkv.weight", Math.sqrt(6 / (d + 3 * d)));
+  within("decoder_pred.weight", Math.sqrt(6 / (c.decoderEmbedDim + pp3)));
+  for (const n of ["blocks.0.attn.qkv.bias", "blocks.3.mlp.fc2.bias", "decoder_embed.bias", "norm.bias"]) {
+    assert.equal(maxAbs(n), 0, n);
+  }
+  assert.ok(p.get("decoder_norm.weight")!.every((v) => v === 1));
+  const cls = p.get("cls_token")!;
+  const std = Math.sqrt(cls.reduce((a, v) => a + v * v, 0) / cls.length);
+  assert.ok(std > 0.016 && std < 0.024, `cls_token std ${std}`);
+});
