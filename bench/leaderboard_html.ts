@@ -27,11 +27,15 @@ function groupSection(lb: Leaderboard, group: string): string {
   const verdict = lb.notes.find((n) => n.startsWith(`${group}:`))?.slice(group.length + 2) ?? "";
   const parts = [`<section><h2>${esc(group)}</h2><p class="verdict">${esc(verdict)}</p>`, table(rows, mains)];
 
-  const curves: Series[] = rows.filter((r) => r.lossCurve.length > 0).map((r) => ({
-    label: `${r.subject} ${r.budget.steps}×${r.budget.batchSize}`,
-    points: r.lossCurve.map((p) => ({ x: p.step, y: p.mean, lo: p.mean - p.std, hi: p.mean + p.std })),
-  }));
-  for (const s of curves) parts.push(lineChart(`pretraining loss: ${s.label}`, [s], "step", "loss"));
+  // One loss chart per budget, every method overlaid (mean line, ± std band over seeds).
+  const pre = rows.filter((r) => r.lossCurve.length > 0);
+  for (const b of [...new Set(pre.map((r) => `${r.budget.steps}×${r.budget.batchSize}`))]) {
+    const series: Series[] = pre.filter((r) => `${r.budget.steps}×${r.budget.batchSize}` === b).map((r) => ({
+      label: r.subject,
+      points: r.lossCurve.map((p) => ({ x: p.step, y: p.mean, lo: p.mean - p.std, hi: p.mean + p.std })),
+    }));
+    parts.push(lineChart(`pretraining loss, budget ${b} (mean ± std over seeds)`, series, "step", "loss"));
+  }
 
   for (const m of mains) {
     const data = rows.filter((r) => r.metrics[m]).map((r) => ({

@@ -15,7 +15,8 @@ export function esc(text: string): string {
 }
 
 /** A stable colour per series name (same name, same colour on every chart). */
-export function colorFor(name: string): string {
+export function colorFor(label: string): string {
+  const name = label.split(" ")[0];
   if (name.startsWith("random_init")) return "#999999";
   if (name === "raw_pixels") return "#444444";
   let h = 0;
