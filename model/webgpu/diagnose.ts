@@ -131,7 +131,8 @@ export function findProblems(host: HostView): string[] {
 /** The full error text for "requestAdapter() returned null", naming what is missing and what to do. */
 export function noAdapterMessage(host: HostView): string {
   const problems = findProblems(host);
-  const head = "backend 'webgpu': Deno found no WebGPU adapter (navigator.gpu.requestAdapter() returned null)";
+  const head = "backend 'webgpu': Deno found no WebGPU adapter (navigator.gpu.requestAdapter() returned null; " +
+    `wgpu tried ${host.env("DENO_WEBGPU_BACKEND") ?? "Vulkan, then OpenGL ES through EGL"})`;
   const tail = "Or choose --backend wasm (CPU).";
   if (problems.length === 0) {
     const icd = findIcdManifests(host).files.join(", ");
