@@ -92,8 +92,12 @@ for c in /usr/share/vulkan/icd.d/nvidia_icd.json /etc/vulkan/icd.d/nvidia_icd.js
   /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json; do
   [ -f "$c" ] && { icd="$c"; break; }
 done
-[ -n "$icd" ] && export VK_DRIVER_FILES="$icd" __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+[ -n "$icd" ] && export VK_DRIVER_FILES="$icd"
 echo "NVIDIA ICD manifest: ${icd:-none found}"
+egl=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+[ -f "$egl" ] && export __EGL_VENDOR_LIBRARY_FILENAMES="$egl"
+# The manifests name libGLX_nvidia.so.0 / libEGL_nvidia.so.0 by bare name: make the driver folder findable.
+[ -d /usr/local/nvidia/lib64 ] && export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}/usr/local/nvidia/lib64"
 XDG_RUNTIME_DIR="$(mktemp -d)" && chmod 700 "$XDG_RUNTIME_DIR"
 export XDG_RUNTIME_DIR DENO_WEBGPU_BACKEND=vulkan DENO_DIR=/tmp/deno_dir DENO_NO_UPDATE_CHECK=1 NO_COLOR=1
 RUN=("$DENO" run -A --no-check --node-modules-dir=manual)
