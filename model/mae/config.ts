@@ -95,9 +95,10 @@ export function maeDims(c: MaeConfig): MaeDims {
  * Presets. `tiny` runs on 2 CPU cores (32 px, patch 4 -> 8x8 grid, width 192, 4 blocks,
  * decoder 128 wide x 2). The `vit_*` presets are the MAE models (decoder 512 x 8, 16 heads).
  *
- * `deno task pretrain --method mae --preset tiny --steps 2000 --batch 64`: measured 8.7 img/s
- * (wasm, 2 cores shared with other jobs at load ~9; 2026-11-27), i.e. ~4 h for 2000 steps
- * there; the loss falls from ~1.25 to ~0.9 within 60 steps at batch 16.
+ * `deno task pretrain --method mae --preset tiny --steps 2000 --batch 64 [--backend blas]`:
+ * measured 8.7 img/s on wasm and 21.3 img/s on blas (2 cores shared with other jobs at load
+ * ~9; 2026-11-27), i.e. ~4 h / ~1.7 h for 2000 steps there; the loss falls from ~1.25 to
+ * ~0.9 within 60 steps at batch 16.
  */
 export const MAE_PRESETS = {
   tiny: {

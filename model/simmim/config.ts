@@ -119,9 +119,9 @@ export function simmimDims(c: SimmimConfig): SimmimDims {
  * Presets. `tiny` runs on 2 CPU cores: 32 px, patch 4 (8x8 grid), mask cells of 8 px (4x4
  * coarse grid), width 192. `vit_b` is the official SimMIM ViT-B/16.
  *
- * `deno task pretrain --method simmim --preset tiny --steps 2000 --batch 64`: measured 4.8 img/s
- * (wasm, 2 cores shared with other jobs at load ~9; 2026-11-27): every token goes through
- * the encoder, against a quarter for MAE.
+ * `deno task pretrain --method simmim --preset tiny --steps 2000 --batch 64 [--backend blas]`:
+ * measured 4.8 img/s on wasm and 14.9 img/s on blas (2 cores shared with other jobs at load
+ * ~9; 2026-11-27): every token goes through the encoder, against a quarter for MAE.
  */
 export const SIMMIM_PRESETS = {
   tiny: {
