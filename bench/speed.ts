@@ -8,9 +8,13 @@
  * 3 heads, MLP 4x, AdamW with weight decay 0) on a fixed random batch, prints images/s, ms/step, peak
  * RSS, the wasm heap size and the share of time per kernel kind (a separate profiled pass, so the
  * timers do not touch the timed steps). With `--vs-torch` it then runs bench/speed_torch.py on the
- * same config with as many threads as the BLAS, and ends with
+ * same config with as many threads as the BLAS (`--rounds R`: R alternating rounds, best of each
+ * side), prints the same per CPU-second of each process, and ends with
  *   speed: train img/s ours=<a> torch=<b> ratio=<a/b>
- * Expected on 2 shared cores (see README): blas ~50-70 img/s, torch ~50-60 img/s, wasm ~10.
+ * `--method capi|mae|simmim` times that method's `tiny` preset instead (no torch twin).
+ * Measured 2026-11-27 on 2 vCPUs shared with other jobs at load 7-10 (model/kernels/README.md):
+ * `--rounds 3` ours 14.6 img/s, torch 7.4 (ratio 1.97); `--threads 1 --rounds 3` ours 24.8,
+ * torch 34.2 (ratio 0.72). Runtime about 2 min per round at that load.
  *
  * @module
  */
