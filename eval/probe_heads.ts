@@ -84,7 +84,16 @@ export function linearGridLogits(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor, class
   });
 }
 
-/** Logits of G attentive heads: tokens `[B, N, D]` -> `[B, G, C]`. */
+/**
+ * Logits of G attentive heads: tokens `[B, N, D]` -> `[B, G, C]`.
+ *
+ * Computed in an equivalent, cheaper order (exact up to float rounding): with
+ * `k_n = Wk x_n + bk`, `q . k_n = (Wk^T q) . x_n + q . bk`, so the logits need `x @ (Wk^T q)`
+ * (`[D, G*h]`) rather than all keys (`[D, G*D]`); and since the attention weights sum to 1,
+ * `sum_n a_n (Wv x_n + bv) = Wv (sum_n a_n x_n) + bv`. The trainable parameters (and so
+ * AdamW's per-parameter updates) are exactly the official ones; only the op order differs.
+ * This cuts a step's cost by ~2D/h (about 100x at D = 192) against materialising k and v.
+ */
 export function attnGridLogits(
   tokens: tf.Tensor,
   p: { query: tf.Tensor; kvW: tf.Tensor; kvB: tf.Tensor; w: tf.Tensor; b: tf.Tensor },
@@ -93,20 +102,22 @@ export function attnGridLogits(
     const [bsz, n, d] = tokens.shape;
     const g = p.query.shape[0];
     const h = attnPoolHeads(d);
-    const hd = d / h;
-    const kv = tf.add(tf.matMul(tf.reshape(tokens, [bsz * n, d]), p.kvW), p.kvB); // [B*N, G*2D]
-    const kv2 = tf.reshape(kv, [bsz * n * g, 2 * d]); // rows (b, n, g)
-    const k = tf.reshape(tf.slice(kv2, [0, 0], [-1, d]), [bsz, n, g, h, hd]);
-    const v = tf.reshape(tf.slice(kv2, [0, d], [-1, d]), [bsz, n, g, h, hd]);
-    const q = tf.reshape(p.query, [1, 1, g, h, hd]);
-    const logits = tf.mul(tf.sum(tf.mul(k, q), -1), 1 / Math.sqrt(hd)); // [B, N, G, h]
-    // softmax over the token axis (tfjs softmax is last-axis only). The max shift cancels
-    // exactly in the softmax, so its gradient contribution is zero.
-    const shifted = tf.sub(logits, tf.max(logits, 1, true));
-    const e = tf.exp(shifted);
-    const attn = tf.div(e, tf.sum(e, 1, true)); // [B, N, G, h]
-    const pooled = tf.sum(tf.mul(tf.expandDims(attn, -1), v), 1); // [B, G, h, hd]
-    const o = tf.transpose(tf.reshape(pooled, [bsz, g, d]), [1, 0, 2]); // [G, B, D]
+    const hd = d / h, gh = g * h;
+    const kvW = tf.reshape(p.kvW, [d, g, 2, h * hd]); // columns ordered (g, k|v, h, hd)
+    const kvB = tf.reshape(p.kvB, [g, 2, h * hd]);
+    const wk = tf.reshape(tf.slice(kvW, [0, 0, 0, 0], [d, g, 1, d]), [d, g, h, hd]);
+    const wv = tf.reshape(tf.slice(kvW, [0, 0, 1, 0], [d, g, 1, d]), [d, gh, hd]);
+    const bk = tf.reshape(tf.slice(kvB, [0, 0, 0], [g, 1, d]), [g, h, hd]);
+    const bv = tf.reshape(tf.slice(kvB, [0, 1, 0], [g, 1, d]), [gh, 1, hd]);
+    const q = tf.reshape(p.query, [g, h, hd]);
+    const u = tf.reshape(tf.sum(tf.mul(wk, q), -1), [d, gh]); // Wk^T q per (g, h): [D, G*h]
+    const qb = tf.reshape(tf.sum(tf.mul(bk, q), -1), [gh]); // q . bk (cancels in the softmax)
+    const x2 = tf.reshape(tokens, [bsz * n, d]);
+    const logits = tf.mul(tf.add(tf.matMul(x2, u), qb), 1 / Math.sqrt(hd)); // [B*N, G*h]
+    const attn = tf.softmax(tf.transpose(tf.reshape(logits, [bsz, n, gh]), [0, 2, 1]), -1); // [B, G*h, N]
+    const pooledX = tf.matMul(attn, tokens); // [B, G*h, D]
+    const vals = tf.add(tf.matMul(tf.transpose(pooledX, [1, 0, 2]), tf.transpose(wv, [1, 0, 2])), bv); // [G*h, B, hd]
+    const o = tf.reshape(tf.transpose(tf.reshape(vals, [g, h, bsz, hd]), [0, 2, 1, 3]), [g, bsz, d]); // [G, B, D]
     const out = tf.add(tf.matMul(o, p.w), p.b); // [G, B, C]
     return tf.transpose(out, [1, 0, 2]); // [B, G, C]
   });
