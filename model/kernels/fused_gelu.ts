@@ -4,7 +4,7 @@
  * model/nn/mlp.ts's `gelu` is five tfjs ops (`0.5 x (1 + erf(x / sqrt 2))`) whose autodiff adds ten
  * more, each a full pass over the `[B, N, 4D]` hidden activation: profiled, GELU was half of the
  * non-matmul kernel time of a ViT training step on wasm. Here the forward is one loop over the wasm
- * heap (erf by heap_erf.ts's rational approximation) that also writes the slope
+ * heap (erf by Abramowitz-Stegun 7.1.26, sharing its exponential with the density) that also writes the slope
  * `gelu'(x) = 0.5 (1 + erf(x / sqrt 2)) + x exp(-x^2 / 2) / sqrt(2 pi)`, saved in place of x, so the
  * gradient is a single multiply.
  * On other backends it is model/nn's `gelu` unchanged. Agrees with it within 1e-6 (tested).
@@ -13,13 +13,15 @@
  */
 import { tf } from "../engine.ts";
 import { gelu } from "../nn/mlp.ts";
-import { erfRational } from "./heap_erf.ts";
 import type { TensorInfoLike, WasmHeapBackend } from "./blas_matmul.ts";
 
 /** Kernel registered for the `blas` backend by `registerGeluKernels`: x -> [gelu(x), gelu'(x)]. */
 export const GELU_KERNEL = "BlasGelu";
 
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
+// Abramowitz-Stegun 7.1.26 (|error| <= 1.5e-7), the erf of tfjs's cpu and wasm kernels.
+const ERF_P = 0.3275911, ERF_A1 = 0.254829592, ERF_A2 = -0.284496736;
+const ERF_A3 = 1.421413741, ERF_A4 = -1.453152027, ERF_A5 = 1.061405429;
 
 // 2^-k for k = 0..127, for `expNonPositive`.
 const POW2_NEG = Float64Array.from({ length: 128 }, (_, k) => 2 ** -k);
@@ -54,9 +56,14 @@ export function registerGeluKernels(backendName: string): void {
       const [src, dst, der] = heapViews(b, [x, out, slope], n);
       for (let i = 0; i < n; i++) {
         const v = src[i];
-        const cdf = 0.5 * (1 + erfRational(v * Math.SQRT1_2));
+        // One exp serves both terms: A-S 7.1.26 writes erf(z) = 1 - t poly(t) e^(-z^2) for z >= 0,
+        // and e^(-z^2) at z = |v|/sqrt 2 is the e^(-v^2/2) of the density.
+        const e = expNonPositive(-0.5 * v * v);
+        const t = 1 / (1 + ERF_P * Math.abs(v) * Math.SQRT1_2);
+        const tail = ((((ERF_A5 * t + ERF_A4) * t + ERF_A3) * t + ERF_A2) * t + ERF_A1) * t * e;
+        const cdf = v >= 0 ? 1 - 0.5 * tail : 0.5 * tail; // 0.5 (1 + erf(v / sqrt 2))
         dst[i] = v * cdf;
-        der[i] = cdf + v * INV_SQRT_2PI * expNonPositive(-0.5 * v * v);
+        der[i] = cdf + v * INV_SQRT_2PI * e;
       }
       return [out, slope] as tf.TensorInfo[];
     },
