@@ -44,12 +44,16 @@ export function registerLayerNormKernels(backendName: string): void {
         view(be, rstd, rows),
       ];
       for (let r = 0, o = 0; r < rows; r++, o += d) {
-        let s = 0;
-        for (let i = 0; i < d; i++) s += xs[o + i];
+        // One pass for both moments: in double precision E[x^2] - mean^2 loses nothing that
+        // float32 inputs carry unless |mean| / std > 1e4.
+        let s = 0, s2 = 0;
+        for (let i = 0; i < d; i++) {
+          const v = xs[o + i];
+          s += v;
+          s2 += v * v;
+        }
         const mu = s / d;
-        let v = 0;
-        for (let i = 0; i < d; i++) v += (xs[o + i] - mu) ** 2;
-        const inv = 1 / Math.sqrt(v / d + eps);
+        const inv = 1 / Math.sqrt(Math.max(s2 / d - mu * mu, 0) + eps);
         for (let i = 0; i < d; i++) ys[o + i] = (xs[o + i] - mu) * inv * ws[i] + bs[i];
         ms[r] = mu;
         rs[r] = inv;
