@@ -24,12 +24,20 @@ export function formatMetric(s: MetricStats | undefined): string {
   }
 }
 
-function versusCell(r: LeaderboardRow): string {
+/** Which main metrics clear every baseline, and which fall below one, beyond the seed spread. */
+export function versusSummary(r: LeaderboardRow): string {
   if (r.subjectKind !== "pretrained") return "baseline";
-  const parts = r.mainScores.flatMap((m) =>
-    Object.entries(r.metrics[m]?.versus ?? {}).map(([base, v]) => `${m}: ${v} ${base}`)
-  );
-  return parts.length ? parts.join("; ") : "–";
+  const above: string[] = [], below: string[] = [], tied: string[] = [];
+  for (const m of r.mainScores) {
+    const v = Object.values(r.metrics[m]?.versus ?? {});
+    if (!v.length) continue;
+    if (v.every((x) => x === "above")) above.push(m);
+    else if (v.some((x) => x === "below")) below.push(m);
+    else tied.push(m);
+  }
+  const part = (label: string, xs: string[]) => (xs.length ? [`${label}: ${xs.join(", ")}`] : []);
+  const out = [...part("above all", above), ...part("below one", below), ...part("tied", tied)];
+  return out.length ? out.join("; ") : "–";
 }
 
 function budgetCell(r: LeaderboardRow): string {
@@ -57,11 +65,15 @@ export function leaderboardMarkdown(lb: Leaderboard): string {
     out.push(`## ${g}`, "");
     const verdict = lb.notes.find((n) => n.startsWith(`${g}:`));
     if (verdict) out.push(`> ${verdict.slice(g.length + 2)}`, "");
-    out.push(`| subject | pretraining | seeds | ${mains.join(" | ")} | vs baselines (beyond spread) |`);
+    out.push(
+      `| subject | pretraining | seeds | ${mains.join(" | ")} | vs own random init and raw pixels (beyond spread) |`,
+    );
     out.push(`| --- | --- | --- | ${mains.map(() => "---").join(" | ")} | --- |`);
     for (const r of rows) {
       const cells = mains.map((m) => formatMetric(r.metrics[m]));
-      out.push(`| ${r.subject} | ${budgetCell(r)} | ${r.seeds.join(", ")} | ${cells.join(" | ")} | ${versusCell(r)} |`);
+      out.push(
+        `| ${r.subject} | ${budgetCell(r)} | ${r.seeds.join(", ")} | ${cells.join(" | ")} | ${versusSummary(r)} |`,
+      );
     }
     const prov = rows[0].provenance;
     out.push(
