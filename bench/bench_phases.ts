@@ -253,7 +253,10 @@ async function resolveData(spec: DataSpec): Promise<ResolvedData> {
       log: console.log,
     });
   }
-  const { hash, numFiles } = await hashFileList(dataFolder(spec));
+  const { hash, numFiles } = await hashFileList(dataFolder(spec)).catch((err: Error) => {
+    const hint = spec.kind === "imagenet" ? "IMAGENET_ROOT" : "ADE20K_ROOT";
+    throw new Error(`${err.message}; data '${spec.name}' (${spec.kind}, split ${spec.split}): point ${hint} at it`);
+  });
   return { kind: spec.kind, name: spec.name, root: rootOf(spec), split: spec.split, fileListHash: hash, numFiles };
 }
 

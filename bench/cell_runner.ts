@@ -138,6 +138,13 @@ export async function runCells(cells: Cell[], phases: BenchPhases, opts: RunCell
   const existing = new Map<string, { path: string; record: RunRecord }>();
   for (const r of await readRunRecords(opts.recordsDir)) existing.set(r.record.identity.hash, r);
   const [git, versions, device] = await Promise.all([gitState(), runtimeVersions(), deviceInfo()]);
+  // Resolve every dataset first (generating the synthetic one if needed): a missing folder stops
+  // the run here with one clear message instead of failing every cell.
+  for (const c of cells) {
+    for (const d of [c.groupData, c.pretrain?.data, ...c.protocol.probes.flatMap((p) => [p.train, p.eval])]) {
+      if (d) await resolve(d);
+    }
+  }
 
   const reports: CellReport[] = [];
   for (const [i, cell] of cells.entries()) {

@@ -114,3 +114,18 @@ Deno.test("an invalid record is refused before anything is written, naming the f
   await assert.rejects(Deno.stat(path), Deno.errors.NotFound);
   await Deno.remove(dirs.root, { recursive: true });
 });
+
+Deno.test("a missing dataset stops the run before any cell, with the resolver's message", async () => {
+  const dirs = await tempDirs();
+  const { phases, calls } = fakePhases();
+  const broken = {
+    ...phases,
+    resolveData: () => Promise.reject(new Error("hashFileList: data folder '/nope' does not exist")),
+  };
+  await assert.rejects(
+    runCells(expandSuite(Suite.parse(FAKE_SUITE)), broken, { ...dirs, ...quiet }),
+    /data folder '\/nope' does not exist/,
+  );
+  assert.deepEqual(calls.pretrain, []);
+  await Deno.remove(dirs.root, { recursive: true });
+});

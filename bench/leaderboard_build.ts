@@ -3,8 +3,9 @@
  *
  * The output depends only on the set of records (not on file order, shards or wall times):
  * duplicate identities collapse to one, rows and metrics are sorted, and nothing time- or
- * machine-load-dependent is aggregated. Records of one group (model x pretraining data) whose
- * protocols differ are refused: their numbers do not measure the same thing.
+ * machine-load-dependent is aggregated. Records of one group (model x pretraining data x protocol
+ * id) whose protocol versions or contents differ are refused: their numbers do not measure the
+ * same thing, and silently averaging them would hide a stale record.
  *
  * @module
  */
@@ -29,8 +30,13 @@ const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 type Entry = { path: string; record: RunRecord };
 
+/**
+ * Rows are compared within a group: one model, one pretraining data, one protocol id. Suites with
+ * different protocols (e.g. `in1k_vit_l14` and `ade20k` on the same checkpoints) form separate
+ * groups; within a group every record must carry the same protocol version and hash.
+ */
 function groupKey(r: RunRecord): string {
-  return `${r.row.model} | ${r.row.data.name}@${r.row.data.fileListHash.slice(0, 8)}`;
+  return `${r.row.model} | ${r.row.data.name}@${r.row.data.fileListHash.slice(0, 8)} | ${r.protocol.id}`;
 }
 
 function rowKey(r: RunRecord): string {
@@ -109,7 +115,7 @@ function buildRow(entries: Entry[]): LeaderboardRow {
   }
   const uniq = (xs: string[]) => [...new Set(xs)].sort();
   return {
-    group: `${groupKey(first)} | ${first.protocol.id} v${first.protocol.version}`,
+    group: `${groupKey(first)} v${first.protocol.version}`,
     subject: first.row.subject,
     subjectKind: first.row.subjectKind,
     method: first.row.method,

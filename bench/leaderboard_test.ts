@@ -56,15 +56,31 @@ async function fakeRecords(): Promise<{ path: string; record: RunRecord }[]> {
   return records;
 }
 
-Deno.test("records of one group with differing protocols are refused, naming both files", async () => {
+Deno.test("records of one group with a differing protocol version or content are refused, naming both files", async () => {
   const records = await fakeRecords();
   const changed = structuredClone(records[3]);
-  changed.record.protocol = { ...changed.record.protocol, id: "fake.other" };
+  changed.record.protocol = { ...changed.record.protocol, version: 2 };
   changed.record.identity.hash = "f".repeat(64);
   assert.throws(
     () => buildLeaderboard([...records.slice(0, 3), changed]),
-    new RegExp(`refusing to merge .*${records[0].path}.*fake\\.protocol.*${changed.path}.*fake\\.other`),
+    new RegExp(`refusing to merge .*${records[0].path}.*fake\\.protocol v1.*${changed.path}.*fake\\.protocol v2`),
   );
+  changed.record.protocol = { ...records[0].record.protocol, hash: "e".repeat(64) };
+  assert.throws(() => buildLeaderboard([...records.slice(0, 3), changed]), /refusing to merge/);
+});
+
+Deno.test("records with another protocol id never merge into the same rows: they form their own group", async () => {
+  const records = await fakeRecords();
+  const other = records.map((e) => {
+    const c = structuredClone(e);
+    c.record.protocol = { ...c.record.protocol, id: "fake.other" };
+    c.record.identity.hash = c.record.identity.hash.replace(/^./, "0");
+    return c;
+  });
+  const lb = buildLeaderboard([...records, ...other]);
+  assert.equal(lb.rows.length, 10);
+  assert.deepEqual([...new Set(lb.rows.map((r) => r.group.split(" | ")[2]))], ["fake.other v1", "fake.protocol v1"]);
+  for (const r of lb.rows) assert.equal(r.seeds.length, 2);
 });
 
 Deno.test("marks: overlapping seed ranges are ties, separated ones are ranked, one seed is never ranked", async () => {
