@@ -19,7 +19,7 @@ import type { VisionEncoder } from "../model/encoder.ts";
 import type { MethodName, MimMethod } from "../model/method.ts";
 import { createMethod, methodPreset } from "../model/methods.ts";
 import { readSafetensors } from "../model/safetensors.ts";
-import { CHECKPOINT_FILE, train } from "../model/trainer.ts";
+import { CHECKPOINT_FILE, LOG_FILE, train, type TrainResult } from "../model/trainer.ts";
 import type { HostTensor } from "../model/fixture.ts";
 import { CapiConfig } from "../model/capi/config.ts";
 import { ortEncoderFor } from "../model/onnx/export.ts";
@@ -133,6 +133,26 @@ async function* imagesFrom(loader: DataLoader, perEpoch: number, start: number) 
   }
 }
 
+/**
+ * The loss curve of the whole run: after a resume the trainer returns only this session's
+ * points, while its JSONL log holds every session's (a step logged twice, before a kill and
+ * after the resume, keeps the later entry; they are identical on deterministic backends).
+ */
+async function fullLossCurve(dir: string, result: TrainResult): Promise<TrainResult["lossCurve"]> {
+  const byStep = new Map<number, number>();
+  try {
+    for (const line of (await Deno.readTextFile(`${dir}/${LOG_FILE}`)).split("\n")) {
+      if (!line.trim()) continue;
+      const e = JSON.parse(line) as { step?: unknown; loss?: unknown };
+      if (typeof e.step === "number" && typeof e.loss === "number") byStep.set(e.step, e.loss);
+    }
+  } catch {
+    return result.lossCurve; // no log: the trainer's own curve is all there is
+  }
+  for (const p of result.lossCurve) byStep.set(p.step, p.loss);
+  return [...byStep.entries()].sort((a, b) => a[0] - b[0]).map(([step, loss]) => ({ step, loss }));
+}
+
 async function pretrain({ cell, checkpointDir, pretrainHash }: PretrainContext) {
   const pre = cell.pretrain!;
   const method = buildMethod(cell);
@@ -149,7 +169,7 @@ async function pretrain({ cell, checkpointDir, pretrainHash }: PretrainContext) 
     });
     const perEpoch = loader.batchesPerEpoch;
     if (perEpoch < 1) throw new Error(`pretraining data '${pre.data.name}' has fewer images than one batch`);
-    return await train(method, (start) => imagesFrom(loader, perEpoch, start), {
+    const result = await train(method, (start) => imagesFrom(loader, perEpoch, start), {
       steps: pre.steps,
       seed: cell.seed,
       outDir: checkpointDir,
@@ -158,6 +178,7 @@ async function pretrain({ cell, checkpointDir, pretrainHash }: PretrainContext) 
       resume: true,
       identity: { pretrainHash },
     });
+    return { ...result, lossCurve: await fullLossCurve(checkpointDir, result) };
   } finally {
     method.dispose();
   }

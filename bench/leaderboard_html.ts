@@ -27,14 +27,15 @@ function groupSection(lb: Leaderboard, group: string): string {
   const verdict = lb.notes.find((n) => n.startsWith(`${group}:`))?.slice(group.length + 2) ?? "";
   const parts = [`<section><h2>${esc(group)}</h2><p class="verdict">${esc(verdict)}</p>`, table(rows, mains)];
 
-  // One loss chart per budget, every method overlaid (mean line, ± std band over seeds).
+  // One loss chart per method (losses of different methods have unrelated scales), one line per
+  // budget: mean over seeds with a ± std band.
   const pre = rows.filter((r) => r.lossCurve.length > 0);
-  for (const b of [...new Set(pre.map((r) => `${r.budget.steps}×${r.budget.batchSize}`))]) {
-    const series: Series[] = pre.filter((r) => `${r.budget.steps}×${r.budget.batchSize}` === b).map((r) => ({
-      label: r.subject,
+  for (const subject of [...new Set(pre.map((r) => r.subject))]) {
+    const series: Series[] = pre.filter((r) => r.subject === subject).map((r) => ({
+      label: `${subject} ${r.budget.steps}×${r.budget.batchSize}`,
       points: r.lossCurve.map((p) => ({ x: p.step, y: p.mean, lo: p.mean - p.std, hi: p.mean + p.std })),
     }));
-    parts.push(lineChart(`pretraining loss, budget ${b} (mean ± std over seeds)`, series, "step", "loss"));
+    parts.push(lineChart(`pretraining loss: ${subject} (mean ± std over seeds)`, series, "step", "loss"));
   }
 
   for (const m of mains) {

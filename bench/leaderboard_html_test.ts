@@ -54,7 +54,7 @@ Deno.test({
     await writeLeaderboard(`${root}/runs`, root);
     const html = await Deno.readTextFile(`${root}/leaderboard.html`);
     const expectedSvgs = (html.match(/<svg /g) ?? []).length;
-    // A loss chart per budget (2), a bar chart per main metric (2), budget vs each main metric (2).
+    // A loss chart per method (2), a bar chart per main metric (2), budget vs each main metric (2).
     assert.equal(expectedSvgs, 6);
     const out = await new Deno.Command(chromium!, {
       args: [
