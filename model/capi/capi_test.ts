@@ -164,3 +164,40 @@ Deno.test("the training path (prepare + loss + gradients) reproduces the fixture
   assert.equal(tf.memory().numTensors, before);
   m.dispose();
 });
+
+Deno.test("non-square images, 16 registers, 4 heads, global Sinkhorn, no clustering bias: one training step", () => {
+  const cfg = capiConfig("tiny", {
+    imageSize: [24, 40],
+    patchSize: 8,
+    embedDim: 32,
+    numHeads: 4,
+    encoderDepth: 1,
+    decoderDepth: 2,
+    nRegisters: 16,
+    numClusters: 12,
+    maskRatio: 0.5,
+    predictionSubsampling: 0.5,
+    positionwiseSk: false,
+    clusteringBias: false,
+    dropPathRate: 0.3,
+  });
+  const m = new CapiMethod(cfg, 2);
+  assert.ok(!m.params.has("teacher_head.layer.bias"));
+  assert.deepEqual([m.dims.gridH, m.dims.gridW, m.dims.nMasked, m.dims.nPredict], [3, 5, 7, 3]);
+  const images = { shape: [3, 3, 24, 40], data: Rng.from(5).fillNormal(new Float32Array(3 * 3 * 24 * 40)) };
+  const before = tf.memory().numTensors;
+  const batch = m.prepare(images, Rng.from(6));
+  // Sinkhorn ends with the prototype-axis normalisation: every token's assignment sums to ~1.
+  const rowSums = batch.assignments.sum(-1);
+  const rows = rowSums.dataSync();
+  rowSums.dispose();
+  rows.forEach((v) => assert.ok(Math.abs(v - 1) < 1e-4, `row sum ${v}`));
+  const vars = m.optimizers.flatMap((o) => o.params.map((n) => m.params.get(n)));
+  const { value, grads } = leanVariableGrads(() => m.loss(batch, Rng.from(7)).loss, vars);
+  assert.ok(Number.isFinite(value.dataSync()[0]));
+  assert.equal(Object.keys(grads).length, vars.length);
+  tf.dispose([value, ...Object.values(grads)]);
+  batch.dispose();
+  assert.equal(tf.memory().numTensors, before);
+  m.dispose();
+});
