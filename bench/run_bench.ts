@@ -26,6 +26,8 @@ const USAGE = `usage: deno task bench [--suite NAME] [--shard i/n] [--backend wa
   --shard      run every n-th cell starting at the i-th (1-based), for CI matrices
   --backend    tensor backend (a runtime knob: not part of any identity)
   --records    where run records go (default results/runs)
+  --out        where the leaderboard files go (default results)
+  --checkpoints  pretraining checkpoints, one folder per identity (default .cache/bench/pretrain)
   --list       print the cells and exit`;
 
 function summaryTable(reports: CellReport[]): string {
@@ -55,6 +57,8 @@ if (import.meta.main) {
       shard: { type: "string" },
       backend: { type: "string" },
       records: { type: "string" },
+      out: { type: "string" },
+      checkpoints: { type: "string" },
       list: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
@@ -81,12 +85,13 @@ if (import.meta.main) {
     const recordsDir = values.records ?? `${RESULTS_DIR}/runs`;
     const reports = await runCells(cells, BENCH_PHASES, {
       recordsDir: `${recordsDir}/${suite.name}`,
-      checkpointsDir: ".cache/bench/pretrain",
+      checkpointsDir: values.checkpoints ?? ".cache/bench/pretrain",
     });
     console.log(`\n${summaryTable(reports)}\n`);
     if (!values.shard) {
-      const lb = await writeLeaderboard(recordsDir, RESULTS_DIR);
-      console.log(`leaderboard: ${lb.rows.length} rows -> results/leaderboard.{json,html}, results/LEADERBOARD.md`);
+      const out = values.out ?? RESULTS_DIR;
+      const lb = await writeLeaderboard(recordsDir, out);
+      console.log(`leaderboard: ${lb.rows.length} rows -> ${out}/leaderboard.{json,html}, ${out}/LEADERBOARD.md`);
       for (const n of lb.notes.slice(1)) console.log(`  ${n}`);
     }
     const failed = reports.filter((r) => r.status === "failed").length;
