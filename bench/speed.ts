@@ -12,9 +12,10 @@
  * side), prints the same per CPU-second of each process, and ends with
  *   speed: train img/s ours=<a> torch=<b> ratio=<a/b>
  * `--method capi|mae|simmim` times that method's `tiny` preset instead (no torch twin).
- * Measured 2026-11-27 on 2 vCPUs shared with other jobs at load 7-10 (model/kernels/README.md):
- * `--rounds 3` ours 14.6 img/s, torch 7.4 (ratio 1.97); `--threads 1 --rounds 3` ours 24.8,
- * torch 34.2 (ratio 0.72). Runtime about 2 min per round at that load.
+ * Measured 2026-11-27 08:08-08:14 UTC on 2 vCPUs shared with other jobs (load 3.6-6, details in
+ * model/kernels/README.md), `--rounds 3 --steps 5 --warmup 2`: `--threads 1` ours 56.3 img/s, torch
+ * 78.7 (ratio 0.72); 2 threads ours 54.4, torch 20.4 (2.67; torch's OpenMP collapses under load).
+ * Runtime about 1 min per round at that load.
  *
  * @module
  */
