@@ -137,7 +137,7 @@ export async function runKnnProbe(
   cfg: KnnProbeConfig,
 ): Promise<KnnProbeResult> {
   const t0 = performance.now();
-  const split = holdoutSplit(train.labels.length, cfg.holdoutFraction, cfg.seed, "knn-holdout");
+  const split = holdoutSplit(train.labels.length, cfg.holdoutFraction, cfg.seed, "class-holdout");
   const fit = { x: takeRows(train.x, split.fit), labels: takeLabels(train.labels, split.fit) };
   const holdY = takeLabels(train.labels, split.hold);
   const onHold = await knnPredict(fit, takeRows(train.x, split.hold), classes, cfg.ks, cfg);

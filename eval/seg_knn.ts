@@ -109,7 +109,7 @@ function score(pred: Int32Array, gt: Int32Array): { miou: number; pixelAcc: numb
 export async function runSegKnn(train: SegFeatures, val: SegFeatures, cfg: SegKnnConfig): Promise<SegProbeResult> {
   const t0 = performance.now();
   const nImg = train.feats.shape[0];
-  const split = holdoutSplit(nImg, cfg.holdoutFraction, cfg.seed, "seg-knn-holdout");
+  const split = holdoutSplit(nImg, cfg.holdoutFraction, cfg.seed, "seg-holdout");
   const { db, scaler } = buildDatabase(toPatches(train, split.fit), cfg.standardize);
   const hold = toPatches(train, split.hold);
   const holdX = scaler.transform(hold.x);

@@ -150,7 +150,7 @@ export async function runSegLogreg(
   cfg: SegLogregConfig,
 ): Promise<SegProbeResult> {
   const t0 = performance.now();
-  const split = holdoutSplit(train.feats.shape[0], cfg.holdoutFraction, cfg.seed, "seg-logreg-holdout");
+  const split = holdoutSplit(train.feats.shape[0], cfg.holdoutFraction, cfg.seed, "seg-holdout");
   const sel = await fitOn(toPatches(train, split.fit), cfg.cs, cfg);
   const hold = toPatches(train, split.hold);
   const preds = await predictLogreg(sel.fit, sel.scaler.transform(hold.x));
