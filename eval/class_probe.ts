@@ -84,7 +84,7 @@ export async function runClassProbe(
       throw new Error(`${kind} probe: ${name} label ${s.labels[bad]} at sample ${bad} not in [0, ${classes})`);
     }
   }
-  const split = holdoutSplit(train.labels.length, cfg.holdoutFraction, cfg.seed, "class-holdout"); // one split shared by all classification probes;
+  const split = holdoutSplit(train.labels.length, cfg.holdoutFraction, cfg.seed, "class-holdout"); // shared by linear, attentive and kNN
   const fitX = takeRows(train.x, split.fit);
   const fitY = takeLabels(train.labels, split.fit);
   const holdX = takeRows(train.x, split.hold);
