@@ -100,6 +100,9 @@ export class DataLoader {
       throw new Error(`loader: segmentation transform on ${dataset.description}, which has no label maps`);
     }
     this.#ds = dataset;
+    // An option given as `undefined` means "the default", not "unset": drop those keys
+    // before spreading, or `concurrency: undefined` would stall the decode loop.
+    const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
     this.#o = {
       shuffle: true,
       dropLast: false,
@@ -107,8 +110,11 @@ export class DataLoader {
       concurrency: 8,
       prefetch: 2,
       onBadSample: "fail",
-      ...options,
-    };
+      ...given,
+    } as Required<LoaderOptions>;
+    if (!(Number.isInteger(this.#o.concurrency) && this.#o.concurrency >= 1)) {
+      throw new Error(`loader: concurrency must be a positive integer, got ${this.#o.concurrency}`);
+    }
   }
 
   /** Number of batches this shard yields per epoch (before any skipped samples). */

@@ -38,6 +38,16 @@ Deno.test("batches do not depend on concurrency or prefetch; shapes and labels",
       new DataLoader(ds, { batchSize: 8, transform: TRAIN, seed: 3, concurrency: 16, prefetch: 4 }).epoch(1),
     );
     assertEquals(slow, fast);
+    // Options passed as undefined fall back to the defaults (they once stalled the loop).
+    const defaults = await collect(
+      new DataLoader(ds, { batchSize: 8, transform: TRAIN, seed: 3, concurrency: undefined, prefetch: undefined })
+        .epoch(1),
+    );
+    assertEquals(defaults, slow);
+    throws(
+      () => new DataLoader(ds, { batchSize: 8, transform: TRAIN, seed: 3, concurrency: 0 }),
+      /loader: concurrency must be a positive integer, got 0/,
+    );
     assertEquals(new DataLoader(ds, { batchSize: 8, transform: TRAIN, seed: 3 }).batchesPerEpoch, 4);
     assertEquals(new DataLoader(ds, { batchSize: 8, transform: TRAIN, seed: 3, dropLast: true }).batchesPerEpoch, 3);
     assertEquals(slow.map((b) => b.images.shape), [[8, 3, 16, 16], [8, 3, 16, 16], [8, 3, 16, 16], [6, 3, 16, 16]]);
