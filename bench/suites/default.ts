@@ -10,12 +10,14 @@
  * (top-1 on the synthetic classification data) and seg kNN, seg logistic regression (mIoU on
  * the synthetic segmentation data).
  *
- * Expected runtime (measured 2026-11-27, shared 2-core Intel Xeon VM with load average ~9 from
- * five other engineers, backend blas, features through onnxruntime): 23 min wall over two sessions
- * (one killed mid-pretraining and resumed), ~13 CPU-minutes in all, so about 13-15 min on 2 idle
- * cores (not measured idle). Per cell under that load: pretraining 50 x 32 images at 12-24 img/s
- * (65-130 s), evaluation 40-150 s. A re-run that finds every record skips all cells in < 1 s.
- * Expected numbers (that run; % mean over seeds 0 and 1; chance top-1 = 10, 10 classes):
+ * Expected runtime (measured 2026-11-27 on a shared 2-core Intel Xeon VM, backend blas, features
+ * through onnxruntime, synthetic data already generated; generating it adds ~10 s):
+ *   fresh run, load average falling 5 -> 1.5 from other engineers: 6 min 43 s wall, 9.3 CPU-min;
+ *   per pretrained cell 31-102 s (pretraining 50 x 32 images at 24-94 img/s), per baseline cell 9-15 s.
+ *   Under load average ~9 the same suite took ~23 min. A re-run with every record present: < 1 s.
+ * Reproducible: the fresh run's 14 records have metrics identical to the published ones (same
+ * seeds; a killed-and-resumed pretraining gives the same metrics as an uninterrupted one).
+ * Expected numbers (% mean over seeds 0 and 1; chance top-1 = 10 with 10 classes):
  *
  *   subject            knn   linear  attentive  seg_knn mIoU  seg_logreg mIoU
  *   capi               11.5  10.7     9.0       15.4          19.3
