@@ -89,7 +89,9 @@ export const RunRecord = z.strictObject({
     probeSec: z.number().nonnegative(),
     totalSec: z.number().nonnegative(),
   }),
-  peakRssBytes: z.number().int().nonnegative(),
+  peakRssBytes: z.number().int().nonnegative().describe(
+    "peak resident memory of the bench process up to the end of this cell (Linux VmHWM; cells run in one process)",
+  ),
   provenance: z.strictObject({
     git: z.strictObject({ commit: z.string(), dirty: z.boolean() }),
     versions: z.record(z.string(), z.string()).describe("deno, v8, typescript, tfjs, onnxruntime, zod, ..."),
