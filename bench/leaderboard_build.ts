@@ -189,6 +189,19 @@ function verdicts(rows: LeaderboardRow[]): string[] {
   });
 }
 
+/** A caution per group whose records come from more than one commit (the code may differ). */
+function commitNotes(rows: LeaderboardRow[]): string[] {
+  return [...new Set(rows.map((r) => r.group))].flatMap((g) => {
+    const commits = [...new Set(rows.filter((r) => r.group === g).flatMap((r) => r.provenance.commits))];
+    return commits.length > 1
+      ? [
+        `${g}: records come from ${commits.length} commits; the identity covers settings, not code, so ` +
+        `bump the protocol version when a code change moves the numbers.`,
+      ]
+      : [];
+  });
+}
+
 /** Build the leaderboard from run records (any order, any number of shards). */
 export function buildLeaderboard(entries: Entry[]): Leaderboard {
   const unique = dedupe(entries);
@@ -207,6 +220,6 @@ export function buildLeaderboard(entries: Entry[]): Leaderboard {
     schemaVersion: LEADERBOARD_SCHEMA_VERSION,
     kind: "mim-bench-leaderboard",
     rows,
-    notes: [TIE_RULE, ...verdicts(rows)],
+    notes: [TIE_RULE, ...verdicts(rows), ...commitNotes(rows)],
   });
 }

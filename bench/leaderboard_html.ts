@@ -24,7 +24,7 @@ function table(rows: LeaderboardRow[], mains: string[]): string {
 function groupSection(lb: Leaderboard, group: string): string {
   const rows = lb.rows.filter((r) => r.group === group);
   const mains = [...new Set(rows.flatMap((r) => r.mainScores))];
-  const verdict = lb.notes.find((n) => n.startsWith(`${group}:`))?.slice(group.length + 2) ?? "";
+  const verdict = lb.notes.filter((n) => n.startsWith(`${group}:`)).map((n) => n.slice(group.length + 2)).join(" ");
   const parts = [`<section><h2>${esc(group)}</h2><p class="verdict">${esc(verdict)}</p>`, table(rows, mains)];
 
   // One loss chart per method (losses of different methods have unrelated scales), one line per

@@ -64,8 +64,7 @@ export function leaderboardMarkdown(lb: Leaderboard): string {
     const rows = lb.rows.filter((r) => r.group === g);
     const mains = [...new Set(rows.flatMap((r) => r.mainScores))];
     out.push(`## ${g}`, "");
-    const verdict = lb.notes.find((n) => n.startsWith(`${g}:`));
-    if (verdict) out.push(`> ${verdict.slice(g.length + 2)}`, "");
+    for (const note of lb.notes.filter((n) => n.startsWith(`${g}:`))) out.push(`> ${note.slice(g.length + 2)}`, "");
     out.push(
       `| subject | pretraining | seeds | ${mains.join(" | ")} | vs own random init and raw pixels (beyond spread) |`,
     );
