@@ -78,7 +78,7 @@ function checkProtocols(entries: Entry[]): void {
         `leaderboard: refusing to merge records of group '${g}' measured with different probe protocols: ` +
           `${first.path} has ${a.id} v${a.version} (${a.hash.slice(0, 12)}), ` +
           `${e.path} has ${b.id} v${b.version} (${b.hash.slice(0, 12)}). ` +
-          `Re-run the stale cells with the current suite, or build from separate --records folders.`,
+          `Delete the records of the stale protocol (or move them to another folder and build from separate --records folders).`,
       );
     }
   }

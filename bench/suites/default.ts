@@ -10,23 +10,22 @@
  * (top-1 on the synthetic classification data) and seg kNN, seg logistic regression (mIoU on
  * the synthetic segmentation data).
  *
- * Expected runtime (measured 2026-11-27 on a shared 2-core Intel Xeon VM, backend blas, features
- * through onnxruntime, synthetic data already generated; generating it adds ~10 s):
- *   fresh run, load average falling 5 -> 1.5 from other engineers: 6 min 43 s wall, 9.3 CPU-min;
- *   per pretrained cell 31-102 s (pretraining 50 x 32 images at 24-94 img/s), per baseline cell 9-15 s.
- *   Under load average ~9 the same suite took ~23 min. A re-run with every record present: < 1 s.
- * Reproducible: the fresh run's 14 records have metrics identical to the published ones (same
- * seeds; a killed-and-resumed pretraining gives the same metrics as an uninterrupted one).
- * Expected numbers (% mean over seeds 0 and 1; chance top-1 = 10 with 10 classes):
+ * Expected runtime (measured 2026-11-27 on a shared 2-core Intel Xeon VM, other engineers' load
+ * average 2-5, backend blas, features through onnxruntime): a fresh clone's `deno task bench`,
+ * synthetic data generation (4 s) included, took 5 min 10 s wall (9.2 CPU-min); per pretrained
+ * cell 31-100 s (50 x 32 images at 24-94 img/s), per baseline cell 9-15 s; the same suite took
+ * ~23 min under load average ~9. A re-run with every record present: < 1 s. Same code, same
+ * seeds -> identical metrics (checked over all 14 records, and killed-and-resumed vs uninterrupted).
+ * Expected numbers (protocol v2, commit 881c5f2; % mean over seeds 0 and 1; chance top-1 = 10):
  *
  *   subject            knn   linear  attentive  seg_knn mIoU  seg_logreg mIoU
- *   capi               11.5  10.7     9.0       15.4          19.3
- *   mae                 9.2  12.3    11.0       19.1          19.8
- *   simmim             12.2   9.3    10.7       13.1          12.1
- *   random_init.capi   11.8  11.3    10.2       15.5          19.8
- *   random_init.mae    12.2  11.2    11.0       18.9          20.5
- *   random_init.simmim 10.3  10.8    10.0       12.1          12.1
- *   raw_pixels         17.3  11.3    11.3       11.3          12.1
+ *   capi               11.3  10.0    11.0       16.3          19.3
+ *   mae                 9.7  11.0     8.5       19.5          19.8
+ *   simmim             12.2  10.7     9.8       13.7          12.1
+ *   random_init.capi   11.7  12.3    11.3       16.1          19.8
+ *   random_init.mae    11.7  10.0     9.8       18.9          20.5
+ *   random_init.simmim 11.2  11.2     9.3       12.0          12.1
+ *   raw_pixels         13.7  10.0    11.7       11.5          12.1
  *
  * At this budget no method is above its own random init and raw pixels beyond the seed spread on
  * classification (all near chance; raw pixels lead kNN), as seen with the official PyTorch code at
