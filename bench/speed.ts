@@ -15,7 +15,8 @@
  * Measured 2026-11-27 08:08-08:14 UTC on 2 vCPUs shared with other jobs (load 3.6-6, details in
  * model/kernels/README.md), `--rounds 3 --steps 5 --warmup 2`: `--threads 1` ours 56.3 img/s, torch
  * 78.7 (ratio 0.72); 2 threads ours 54.4, torch 20.4 (2.67; torch's OpenMP collapses under load).
- * Runtime about 1 min per round at that load.
+ * With the machine otherwise idle (08:31 UTC, load 0.9-1.9, same command with `--steps 8 --warmup 3`): ours 69.3,
+ * torch 70.9 img/s, ratio 0.98. Runtime about 1 min per round.
  *
  * @module
  */
