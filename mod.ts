@@ -7,3 +7,6 @@
  * @module
  */
 export * from "./model/mod.ts";
+export * from "./datasets/mod.ts";
+export * from "./eval/mod.ts";
+export * from "./bench/mod.ts";

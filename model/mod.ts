@@ -14,3 +14,21 @@ export { METHOD_NAMES, type MethodName, type MimMethod, type OptimizerSpec } fro
 export type { EncoderFeatures, EncoderInfo, VisionEncoder } from "./encoder.ts";
 export { PARITY_TOLERANCE, ParityReport } from "./parity.ts";
 export * from "./nn/mod.ts";
+export { createMethod, type CreateMethodOptions, methodPreset } from "./methods.ts";
+export {
+  type BatchSource,
+  loadCheckpoint,
+  saveCheckpoint,
+  train,
+  type TrainOptions,
+  type TrainResult,
+} from "./trainer.ts";
+export { decodeSafetensors, encodeSafetensors, readSafetensors, writeSafetensors } from "./safetensors.ts";
+export { CAPI_PRESETS, CapiConfig, capiConfig } from "./capi/config.ts";
+export { CapiEncoder, CapiMethod } from "./capi/method.ts";
+export { MAE_PRESETS, MaeConfig, maeConfig } from "./mae/config.ts";
+export { MaeEncoder, MaeMethod } from "./mae/method.ts";
+export { SIMMIM_PRESETS, SimmimConfig, simmimConfig } from "./simmim/config.ts";
+export { SimmimEncoder, SimmimMethod } from "./simmim/method.ts";
+export { exportMethodEncoder, ortEncoderFor } from "./onnx/export.ts";
+export { OnnxAdapterConfig, OrtEncoder } from "./onnx/ort_encoder.ts";
