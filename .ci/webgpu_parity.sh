@@ -4,7 +4,7 @@
 # Installs mesa-vulkan-drivers (lavapipe) when it can (root or passwordless sudo, apt-get
 # present); then asks Deno for a WebGPU adapter. With no adapter it prints why and exits 0
 # (a skip, not a pass: the line starts with SKIP). With one, it runs
-# `deno task parity --backend webgpu model/testdata/*.json`, which must print PASS for every
+# `deno task parity --backend webgpu` over model/testdata and its variants, which must print PASS for every
 # fixture. Expected runtime on 2 cores: ~1 min install, ~15 s parity.
 #
 # Call from .ci/run as `bash .ci/webgpu_parity.sh`. DENO overrides the deno command.
@@ -58,4 +58,4 @@ if ! adapter="$($DENO run -A model/webgpu/check_adapter.ts 2>&1)"; then
   exit 0
 fi
 echo "webgpu CI: adapter ${adapter}"
-$DENO task parity --backend webgpu model/testdata/*.json
+$DENO task parity --backend webgpu model/testdata/*.json model/testdata/variants/*.json
