@@ -170,8 +170,10 @@ export async function train(method: MimMethod, data: BatchSource, opts: TrainOpt
   }
   const stream = typeof data === "function" ? data(start) : data;
   const iter = stream[Symbol.asyncIterator]();
-  if (typeof data !== "function") { for (let i = 0; i < start; i++) await iter.next(); // replay the stream to `start`
-   }
+  if (typeof data !== "function") {
+    // A plain iterable cannot seek: replay it up to `start`.
+    for (let i = 0; i < start; i++) await iter.next();
+  }
 
   const firstBad = tf.variable(tf.scalar(Infinity), false);
   let last: { loss: tf.Scalar; metrics: Record<string, tf.Scalar> } | null = null;
