@@ -74,3 +74,4 @@ export {
   SyntheticConfig,
 } from "./synthetic.ts";
 export { checkDataset, type CheckReport, formatReport } from "./check.ts";
+export { FASHION_MNIST_CLASSES, FashionMnistConfig, writeFashionMnist } from "./fashion_mnist.ts";
