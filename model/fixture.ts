@@ -133,6 +133,35 @@ export function parseFixture(path: string, json: unknown, bytes: Uint8Array): Fi
   return new Fixture(path, m, bytes);
 }
 
+/**
+ * An in-memory fixture holding `tensors` back to back in one little-endian buffer: for tests
+ * that check a runner on configurations no stored fixture has (non-square images, other sizes).
+ */
+export function fixtureFromTensors(
+  path: string,
+  config: Record<string, unknown>,
+  tensors: [string, HostTensor][],
+): Fixture {
+  let offset = 0;
+  const entries = tensors.map(([name, t]) => {
+    const e = {
+      name,
+      shape: t.shape,
+      dtype: t.data instanceof Int32Array ? "int32" : "float32",
+      offset,
+      numel: t.data.length,
+    };
+    offset += 4 * t.data.length;
+    return e;
+  });
+  const bytes = new Uint8Array(offset);
+  tensors.forEach(([, t], i) =>
+    bytes.set(new Uint8Array(t.data.buffer, t.data.byteOffset, 4 * t.data.length), entries[i].offset)
+  );
+  const manifest = { format: "mim-fixture-v1", bin: `${path}.bin`, byte_order: "little", config, tensors: entries };
+  return parseFixture(path, manifest, bytes);
+}
+
 /** Load `NAME.json` and its `.bin`. */
 export async function loadFixture(path: string): Promise<Fixture> {
   let text: string;

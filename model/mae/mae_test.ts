@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { initBackend, tf } from "../engine.ts";
-import { type HostTensor, loadFixture, parseFixture } from "../fixture.ts";
+import { fixtureFromTensors, type HostTensor, loadFixture } from "../fixture.ts";
 import { ParityReport } from "../parity.ts";
 import { Rng } from "../rng.ts";
 import { AdamW } from "../adamw.ts";
@@ -152,27 +152,8 @@ Deno.test("MaeEncoder: non-square images give [B, Gh, Gw, D] patches and a [B, D
   }
 });
 
-/** An in-memory fixture: `tensors` laid out back to back in one little-endian buffer. */
-function syntheticFixture(config: Record<string, unknown>, tensors: [string, HostTensor][]) {
-  let offset = 0;
-  const entries = tensors.map(([name, t]) => {
-    const e = {
-      name,
-      shape: t.shape,
-      dtype: t.data instanceof Int32Array ? "int32" : "float32",
-      offset,
-      numel: t.data.length,
-    };
-    offset += 4 * t.data.length;
-    return e;
-  });
-  const bytes = new Uint8Array(offset);
-  tensors.forEach(([, t], i) =>
-    bytes.set(new Uint8Array(t.data.buffer, t.data.byteOffset, 4 * t.data.length), entries[i].offset)
-  );
-  const manifest = { format: "mim-fixture-v1", bin: "synthetic.bin", byte_order: "little", config, tensors: entries };
-  return parseFixture("synthetic_mae.json", manifest, bytes);
-}
+const syntheticFixture = (config: Record<string, unknown>, tensors: [string, HostTensor][]) =>
+  fixtureFromTensors("synthetic_mae.json", config, tensors);
 
 Deno.test("runMaeParity: a non-square [H, W] fixture is read from its config and every tensor is compared at its shape", async () => {
   const config = {
