@@ -41,3 +41,12 @@ export interface VisionEncoder {
   encode(images: HostTensor<Float32Array>): Promise<EncoderFeatures>;
   dispose(): void;
 }
+
+/** Throw unless `images` is `[B, 3, H, W]` at the encoder's input size; the message names the encoder. */
+export function assertImageBatch(info: EncoderInfo, images: HostTensor<Float32Array>): void {
+  const [h, w] = info.imageSize;
+  const s = images.shape;
+  if (s.length !== 4 || s[1] !== 3 || s[2] !== h || s[3] !== w) {
+    throw new Error(`${info.arch}: images [${s}], expected [B, 3, ${h}, ${w}]`);
+  }
+}

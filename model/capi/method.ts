@@ -11,7 +11,7 @@
  * @module
  */
 import { tf } from "../engine.ts";
-import type { EncoderFeatures, EncoderInfo, VisionEncoder } from "../encoder.ts";
+import { assertImageBatch, type EncoderFeatures, type EncoderInfo, type VisionEncoder } from "../encoder.ts";
 import type { HostTensor } from "../fixture.ts";
 import { constant, defaultBias, normal, truncNormal, xavierUniform, zeros } from "../init.ts";
 import type { LossOutput, MimMethod, OptimizerSpec, PreparedBatch } from "../method.ts";
@@ -250,10 +250,7 @@ export class CapiEncoder implements VisionEncoder {
   }
 
   async encode(images: HostTensor<Float32Array>): Promise<EncoderFeatures> {
-    const [h, w] = this.info.imageSize;
-    if (images.shape.length !== 4 || images.shape[1] !== 3 || images.shape[2] !== h || images.shape[3] !== w) {
-      throw new Error(`CapiEncoder.encode: expected [B, 3, ${h}, ${w}], got [${images.shape}]`);
-    }
+    assertImageBatch(this.info, images);
     const p = patchify(images, this.info.patchSize, "chw");
     const out = tf.tidy(() => {
       const r = evalForward((n) => this.params.get(n), this.prefix, tf.tensor(p.data, p.shape), this.geometry);

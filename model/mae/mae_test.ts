@@ -144,7 +144,7 @@ Deno.test("MaeEncoder: non-square images give [B, Gh, Gw, D] patches and a [B, D
     assert.equal(enc.info.arch, "vit_d32_patch4_16x24.mae");
     await assert.rejects(
       () => enc.encode({ shape: [1, 3, 16, 16], data: new Float32Array(3 * 256) }),
-      { message: "MaeEncoder.encode: expected [B, 3, 16, 24], got [1,3,16,16]" },
+      { message: "vit_d32_patch4_16x24.mae: images [1,3,16,16], expected [B, 3, 16, 24]" },
     );
   } finally {
     enc.dispose();

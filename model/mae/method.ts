@@ -13,7 +13,7 @@
 import { tf } from "../engine.ts";
 import type { HostTensor } from "../fixture.ts";
 import type { LossOutput, MimMethod, OptimizerSpec, PreparedBatch } from "../method.ts";
-import type { EncoderFeatures, EncoderInfo, VisionEncoder } from "../encoder.ts";
+import { assertImageBatch, type EncoderFeatures, type EncoderInfo, type VisionEncoder } from "../encoder.ts";
 import type { ParamStore } from "../params.ts";
 import { Rng } from "../rng.ts";
 import { maeLr } from "../schedules.ts";
@@ -112,11 +112,9 @@ export class MaeEncoder implements VisionEncoder {
   }
 
   async encode(images: HostTensor<Float32Array>): Promise<EncoderFeatures> {
-    const { gridH, gridW, imageH, imageW } = this.#model.dims;
+    const { gridH, gridW } = this.#model.dims;
     const d = this.#model.config.embedDim;
-    if (images.shape.length !== 4 || images.shape[2] !== imageH || images.shape[3] !== imageW) {
-      throw new Error(`MaeEncoder.encode: expected [B, 3, ${imageH}, ${imageW}], got [${images.shape}]`);
-    }
+    assertImageBatch(this.info, images);
     const b = images.shape[0];
     const p = patchify(images, this.#model.config.patchSize, "chw");
     const latent = tf.tidy(() => this.#model.encode(tf.tensor(p.data, p.shape), null)); // [B, 1+N, D]

@@ -11,7 +11,13 @@
  */
 import * as ort from "onnxruntime-node";
 import { z } from "zod";
-import type { EncoderFeatures, EncoderInfo, HostTensor, VisionEncoder } from "../encoder.ts";
+import {
+  assertImageBatch,
+  type EncoderFeatures,
+  type EncoderInfo,
+  type HostTensor,
+  type VisionEncoder,
+} from "../encoder.ts";
 
 export const OnnxAdapterConfig = z.strictObject({
   arch: z.string().min(1).describe("timm-style name recorded with results, e.g. vit_large_patch14_224.capi_in22k"),
@@ -84,11 +90,8 @@ export class OrtEncoder implements VisionEncoder {
 
   async encode(images: HostTensor<Float32Array>): Promise<EncoderFeatures> {
     if (!this.#session) throw new Error(`onnx encoder ${this.info.arch}: used after dispose()`);
-    const [b, c, h, w] = images.shape;
-    const [eh, ew] = this.info.imageSize;
-    if (c !== 3 || h !== eh || w !== ew) {
-      throw new Error(`onnx encoder ${this.info.arch}: images [${images.shape}], expected [B, 3, ${eh}, ${ew}]`);
-    }
+    assertImageBatch(this.info, images);
+    const [b, , h, w] = images.shape;
     const a = this.adapter;
     const feeds = { [a.input]: new ort.Tensor("float32", images.data, images.shape) };
     const names = [a.outputs.patches, a.outputs.global, a.outputs.registers].filter((n): n is string => n !== null);

@@ -12,7 +12,7 @@
 import { tf } from "../engine.ts";
 import type { HostTensor } from "../fixture.ts";
 import type { LossOutput, MimMethod, OptimizerSpec, PreparedBatch } from "../method.ts";
-import type { EncoderFeatures, EncoderInfo, VisionEncoder } from "../encoder.ts";
+import { assertImageBatch, type EncoderFeatures, type EncoderInfo, type VisionEncoder } from "../encoder.ts";
 import type { ParamStore } from "../params.ts";
 import { Rng } from "../rng.ts";
 import { simmimLr } from "../schedules.ts";
@@ -125,10 +125,8 @@ export class SimmimEncoder implements VisionEncoder {
   }
 
   async encode(images: HostTensor<Float32Array>): Promise<EncoderFeatures> {
-    const { gridH, gridW, imageH, imageW } = this.#model.dims;
-    if (images.shape.length !== 4 || images.shape[2] !== imageH || images.shape[3] !== imageW) {
-      throw new Error(`SimmimEncoder.encode: expected [B, 3, ${imageH}, ${imageW}], got [${images.shape}]`);
-    }
+    const { gridH, gridW } = this.#model.dims;
+    assertImageBatch(this.info, images);
     const p = patchify(images, this.#model.config.patchSize, "chw");
     const z = tf.tidy(() => this.#model.encode(tf.tensor(p.data, p.shape), null)); // [B, N, D]
     const data = (await z.data()) as Float32Array;
