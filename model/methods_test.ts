@@ -87,6 +87,12 @@ for (const name of METHOD_NAMES) {
   });
 }
 
+/**
+ * Loss after 8 steps on one batch, as a fraction of the first: measured 0.80 (capi), 0.78 (mae),
+ * 0.86 (simmim) with these seeds; the bounds leave a margin and fail when nothing is learnt.
+ */
+const LEARNS: Record<MethodName, number> = { capi: 0.85, mae: 0.85, simmim: 0.9 };
+
 for (const name of METHOD_NAMES) {
   Deno.test(`${name}: AdamW steps on one batch (same masks) lower the loss`, () => {
     const config = { ...methodPreset(name, "tiny"), ...SHRINK[name] };
@@ -116,7 +122,7 @@ for (const name of METHOD_NAMES) {
         tf.dispose([value, ...Object.values(grads)]);
       }
       batch.dispose?.();
-      assert.ok(losses[7] < 0.95 * losses[0], `loss ${losses.map((l) => l.toFixed(3)).join(" -> ")}`);
+      assert.ok(losses[7] < LEARNS[name] * losses[0], `loss ${losses.map((l) => l.toFixed(3)).join(" -> ")}`);
     } finally {
       for (const o of opts) o.dispose();
       m.dispose();
