@@ -13,7 +13,14 @@
 import { atomicWriteJson, readJsonIfExists } from "./atomic_write.ts";
 import { identityHash } from "./identity.ts";
 import { deviceInfo, gitState, isCi, peakRssBytes, runtimeVersions } from "./provenance.ts";
-import { type ProbeResult, readRunRecords, type ResolvedData, type RunRecord, writeRunRecord } from "./run_record.ts";
+import {
+  type LossCurves,
+  type ProbeResult,
+  readRunRecords,
+  type ResolvedData,
+  type RunRecord,
+  writeRunRecord,
+} from "./run_record.ts";
 import { type Cell, type DataSpec, type ProbeName, probeTask } from "./suite.ts";
 
 /** What the trainer reports back; also stored as the checkpoint folder's `pretrain_done.json`. */
@@ -21,6 +28,8 @@ export interface PretrainOutcome {
   steps: number;
   imagesSeen: number;
   lossCurve: { step: number; loss: number }[];
+  /** Every logged loss component (the trainer's log.jsonl). */
+  curves?: LossCurves;
   imagesPerSec: number | null;
   resumedFromStep: number | null;
   /** Wall seconds of the pretraining that produced the checkpoint (set by the runner). */
@@ -183,6 +192,7 @@ export async function runCells(cells: Cell[], phases: BenchPhases, opts: RunCell
           steps: outcome.steps,
           imagesSeen: outcome.imagesSeen,
           lossCurve: outcome.lossCurve,
+          ...(outcome.curves ? { curves: outcome.curves } : {}),
           finalLoss: last ? last.loss : null,
           imagesPerSec: outcome.imagesPerSec,
           resumedFromStep: outcome.resumedFromStep,
