@@ -97,3 +97,21 @@ Deno.test("rows built from records without curves (written before them) still dr
   assert.doesNotMatch(html, /loss_clustering/);
   await Deno.remove(root, { recursive: true });
 });
+
+Deno.test("the budgets of one method get distinct colours in its curve charts", async () => {
+  const root = await Deno.makeTempDir({ prefix: "bench_curves_test_" });
+  const suite = Suite.parse({
+    ...FAKE_SUITE,
+    pretraining: [FAKE_SUITE.pretraining[0], { ...FAKE_SUITE.pretraining[0], steps: 8 }],
+  });
+  await runCells(expandSuite(suite), fakePhases().phases, {
+    recordsDir: `${root}/runs`,
+    checkpointsDir: `${root}/ckpt`,
+    log: () => {},
+  });
+  const html = leaderboardHtml(buildLeaderboard(await readRunRecords(`${root}/runs`)));
+  const chart = html.split("<svg ").find((c) => c.includes("pretraining loss_clustering: capi"))!;
+  const strokes = new Set([...chart.matchAll(/<polyline [^>]*stroke="(#[0-9a-f]{6})"/g)].map((m) => m[1]));
+  assert.equal(strokes.size, 2, "capi 5×4 and capi 8×4 are told apart");
+  await Deno.remove(root, { recursive: true });
+});

@@ -9,7 +9,7 @@
  */
 import { formatMetric } from "./leaderboard_markdown.ts";
 import type { Leaderboard, LeaderboardRow } from "./leaderboard_schema.ts";
-import { barChart, esc, lineChart, type Series } from "./svg_charts.ts";
+import { barChart, esc, lineChart, PALETTE, type Series } from "./svg_charts.ts";
 
 function table(rows: LeaderboardRow[], mains: string[]): string {
   const head = ["subject", "pretraining", "seeds", ...mains].map((h) => `<th>${esc(h)}</th>`).join("");
@@ -41,8 +41,9 @@ function groupSection(lb: Leaderboard, group: string): string {
   for (const subject of [...new Set(pre.map((r) => r.subject))]) {
     const mine = pre.filter((r) => r.subject === subject);
     for (const component of curveComponents(mine)) {
-      const series: Series[] = mine.map((r) => ({
+      const series: Series[] = mine.map((r, i) => ({
         label: `${subject} ${r.budget.steps}×${r.budget.batchSize}`,
+        color: mine.length > 1 ? PALETTE[i % PALETTE.length] : undefined, // budgets of one method apart
         points: (r.curves[component] ?? (component === "loss" ? r.lossCurve : []))
           .map((p) => ({ x: p.step, y: p.mean, lo: p.mean - p.std, hi: p.mean + p.std })),
       })).filter((s) => s.points.length > 0);
