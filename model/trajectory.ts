@@ -24,7 +24,30 @@ import type { Fixture, HostTensor, TrajectorySection } from "./fixture.ts";
 import type { EngineState, TrainEngine } from "./train_engine.ts";
 import type { StepDraws, StepHyper, TrainStepSpec } from "./train_step.ts";
 
-/** The glue between a method and its trajectory fixtures. */
+/**
+ * The glue between a method and its trajectory fixtures. What each method's adapter has to do (the
+ * fixtures' tensors are described in their manifests; tools/fixtures/README.md):
+ *
+ * - CAPI (`capi_traj*.json`): config from `capiConfigFromFixture(fx.config)` (drop path from
+ *   `model.transformers_kwargs.drop_path_rate`); parameters `student.*`, `ema.*`, `teacher_head.*` from
+ *   `param.*`; optimizers `student` and `clustering`; EMA pairs `ema.X <- student.X`. Step t's draws:
+ *   `input.images[t]`, the absolute `input.visible_indices[t]` and `input.predict_indices[t]` (what
+ *   `collateMasks` gives; `input.masks`, `input.collate_rand` and `input.mask_draws` with the manifest's
+ *   `mask_draws.uniform` reproduce them through model/capi/masking.ts), and with drop path
+ *   `input.drop_path_perms[t]` `[branches, B]`: encoder blocks then decoder blocks, residual1 then
+ *   residual2, each keeping `perm[:n_keep]`, `n_keep = max(floor(B (1 - rate)), 1)`, scaled by `B / n_keep`.
+ *   Metrics `loss`, `loss_capi`, `loss_clustering`, `target_entropy`.
+ * - MAE (`mae_traj.json`): `maeConfigFromFixture`; `input.noise[t]` `[B, L]` decides the masking
+ *   (`maskingFromNoise`); optimizer `main` (groups `decay`, `no_decay`; the sin-cos position embeddings
+ *   are frozen, outside the optimizer). Metric `loss`.
+ * - SimMIM (`simmim_traj.json`): `simmimConfigFromFixture`; `input.mask[t]` `[B, Gh, Gw]` (1 = masked;
+ *   from `input.mask_permutation[t]`); optimizer `main` clipping at the fixture's `clip_grad_norm` (0.05,
+ *   not the method's default 5); no drop path. Metric `loss`.
+ *
+ * Every method: betas, eps and clipping of the spec's optimizers must be the fixture's (checked by
+ * `replayTrajectory`); learning rates and weight decays come from the fixture (`stepHyper`), so the
+ * method's own schedules are not used.
+ */
 export interface TrajectoryAdapter {
   /** The method's step spec, built from `fx.config` with `param.*` as the initial parameter values. */
   spec(fx: Fixture): TrainStepSpec;
@@ -98,6 +121,27 @@ export function stepHyper(fx: Fixture, spec: TrainStepSpec, t: number): StepHype
     }
   }
   return h.ema_momentum === undefined ? { groups } : { groups, emaMomentum: h.ema_momentum };
+}
+
+/** The spec's optimizers must be the fixture's: same ids, betas, eps and gradient clipping. */
+export function checkOptimizers(fx: Fixture, spec: TrainStepSpec): void {
+  const tr = trajectoryOf(fx);
+  for (const o of spec.optimizers) {
+    const f = tr.optimizers.find((x) => x.id === o.id);
+    if (!f) {
+      throw new Error(
+        `${fx.path}: the method has optimizer '${o.id}'; the trajectory has ${tr.optimizers.map((x) => x.id)}`,
+      );
+    }
+    const same = f.betas[0] === o.betas[0] && f.betas[1] === o.betas[1] && f.eps === o.eps &&
+      f.clip_grad_norm === o.clipGradNorm;
+    if (!same) {
+      throw new Error(
+        `${fx.path}: optimizer '${o.id}' has betas [${o.betas}], eps ${o.eps}, clip ${o.clipGradNorm}; the trajectory ` +
+          `[${f.betas}], ${f.eps}, ${f.clip_grad_norm} (build the spec from the fixture's config)`,
+      );
+    }
+  }
 }
 
 /** Allowed relative error of a scalar at 0-based step t (the fixture's rule, step counted from 1). */
@@ -261,6 +305,7 @@ export async function replayTrajectory(
 ): Promise<TrajectoryReport> {
   const tr = trajectoryOf(fx);
   const spec = adapter.spec(fx);
+  checkOptimizers(fx, spec);
   const engine = await makeEngine(spec);
   const report = new TrajectoryReport(fx);
   try {

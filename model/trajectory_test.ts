@@ -297,6 +297,20 @@ Deno.test("a metric the engine never reports is skipped, and a skip fails the re
   assert.equal(report.summary().passed, false);
 });
 
+Deno.test("a spec whose optimizer differs from the fixture's (betas, eps, clipping) is refused before any step", async () => {
+  const wrong: TrajectoryAdapter = {
+    ...TOY,
+    spec: (fx) => {
+      const s = TOY.spec(fx);
+      return { ...s, optimizers: [{ ...s.optimizers[0], betas: [0.9, 0.95] }] };
+    },
+  };
+  await assert.rejects(
+    replayTrajectory(toyFixture(), wrong, (spec) => new ToyEngine(spec)),
+    /toy.json: optimizer 'main' has betas \[0.9,0.95\], eps 1e-8, clip undefined; the trajectory \[0.9,0.99\]/,
+  );
+});
+
 Deno.test("stateError is scale-free and skips noise ranges", () => {
   assert.ok(Math.abs(stateError([1e-8, 2e-8], [1e-8, 2.2e-8]) - 1 / 11) < 1e-12, "relative to the largest reference");
   assert.equal(stateError([1, 5, 3], [1, 2, 3], [1, 2]), 0);
