@@ -8,6 +8,8 @@
  */
 import assert from "node:assert/strict";
 import { type Fixture, fixtureFromTensors, type HostTensor, loadFixture } from "./fixture.ts";
+import { capiConfigFromFixture, capiDims } from "./capi/config.ts";
+import { collateMasks, inverseBlockMask } from "./capi/masking.ts";
 import type { EngineState, StepResult, TrainEngine } from "./train_engine.ts";
 import type { StepDraws, StepHyper, TrainStepSpec } from "./train_step.ts";
 import {
@@ -44,6 +46,28 @@ Deno.test("the committed trajectories: 50 steps of every method, consistent mani
   assert.deepEqual(capi.final_optimizer_steps, { student: 50, clustering: 50 });
   const dp = await loadFixture(`${DIR}capi_traj_droppath.json`);
   assert.deepEqual(stepInput(dp, "drop_path_perms", 3).shape, [6, 6], "6 residual branches x batch 6");
+});
+
+Deno.test("CAPI trajectories: the recorded python-random draws and collate rand reproduce every step's masks and indices", async () => {
+  for (const name of ["capi_traj", "capi_traj_droppath"]) {
+    const fx = await loadFixture(`${DIR}${name}.json`);
+    const c = capiDims(capiConfigFromFixture(fx.config));
+    const uniform = (fx.manifest.mask_draws as { uniform: number[][] }).uniform;
+    for (let t = 0; t < trajectoryOf(fx).num_steps; t++) {
+      const ints = stepInput(fx, "mask_draws", t).data, masks = stepInput(fx, "masks", t).data;
+      const batch = masks.length / c.nTokens;
+      const ours = new Uint8Array(masks.length);
+      for (let b = 0; b < batch; b++) {
+        const queue = [...ints.subarray(4 * b, 4 * b + 4)];
+        const draws = { uniform: () => uniform[t][b], randint: () => queue.shift()! };
+        ours.set(inverseBlockMask(c.gridH, c.gridW, c.nMasked, draws), b * c.nTokens);
+      }
+      assert.deepEqual([...ours], [...masks], `${name} step ${t}: masks`);
+      const m = collateMasks(ours, batch, c.nTokens, c.nPredict, stepInput(fx, "collate_rand", t).data);
+      assert.deepEqual([...m.visibleIndices], [...stepInput(fx, "visible_indices", t).data], `${name} step ${t}`);
+      assert.deepEqual([...m.predictIndices], [...stepInput(fx, "predict_indices", t).data], `${name} step ${t}`);
+    }
+  }
 });
 
 /** StepHyper for a spec that mirrors the fixture's own groups (what a faithful method declares). */
