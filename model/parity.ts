@@ -1,17 +1,28 @@
 /**
  * `ParityReport`: compares our tensors with a fixture's reference tensors.
  *
- * Error per tensor = max over elements of `|ours - ref| / max(1, |ref|)`; a tensor passes
- * at <= `PARITY_TOLERANCE`. Reference tensors that a runner neither compared nor
- * explicitly excused count as skipped, and any skip fails the fixture: a runner cannot
- * pass by forgetting a tensor.
+ * Two errors per compared tensor, both must hold for it to pass:
+ * - `err`, max over elements of `|ours - ref| / max(1, |ref|)` <= `PARITY_TOLERANCE` (1e-4): relative
+ *   for large entries, absolute for small ones;
+ * - `scaleErr`, `max |ours - ref| / max |ref|` <= `SCALE_TOLERANCE` (1e-2): the error against the
+ *   tensor's own scale. Without it a tensor whose entries are all below 1e-4 passes `err` whatever we
+ *   compute, all zeros included (nine `simmim_tiny` gradients would; issue 12).
+ * A tensor that the manifest's notes call analytically zero or noise has no scale to measure against:
+ * a runner excuses it (`excuse`, quoting the note), or keeps the 1e-4 check and waives only the
+ * scale rule (`compare(..., { noise: quote })`). Elements noted as noise are left out with `keep`.
+ *
+ * Reference tensors that a runner neither compared nor explicitly excused count as skipped, and any
+ * skip fails the fixture: a runner cannot pass by forgetting a tensor.
  *
  * @module
  */
 import type { Fixture } from "./fixture.ts";
 
-/** Largest accepted relative error (issue #2: 1e-4 against float64 references). */
+/** Largest accepted error `|a-b| / max(1, |ref|)` (issue #2: 1e-4 against float64 references). */
 export const PARITY_TOLERANCE = 1e-4;
+
+/** Largest accepted scale-relative error `max|a-b| / max|ref|` (issue 12). */
+export const SCALE_TOLERANCE = 1e-2;
 
 /** Inputs and parameters are given, not computed. */
 const GIVEN_PREFIXES = ["input.", "param."];
@@ -21,10 +32,14 @@ export type ParityStatus = "pass" | "fail" | "skip" | "excused";
 export interface ParityRow {
   name: string;
   status: ParityStatus;
-  /** Max relative error (compared rows). */
+  /** Max `|a-b| / max(1, |ref|)` (compared rows). */
   err?: number;
+  /** `max|a-b| / max|ref|` (compared rows); 0 when both are all zeros, Infinity when only ref is. */
+  scaleErr?: number;
   /** Elements compared. */
   n?: number;
+  /** The scale rule was waived (the manifest's notes call this tensor noise). */
+  noise?: boolean;
   note?: string;
 }
 
@@ -44,25 +59,53 @@ export function maxRelErr(
   return worst;
 }
 
+/**
+ * `max_i |a_i - b_i| / max_i |b_i|` over the elements `keep` selects: the error against the
+ * reference tensor's scale. 0 when both are exactly equal (all-zero references included),
+ * Infinity for a nonzero answer to an all-zero reference, NaN if any element is NaN.
+ */
+export function maxScaleErr(
+  ours: ArrayLike<number>,
+  ref: ArrayLike<number>,
+  keep?: (i: number) => boolean,
+): number {
+  let diff = 0, scale = 0;
+  for (let i = 0; i < ref.length; i++) {
+    if (keep && !keep(i)) continue;
+    const d = Math.abs(ours[i] - ref[i]);
+    if (Number.isNaN(d)) return NaN;
+    if (d > diff) diff = d;
+    const r = Math.abs(ref[i]);
+    if (r > scale) scale = r;
+  }
+  return diff === 0 ? 0 : diff / scale;
+}
+
 export class ParityReport {
   readonly fixture: Fixture;
   readonly tolerance: number;
+  readonly scaleTolerance: number;
   readonly #rows = new Map<string, ParityRow>();
 
-  constructor(fixture: Fixture, tolerance = PARITY_TOLERANCE) {
+  constructor(fixture: Fixture, tolerance = PARITY_TOLERANCE, scaleTolerance = SCALE_TOLERANCE) {
     this.fixture = fixture;
     this.tolerance = tolerance;
+    this.scaleTolerance = scaleTolerance;
   }
 
   /**
    * Compare `ours` with reference tensor `name` (same element count, row-major).
-   * `keep` limits the comparison to some elements; say why in `note`.
+   * `keep` limits the comparison to some elements; say why in `note`. `noise` waives the scale rule
+   * for a tensor the manifest's notes call noise: pass the note, quoted (it must be one of them).
    */
   compare(
     name: string,
     ours: ArrayLike<number>,
-    opts: { shape?: number[]; keep?: (i: number) => boolean; note?: string } = {},
+    opts: { shape?: number[]; keep?: (i: number) => boolean; note?: string; noise?: string } = {},
   ): ParityRow {
+    if (opts.noise !== undefined && !this.fixture.manifest.notes.some((n) => n.includes(opts.noise!))) {
+      throw new Error(`${this.fixture.path}: '${name}' is waived as noise by a note the manifest does not have`);
+    }
     const ref = this.fixture.tensor(name);
     if (opts.shape && opts.shape.join(",") !== ref.shape.join(",")) {
       return this.#set({ name, status: "fail", note: `shape [${opts.shape}] vs reference [${ref.shape}]` });
@@ -71,13 +114,17 @@ export class ParityReport {
       return this.#set({ name, status: "fail", note: `${ours.length} elements vs reference ${ref.data.length}` });
     }
     const err = maxRelErr(ours, ref.data, opts.keep);
+    const scaleErr = maxScaleErr(ours, ref.data, opts.keep);
     let n = ref.data.length;
     if (opts.keep) {
       n = 0;
       for (let i = 0; i < ref.data.length; i++) if (opts.keep(i)) n++;
     }
-    const status = err <= this.tolerance ? "pass" : "fail";
-    return this.#set({ name, status, err, n, note: opts.note });
+    const noise = opts.noise !== undefined;
+    const scaleOk = noise ? !Number.isNaN(scaleErr) : scaleErr <= this.scaleTolerance;
+    const status = err <= this.tolerance && scaleOk ? "pass" : "fail";
+    const notes = [opts.note, noise && `scale rule waived, the manifest says: "${opts.noise}"`].filter(Boolean);
+    return this.#set({ name, status, err, scaleErr, n, noise, note: notes.length ? notes.join("; ") : undefined });
   }
 
   /** Record that `name` could not be computed; it fails the fixture. */
@@ -106,12 +153,34 @@ export class ParityReport {
     return out;
   }
 
-  summary(): { passed: boolean; compared: number; skipped: number; failed: number; maxRelErr: number } {
+  /**
+   * Counts and worst errors. `maxScaleErr` is over the rows the scale rule applies to (rows waived
+   * as noise are left out), so it is the number the 1e-2 bound is checked against.
+   */
+  summary(): {
+    passed: boolean;
+    compared: number;
+    skipped: number;
+    failed: number;
+    maxRelErr: number;
+    maxScaleErr: number;
+  } {
     const rows = this.rows();
     const compared = rows.filter((r) => r.status === "pass" || r.status === "fail").length;
     const skipped = rows.filter((r) => r.status === "skip").length;
     const failed = rows.filter((r) => r.status === "fail").length;
     const maxRel = rows.reduce((m, r) => (r.err === undefined ? m : Math.max(m, r.err)), 0);
-    return { passed: failed === 0 && skipped === 0 && compared > 0, compared, skipped, failed, maxRelErr: maxRel };
+    const maxScale = rows.reduce(
+      (m, r) => (r.scaleErr === undefined || r.noise ? m : Math.max(m, r.scaleErr)),
+      0,
+    );
+    return {
+      passed: failed === 0 && skipped === 0 && compared > 0,
+      compared,
+      skipped,
+      failed,
+      maxRelErr: maxRel,
+      maxScaleErr: maxScale,
+    };
   }
 }

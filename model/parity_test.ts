@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { parseFixture } from "./fixture.ts";
-import { maxRelErr, ParityReport } from "./parity.ts";
+import { loadFixture, parseFixture } from "./fixture.ts";
+import { maxRelErr, maxScaleErr, ParityReport } from "./parity.ts";
 
-function fixture() {
+function fixture(notes: string[] = []) {
   const entry = (name: string, offset: number) => ({
     name,
     shape: [2],
@@ -15,9 +15,11 @@ function fixture() {
     format: "mim-fixture-v1",
     bin: "x.bin",
     byte_order: "little",
-    tensors: [entry("input.x", 0), entry("out.a", 8), entry("out.b", 16)],
+    notes,
+    tensors: [entry("input.x", 0), entry("out.a", 8), entry("out.b", 16), entry("grad.small", 24)],
   };
-  const data = new Float32Array([1, 2, 100, -0.5, 3, 4]);
+  // grad.small: a gradient whose entries are all far below 1e-4, like nine of simmim_tiny's.
+  const data = new Float32Array([1, 2, 100, -0.5, 3, 4, 3e-6, -1e-6]);
   return parseFixture("x.json", json, new Uint8Array(data.buffer));
 }
 
@@ -34,13 +36,59 @@ Deno.test("untouched tensors count as skipped and fail the fixture", () => {
   assert.deepEqual(r.summary(), {
     passed: false,
     compared: 1,
-    skipped: 1,
+    skipped: 2,
     failed: 0,
     maxRelErr: r.summary().maxRelErr,
+    maxScaleErr: r.summary().maxScaleErr,
   });
   r.compare("out.b", [3, 4]);
+  r.compare("grad.small", [3e-6, -1e-6]);
   assert.equal(r.summary().passed, true);
-  assert.equal(r.rows().length, 2, "inputs are not rows");
+  assert.equal(r.rows().length, 3, "inputs are not rows");
+});
+
+Deno.test("scale-relative error: max |a-b| over max |ref|; 0 for equal all-zero tensors, Infinity for noise on zeros", () => {
+  assert.equal(maxScaleErr([101, -0.5], [100, -0.5]), 0.01);
+  assert.equal(maxScaleErr([0, 0], [3e-6, -1e-6]), 1);
+  assert.equal(maxScaleErr([0, 0], [0, 0]), 0);
+  assert.equal(maxScaleErr([1e-9], [0]), Infinity);
+  assert.ok(Number.isNaN(maxScaleErr([1, NaN], [1, 1])));
+  assert.equal(maxScaleErr([9, 2], [1, 4], (i) => i === 1), 0.5);
+});
+
+Deno.test("an all-zeros answer for a small tensor fails the scale rule though it passes 1e-4; a correct one passes", () => {
+  const r = new ParityReport(fixture());
+  r.compare("out.a", [100, -0.5]);
+  r.compare("out.b", [3, 4]);
+  const zeros = r.compare("grad.small", [0, 0]);
+  assert.ok(zeros.err! <= 1e-4, "the old rule alone would pass it");
+  assert.equal(zeros.scaleErr, 1);
+  assert.equal(zeros.status, "fail");
+  assert.equal(r.summary().passed, false);
+  assert.equal(r.summary().maxScaleErr, 1);
+  // 1% of the tensor's scale is the bound: 2.9e-8 off passes, 3.1e-8 off (1.03%) fails.
+  assert.equal(r.compare("grad.small", [3e-6 + 2.9e-8, -1e-6]).status, "pass");
+  assert.equal(r.compare("grad.small", [3e-6 + 3.1e-8, -1e-6]).status, "fail");
+  const right = r.compare("grad.small", [3.00001e-6, -0.99999e-6]);
+  assert.equal(right.status, "pass");
+  assert.ok(right.scaleErr! < 1e-5, `scale err ${right.scaleErr}`);
+  assert.equal(r.summary().passed, true);
+});
+
+Deno.test("the scale rule is waived only for a tensor the manifest's notes call noise, quoting the note", () => {
+  const note = "grad.small is analytically zero: rounding noise";
+  const r = new ParityReport(fixture([note]));
+  r.compare("out.a", [100, -0.5]);
+  r.compare("out.b", [3, 4]);
+  const row = r.compare("grad.small", [-2e-6, 4e-6], { noise: note });
+  assert.equal(row.status, "pass");
+  assert.match(row.note!, /grad\.small is analytically zero/);
+  assert.equal(r.summary().maxScaleErr, 0, "waived rows do not count towards maxScaleErr");
+  assert.equal(r.compare("grad.small", [1, 0], { noise: note }).status, "fail", "1e-4 still holds");
+  assert.throws(
+    () => new ParityReport(fixture()).compare("grad.small", [0, 0], { noise: note }),
+    /x\.json: 'grad\.small' is waived as noise by a note the manifest does not have/,
+  );
 });
 
 Deno.test("a tensor over tolerance, of the wrong size, or NaN fails; excused tensors do not", () => {
@@ -50,6 +98,27 @@ Deno.test("a tensor over tolerance, of the wrong size, or NaN fails; excused ten
   assert.equal(r.compare("out.a", [NaN, -0.5]).status, "fail");
   r.compare("out.a", [100, -0.5]);
   r.excuse("out.b", "analytically zero gradient");
+  r.compare("grad.small", [3e-6, -1e-6]);
   assert.equal(r.summary().passed, true);
   assert.throws(() => r.compare("out.c", [1, 2]), /no tensor 'out.c'/);
+});
+
+Deno.test("simmim_tiny: the nine gradients below 1e-4 pass the old rule with all zeros and fail the new one", async () => {
+  const fx = await loadFixture(new URL("./testdata/simmim_tiny.json", import.meta.url).pathname);
+  const small = fx.names().filter((n) => {
+    if (n.startsWith("input.") || n.startsWith("param.")) return false;
+    const t = fx.tensor(n).data;
+    return t.length > 0 && t.every((v) => Math.abs(v) < 1e-4);
+  });
+  assert.equal(small.length, 9, `tensors below 1e-4: ${small}`);
+  const r = new ParityReport(fx);
+  for (const name of small) {
+    const ref = fx.f32(name).data;
+    const zeros = r.compare(name, new Float32Array(ref.length));
+    assert.ok(
+      zeros.err! <= 1e-4 && zeros.scaleErr === 1 && zeros.status === "fail",
+      `${name}: ${JSON.stringify(zeros)}`,
+    );
+    assert.equal(r.compare(name, ref).status, "pass", name);
+  }
 });
