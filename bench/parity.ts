@@ -24,8 +24,11 @@ function formatRow(r: ParityRow): string {
   return `  ${r.status.padEnd(7)} ${num(r.err)} ${num(r.scaleErr)}  ${r.name}${r.note ? `  (${r.note})` : ""}`;
 }
 
-/** Run the fixtures at `paths`; returns the summary lines (and prints the tables). */
-export async function runParity(paths: string[], opts: { verbose?: boolean } = {}): Promise<boolean> {
+/** Run the fixtures at `paths`, print the tables and one line each; true if every fixture passed. */
+export async function runParity(
+  paths: string[],
+  opts: { verbose?: boolean; onSummary?: (path: string, summary: ReturnType<ParityReport["summary"]>) => void } = {},
+): Promise<boolean> {
   let allPassed = true;
   const lines: string[] = [];
   for (const path of paths) {
@@ -40,11 +43,14 @@ export async function runParity(paths: string[], opts: { verbose?: boolean } = {
       if (shown.length) console.log(TABLE_HEADER);
       for (const r of shown) console.log(formatRow(r));
       const s = report.summary();
+      opts.onSummary?.(path, s);
       allPassed &&= s.passed;
       lines.push(
         `${s.passed ? "PASS" : "FAIL"} ${path} compared=${s.compared} skipped=${s.skipped} maxRelErr=${
           s.maxRelErr.toExponential(2)
-        } maxScaleErr=${s.maxScaleErr.toExponential(2)}${s.failed ? ` failed=${s.failed}` : ""}`,
+        } maxScaleErr=${s.maxScaleErr.toExponential(2)}${
+          Number.isNaN(s.vsTorchF32) ? "" : ` vsTorchF32=${s.vsTorchF32.toFixed(2)}`
+        }${s.failed ? ` failed=${s.failed}` : ""}`,
       );
     } catch (e) {
       allPassed = false;

@@ -36,6 +36,8 @@ export interface ParityRow {
   err?: number;
   /** `max|a-b| / max|ref|` (compared rows); 0 when both are all zeros, Infinity when only ref is. */
   scaleErr?: number;
+  /** `max|a-b|` (compared rows), for `vsTorchF32`. */
+  maxAbs?: number;
   /** Elements compared. */
   n?: number;
   /** The scale rule was waived (the manifest's notes call this tensor noise). */
@@ -81,6 +83,25 @@ export function maxScaleErr(
   return diff === 0 ? 0 : diff / scale;
 }
 
+/** `max_i |a_i - b_i|` over the elements `keep` selects (NaN if any is NaN). */
+export function maxAbsErr(ours: ArrayLike<number>, ref: ArrayLike<number>, keep?: (i: number) => boolean): number {
+  let worst = 0;
+  for (let i = 0; i < ref.length; i++) {
+    if (keep && !keep(i)) continue;
+    const d = Math.abs(ours[i] - ref[i]);
+    if (Number.isNaN(d)) return NaN;
+    if (d > worst) worst = d;
+  }
+  return worst;
+}
+
+/** Median of `xs` (NaN for none). */
+function median(xs: number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b), m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
 export class ParityReport {
   readonly fixture: Fixture;
   readonly tolerance: number;
@@ -115,6 +136,7 @@ export class ParityReport {
     }
     const err = maxRelErr(ours, ref.data, opts.keep);
     const scaleErr = maxScaleErr(ours, ref.data, opts.keep);
+    const maxAbs = maxAbsErr(ours, ref.data, opts.keep);
     let n = ref.data.length;
     if (opts.keep) {
       n = 0;
@@ -124,7 +146,16 @@ export class ParityReport {
     const scaleOk = noise ? !Number.isNaN(scaleErr) : scaleErr <= this.scaleTolerance;
     const status = err <= this.tolerance && scaleOk ? "pass" : "fail";
     const notes = [opts.note, noise && `scale rule waived, the manifest says: "${opts.noise}"`].filter(Boolean);
-    return this.#set({ name, status, err, scaleErr, n, noise, note: notes.length ? notes.join("; ") : undefined });
+    return this.#set({
+      name,
+      status,
+      err,
+      scaleErr,
+      maxAbs,
+      n,
+      noise,
+      note: notes.length ? notes.join("; ") : undefined,
+    });
   }
 
   /** Record that `name` could not be computed; it fails the fixture. */
@@ -154,6 +185,24 @@ export class ParityReport {
   }
 
   /**
+   * How our float32 error compares with torch's: the median, over compared tensors that the manifest's
+   * `tolerance_hints` give a positive `max_abs_diff_f32_vs_f64` (torch float32 against the float64
+   * reference), of our `max|a-b|` divided by it. About 1 when our float32 is as precise as torch's; a
+   * median, so the one-element lottery of ill-conditioned tensors (AdamW steps on gradients near eps)
+   * does not move it. NaN when the fixture has no hints.
+   */
+  vsTorchF32(rows: ParityRow[] = this.rows()): number {
+    const hints = this.fixture.manifest.tolerance_hints as Record<string, { max_abs_diff_f32_vs_f64?: unknown }>;
+    const ratios: number[] = [];
+    for (const r of rows) {
+      const h = hints[r.name]?.max_abs_diff_f32_vs_f64;
+      if (r.maxAbs === undefined || typeof h !== "number" || !(h > 0)) continue;
+      ratios.push(r.maxAbs / h);
+    }
+    return median(ratios);
+  }
+
+  /**
    * Counts and worst errors. `maxScaleErr` is over the rows the scale rule applies to (rows waived
    * as noise are left out), so it is the number the 1e-2 bound is checked against.
    */
@@ -164,6 +213,7 @@ export class ParityReport {
     failed: number;
     maxRelErr: number;
     maxScaleErr: number;
+    vsTorchF32: number;
   } {
     const rows = this.rows();
     const compared = rows.filter((r) => r.status === "pass" || r.status === "fail").length;
@@ -181,6 +231,7 @@ export class ParityReport {
       failed,
       maxRelErr: maxRel,
       maxScaleErr: maxScale,
+      vsTorchF32: this.vsTorchF32(rows),
     };
   }
 }

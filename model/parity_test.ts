@@ -1,8 +1,9 @@
+/** ParityReport: both error rules, skips, excuses, noise waivers and the torch float32 comparison. */
 import assert from "node:assert/strict";
 import { loadFixture, parseFixture } from "./fixture.ts";
-import { maxRelErr, maxScaleErr, ParityReport } from "./parity.ts";
+import { maxAbsErr, maxRelErr, maxScaleErr, ParityReport } from "./parity.ts";
 
-function fixture(notes: string[] = []) {
+function fixture(notes: string[] = [], hints: Record<string, unknown> = {}) {
   const entry = (name: string, offset: number) => ({
     name,
     shape: [2],
@@ -16,6 +17,7 @@ function fixture(notes: string[] = []) {
     bin: "x.bin",
     byte_order: "little",
     notes,
+    tolerance_hints: hints,
     tensors: [entry("input.x", 0), entry("out.a", 8), entry("out.b", 16), entry("grad.small", 24)],
   };
   // grad.small: a gradient whose entries are all far below 1e-4, like nine of simmim_tiny's.
@@ -40,6 +42,7 @@ Deno.test("untouched tensors count as skipped and fail the fixture", () => {
     failed: 0,
     maxRelErr: r.summary().maxRelErr,
     maxScaleErr: r.summary().maxScaleErr,
+    vsTorchF32: NaN, // no tolerance_hints
   });
   r.compare("out.b", [3, 4]);
   r.compare("grad.small", [3e-6, -1e-6]);
@@ -121,4 +124,22 @@ Deno.test("simmim_tiny: the nine gradients below 1e-4 pass the old rule with all
     );
     assert.equal(r.compare(name, ref).status, "pass", name);
   }
+});
+
+Deno.test("vsTorchF32: median of our max error over torch float32's from tolerance_hints; NaN without hints", () => {
+  assert.equal(maxAbsErr([1, 5], [1.5, 2], (i) => i === 0), 0.5);
+  assert.ok(Number.isNaN(maxAbsErr([NaN, 1], [1, 1])), "a NaN anywhere is NaN");
+  const hints = {
+    "out.a": { max_abs_diff_f32_vs_f64: 0.03125 },
+    "out.b": { max_abs_diff_f32_vs_f64: 0.5 },
+    "grad.small": { max_abs_diff_f32_vs_f64: 0 }, // exact in torch: no ratio
+  };
+  const r = new ParityReport(fixture([], hints));
+  r.compare("out.a", [100.0625, -0.5]); // 2x torch's error (exact in float32)
+  r.compare("out.b", [3, 4.5]); // 1x
+  r.compare("grad.small", [3e-6, -1e-6]);
+  assert.equal(r.vsTorchF32(), 1.5);
+  r.compare("out.b", [3, 4]); // 0x
+  assert.equal(r.summary().vsTorchF32, 1);
+  assert.ok(Number.isNaN(new ParityReport(fixture()).vsTorchF32()));
 });
