@@ -19,7 +19,8 @@ import type { TensorInfoLike, WasmHeapBackend } from "./blas_matmul.ts";
 export const GELU_KERNEL = "BlasGelu";
 
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
-// Abramowitz-Stegun 7.1.26 (|error| <= 1.5e-7), the erf of tfjs's cpu and wasm kernels.
+// Abramowitz-Stegun 7.1.26 (|error| <= 1.5e-7), the erf of tfjs's cpu kernel. Written as its erfc tail, it keeps
+// relative accuracy where 1 + erf is small (model/kernels/README.md, "Precision").
 const ERF_P = 0.3275911, ERF_A1 = 0.254829592, ERF_A2 = -0.284496736;
 const ERF_A3 = 1.421413741, ERF_A4 = -1.453152027, ERF_A5 = 1.061405429;
 
