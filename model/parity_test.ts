@@ -143,3 +143,43 @@ Deno.test("vsTorchF32: median of our max error over torch float32's from toleran
   assert.equal(r.summary().vsTorchF32, 1);
   assert.ok(Number.isNaN(new ParityReport(fixture()).vsTorchF32()));
 });
+
+/** A one-parameter fixture: gradient `g` (torch float32 error `noise` on it) and the AdamW step `step`. */
+function stepFixture(g: number[], step: number[], noise: number) {
+  const entry = (name: string, offset: number) => ({ name, shape: [3], dtype: "float32", offset, numel: 3 });
+  const json = {
+    format: "mim-fixture-v1",
+    bin: "s.bin",
+    byte_order: "little",
+    tolerance_hints: { "grad.w": { max_abs_diff_f32_vs_f64: noise } },
+    tensors: [entry("grad.w", 0), entry("step.w", 12)],
+  };
+  return parseFixture("s.json", json, new Uint8Array(new Float32Array([...g, ...step]).buffer));
+}
+
+Deno.test("AdamW-step tensors leave out elements whose gradient float32 does not determine, and only those", () => {
+  // Element 1's gradient (2e-9) is below torch float32's own error on it (1e-8): its step is luck.
+  const fx = stepFixture([0.3, 2e-9, -0.02], [0.999, 0.5, 1.001], 1e-8);
+  const r = new ParityReport(fx);
+  r.compare("grad.w", [0.3, -3e-9, -0.02]);
+  const row = r.compare("step.w", [0.999, 0.4, 1.001]); // 0.1 off where the gradient is noise
+  assert.equal(row.status, "pass");
+  assert.equal(row.illConditioned, 1);
+  assert.equal(row.n, 2);
+  assert.match(row.note ?? "", /1 element\(s\) left out: \|grad\.w\| <= 1\.0e-8/);
+  // The same error on a well-determined element fails.
+  const bad = new ParityReport(fx).compare("step.w", [0.999, 0.5, 1.101]);
+  assert.equal(bad.status, "fail");
+  assert.equal(bad.illConditioned, 1);
+});
+
+Deno.test("capi_illcond: the held-out configuration at an ill-conditioned draw leaves out few step elements", async () => {
+  const fx = await loadFixture(new URL("testdata/variants/capi_illcond.json", import.meta.url).pathname);
+  const name = "step.student.backbone.encoder.blocks.2.residual2.fn.fc2.weight";
+  const ref = fx.tensor(name).data;
+  const r = new ParityReport(fx);
+  const row = r.compare(name, ref);
+  assert.equal(row.status, "pass");
+  // The draw's point: some elements of this tensor have gradients below float32's resolution.
+  assert.ok((row.illConditioned ?? 0) >= 1 && (row.illConditioned ?? 0) < 20, `left out ${row.illConditioned}`);
+});
