@@ -13,6 +13,8 @@ import { parseArgs } from "node:util";
 import { initBackend, parseBackend } from "../model/engine.ts";
 import { loadFixture } from "../model/fixture.ts";
 import { ParityReport, type ParityRow } from "../model/parity.ts";
+import { createTfTrainEngine } from "../model/tf_train_engine.ts";
+import type { EngineFactory } from "../model/train_engine.ts";
 import { detectFixtureKind, PARITY_RUNNERS } from "./parity_runners.ts";
 
 function formatRow(r: ParityRow): string {
@@ -20,8 +22,11 @@ function formatRow(r: ParityRow): string {
   return `  ${r.status.padEnd(7)} ${err.padStart(9)}  ${r.name}${r.note ? `  (${r.note})` : ""}`;
 }
 
-/** Run the fixtures at `paths`; returns the summary lines (and prints the tables). */
-export async function runParity(paths: string[], opts: { verbose?: boolean } = {}): Promise<boolean> {
+/** Run the fixtures at `paths` on the engine `opts.engine` builds (default tfjs); prints the tables, returns whether all passed. */
+export async function runParity(
+  paths: string[],
+  opts: { verbose?: boolean; engine?: EngineFactory } = {},
+): Promise<boolean> {
   let allPassed = true;
   const lines: string[] = [];
   for (const path of paths) {
@@ -29,7 +34,7 @@ export async function runParity(paths: string[], opts: { verbose?: boolean } = {
       const fx = await loadFixture(path);
       const kind = detectFixtureKind(fx);
       const report = new ParityReport(fx);
-      await PARITY_RUNNERS[kind](fx, report);
+      await PARITY_RUNNERS[kind](fx, report, opts.engine ?? createTfTrainEngine);
       const rows = report.rows();
       console.log(`${path} (${kind})`);
       for (const r of rows) if (opts.verbose || r.status !== "pass") console.log(formatRow(r));

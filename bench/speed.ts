@@ -210,8 +210,14 @@ async function main(): Promise<void> {
     ({ result, profile, profiledMs } = await timeVit(batch, steps, warmup, profileSteps, lean, blocks));
   } else {
     const m = method as typeof METHOD_NAMES[number];
-    const { msPerStep } = await timeMethod(m, batch, steps, warmup, lean);
-    result = { imgPerSec: batch / (msPerStep / 1000), msPerStep, peakRssMb: peakRssMb(), wasmHeapMb: wasmHeapMb() };
+    const { msPerStep, cpuMsPerStep } = await timeMethod(m, batch, steps, warmup, lean);
+    result = {
+      imgPerSec: batch / (msPerStep / 1000),
+      msPerStep,
+      peakRssMb: peakRssMb(),
+      wasmHeapMb: wasmHeapMb(),
+      cpuMsPerStep,
+    };
     if (profileSteps > 0) {
       const prof = new KernelProfile(tf.getBackend());
       // One untimed warm-up step, then the counters restart: the profile covers the timed steps
