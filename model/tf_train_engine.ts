@@ -128,6 +128,9 @@ export class TfTrainEngine implements TrainEngine {
   }
 
   async step(draws: StepDraws, hyper: StepHyper, opts: StepOptions = {}): Promise<StepResult> {
+    if (this.#trainable.length === 0) {
+      throw new Error("TfTrainEngine.step: no parameter is trainable (an engine over evaluation weights only)");
+    }
     this.#checkHyper(hyper);
     const o = this.ops;
     const traced = new Map<string, tf.Tensor>();
@@ -188,7 +191,8 @@ export class TfTrainEngine implements TrainEngine {
     return { params: await this.#store.toHost(), optimizers };
   }
 
-  restore(state: Partial<EngineState>): Promise<void> {
+  // deno-lint-ignore require-await
+  async restore(state: Partial<EngineState>): Promise<void> {
     if (state.params) this.#store.assign(state.params);
     for (const [id, st] of Object.entries(state.optimizers ?? {})) {
       const opt = this.#optimizers.find((x) => x.spec.id === id);
@@ -203,7 +207,6 @@ export class TfTrainEngine implements TrainEngine {
       }
       opt.adamw.loadState(st.step, st.tensors);
     }
-    return Promise.resolve();
   }
 
   async evaluate(
