@@ -130,7 +130,7 @@ Deno.test("MaeMethod: timm grouping, lr schedule, no leak, encoder shapes", asyn
   engine.dispose();
 });
 
-Deno.test("MaeEncoder: non-square images give [B, Gh, Gw, D] patches and a [B, D] cls token", async () => {
+Deno.test("MAE encoder: non-square images give [B, Gh, Gw, D] patches and a [B, D] cls token", async () => {
   const config = maeConfig("tiny", { imageSize: [16, 24], depth: 1, decoderDepth: 1, embedDim: 32, numHeads: 2 });
   const m = new MaeMethod(config, { seed: 1, batchSize: 8 });
   const enc = tfEncoder(m, initialValues(m.stepSpec()));

@@ -147,7 +147,7 @@ Deno.test("SimmimMethod: exclusions, lagged warmup + multistep lr, clip 5, no le
   engine.dispose();
 });
 
-Deno.test("SimmimEncoder: non-square patches [B, Gh, Gw, D], no global token, no leak", async () => {
+Deno.test("SimMIM encoder: non-square patches [B, Gh, Gw, D], no global token, no leak", async () => {
   const c = simmimConfig("tiny", { imageSize: [16, 32], depth: 1, embedDim: 32, numHeads: 2 });
   const m = new SimmimMethod(c, { seed: 1, batchSize: 8 });
   const enc = tfEncoder(m, initialValues(m.stepSpec()));
