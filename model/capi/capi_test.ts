@@ -87,18 +87,31 @@ Deno.test("efficient stochastic depth: kept samples get x + (B/n_keep) f(x), the
   const b = 10, rate = 0.3, nKeep = dropPathKeep(b, rate);
   assert.equal(nKeep, 7);
   const keep = Int32Array.from(Rng.from(9, "dp").permutation(b).slice(0, nKeep)).sort();
-  const inv = new Int32Array(b).fill(nKeep);
-  keep.forEach((s, k) => (inv[s] = k));
+  const inv = Int32Array.from([...keep, ...[...Array(b).keys()].filter((s) => !keep.includes(s))]); // order of rows
+  const invPerm = new Int32Array(b);
+  inv.forEach((s, k) => (invPerm[s] = k)); // sample -> row of concat([branch, zeros])
   const o = new TfOps();
   const x = tf.tensor3d(Float32Array.from({ length: b * 2 * 3 }, (_, i) => i * 0.5 - 7), [b, 2, 3]);
   const before = tf.memory().numTensors;
   const out = tf.tidy(() =>
     toTf(residual(o, fromTf(x), (xs) => o.add(o.mul(xs, 2), 1), {
       keep: o.input("keep", { shape: [nKeep], data: keep }),
-      inv: o.input("inv", { shape: [b], data: inv }),
+      inv: o.input("inv", { shape: [b], data: invPerm }),
     }))
   );
   assert.equal(tf.memory().numTensors, before + 1);
+  // Gradient through both gathers: 1 + (B/n_keep) * 2 for kept samples, 1 for dropped ones.
+  const gx = tf.grad((t: tf.Tensor) =>
+    tf.sum(toTf(residual(o, fromTf(t), (xs) => o.mul(xs, 2), {
+      keep: o.input("keep", { shape: [nKeep], data: keep }),
+      inv: o.input("inv", { shape: [b], data: invPerm }),
+    })))
+  )(x);
+  gx.dataSync().forEach((v, i) => {
+    const want = keep.includes(Math.floor(i / 6)) ? 1 + (b / nKeep) * 2 : 1;
+    assert.ok(Math.abs(v - want) < 1e-6, `grad[${i}] ${v} vs ${want}`);
+  });
+  gx.dispose();
   const xv = x.dataSync(), ov = out.dataSync();
   for (let s = 0; s < b; s++) {
     for (let j = 0; j < 6; j++) {
@@ -110,7 +123,7 @@ Deno.test("efficient stochastic depth: kept samples get x + (B/n_keep) f(x), the
   tf.dispose([x, out]);
 });
 
-Deno.test("drawDropPath: one sorted randperm(B)[:n_keep] per residual in execution order, and its inverse index", () => {
+Deno.test("drawDropPath: one sorted randperm(B)[:n_keep] per residual in execution order, and its inverse permutation", () => {
   const c = capiConfig("tiny", { encoderDepth: 2, decoderDepth: 1, dropPathRate: 0.25 });
   const b = 8, nKeep = dropPathKeep(b, 0.25);
   const d = drawDropPath(Rng.from(4, "dp"), c, b);
@@ -127,7 +140,10 @@ Deno.test("drawDropPath: one sorted randperm(B)[:n_keep] per residual in executi
     for (const r of [1, 2]) {
       const keep = d[`drop_path.${stack}.residual${r}.keep`].data, inv = d[`drop_path.${stack}.residual${r}.inv`].data;
       assert.deepEqual([...keep], [...rng.permutation(b).slice(0, nKeep)].sort((p, q) => p - q));
-      for (let s = 0; s < b; s++) assert.equal(inv[s], keep.indexOf(s) >= 0 ? keep.indexOf(s) : nKeep);
+      const dropped = [...Array(b).keys()].filter((s) => keep.indexOf(s) < 0);
+      for (let s = 0; s < b; s++) {
+        assert.equal(inv[s], keep.indexOf(s) >= 0 ? keep.indexOf(s) : nKeep + dropped.indexOf(s));
+      }
     }
   }
   assert.deepEqual(drawDropPath(Rng.from(4), capiConfig("tiny", { dropPathRate: 0 }), b), {});

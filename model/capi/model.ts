@@ -19,8 +19,9 @@ import { applyRope, edgeRegisterCoords, encoderCoords, patchCoords, ropeAngles, 
 
 /**
  * One residual's efficient stochastic depth (model.py:150-170) for one step: the branch runs on
- * the `keep` samples (`[nKeep]`, ascending) and comes back through `inv` (`[B]`: the row of each
- * sample in the kept set, `nKeep` for a dropped sample, which reads an appended zero row).
+ * the `keep` samples (`[nKeep]`, ascending) and comes back through `inv`, a permutation of `[B]`:
+ * the row of each kept sample in the kept set, `nKeep + j` for the j-th dropped sample, which reads
+ * one of the `B - nKeep` zero rows appended to the branch output.
  */
 export interface ResidualDrop {
   keep: Tensor;
@@ -58,8 +59,10 @@ export function drawDropPath(rng: Rng, c: CapiConfig, batch: number): StepDraws 
       for (const r of [1, 2]) {
         const keep = Int32Array.from(rng.permutation(batch).slice(0, nKeep)).sort();
         if (nKeep === batch) continue;
-        const inv = new Int32Array(batch).fill(nKeep);
+        const inv = new Int32Array(batch).fill(-1);
         keep.forEach((s, k) => (inv[s] = k));
+        let dropped = nKeep;
+        for (let s = 0; s < batch; s++) if (inv[s] < 0) inv[s] = dropped++;
         out[`${dropName(stack, i, r)}.keep`] = { shape: [nKeep], data: keep };
         out[`${dropName(stack, i, r)}.inv`] = { shape: [batch], data: inv };
       }
@@ -82,8 +85,8 @@ export function dropPathFrom(inputs: Record<string, Tensor>, c: CapiConfig): Dro
 /**
  * `x + branch(x)`, or the efficient stochastic-depth form: the branch runs on the kept samples,
  * scaled by `B / n_keep`, and is added back at their rows (zeros elsewhere) by one fixed-shape
- * gather over `concat([branch, 0])`. `branch` receives the kept indices (or null) to subset its
- * other inputs.
+ * gather over `concat([branch, zeros])` (a permutation). `branch` receives the kept indices (or
+ * null) to subset its other inputs.
  */
 export function residual(
   o: Ops,
@@ -94,7 +97,7 @@ export function residual(
   if (!dp) return o.add(x, branch(x, null));
   const b = x.shape[0], nKeep = dp.keep.shape[0];
   const r = o.mul(branch(o.gather(x, dp.keep), dp.keep), b / nKeep); // [nKeep, L, D]
-  const padded = o.concat([r, o.zeros([1, ...r.shape.slice(1)])], 0); // [nKeep + 1, L, D]
+  const padded = o.concat([r, o.zeros([b - nKeep, ...r.shape.slice(1)])], 0); // [B, L, D]: dropped rows last
   return o.add(x, o.gather(padded, dp.inv));
 }
 

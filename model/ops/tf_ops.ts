@@ -10,7 +10,9 @@
  *   per repetition (seconds per step on wasm for MAE's mask tokens); an add differentiates into one sum.
  * - `gather` along axis 0 on 1-D indices that came from `input` (host data known) and form at most
  *   `GATHER_RUNS` runs of consecutive rows is slices + concat (CAPI's drop-path subsets): wasm's gather
- *   kernel and its scatter gradient are slow, and the rows are the same copies.
+ *   kernel and its scatter gradient are slow, and the rows are the same copies. Distinct indices also
+ *   get the matching gradient, one concat of `dy`'s runs and zero gaps (tfjs would pad every slice's
+ *   gradient to the full input and add them).
  * - Under `withGradients` (the training engine), an op none of whose inputs depends on a trainable
  *   parameter runs with tfjs's tape paused, and `stopGradient` is a copy made with the tape paused.
  *   tfjs records every op on the tape and keeps a copy of each saved input until the backward pass
@@ -210,10 +212,7 @@ export class TfOps implements Ops {
     return asOps(this.#op([x, indices], () => {
       const t = asTf(x);
       if (!runs || runs.length > GATHER_RUNS) return tf.gather(t, asTf(indices), axis);
-      // Same rows as the gather kernel, as slices: a random subset of most of a batch is a few runs.
-      const rest = t.shape.slice(1);
-      const parts = runs.map(([s, n]) => tf.slice(t, [s, ...rest.map(() => 0)], [n, ...rest]));
-      return parts.length === 1 ? parts[0] : tf.concat(parts, 0);
+      return new Set(host).size === host!.length ? gatherRunsDistinct(t, runs) : takeRuns(t, runs);
     }));
   }
 
@@ -276,6 +275,42 @@ export class TfOps implements Ops {
   tidy<R>(fn: () => R): R {
     return tf.tidy(fn as () => tf.TensorContainer) as R;
   }
+}
+
+/** Rows `runs` (`[start, length]`, in output order) of `x` along axis 0, as slices + concat. */
+function takeRuns(x: tf.Tensor, runs: [number, number][]): tf.Tensor {
+  const rest = x.shape.slice(1);
+  const parts = runs.map(([s, n]) => tf.slice(x, [s, ...rest.map(() => 0)], [n, ...rest]));
+  return parts.length === 1 ? parts[0] : tf.concat(parts, 0);
+}
+
+/**
+ * `takeRuns` for runs that never repeat a row, with its gradient as one concat: each input row's
+ * gradient is the output row that copied it, zeros for rows nobody took (what scatter gives).
+ */
+function gatherRunsDistinct(x: tf.Tensor, runs: [number, number][]): tf.Tensor {
+  const rows = x.shape[0], rest = x.shape.slice(1);
+  // Output row where each run starts, then the runs in input order.
+  const at: number[] = [];
+  runs.reduce((o, [, n]) => (at.push(o), o + n), 0);
+  const bySource = runs.map(([s, n], k) => ({ s, n, o: at[k] })).sort((a, b) => a.s - b.s);
+  const f = tf.customGrad(
+    ((t: tf.Tensor) => ({
+      value: takeRuns(t, runs),
+      gradFunc: (dy: tf.Tensor) => {
+        const parts: tf.Tensor[] = [];
+        let next = 0;
+        for (const { s, n, o } of bySource) {
+          if (s > next) parts.push(tf.zeros([s - next, ...rest]));
+          parts.push(tf.slice(dy, [o, ...rest.map(() => 0)], [n, ...rest]));
+          next = s + n;
+        }
+        if (next < rows) parts.push(tf.zeros([rows - next, ...rest]));
+        return parts.length === 1 ? parts[0] : tf.concat(parts, 0);
+      },
+    })) as unknown as Parameters<typeof tf.customGrad>[0],
+  );
+  return f(x);
 }
 
 /** Identity whose gradient is zero (torch `.detach()`) for tfjs's own gradient functions. */

@@ -167,21 +167,25 @@ Deno.test("runsOf: maximal runs of consecutive values", () => {
   assert.deepEqual(runsOf([]), []);
 });
 
-Deno.test("gather on input indices: slices for few runs, the kernel for many; both exactly tf.gather (value and gradient)", () => {
+Deno.test("gather on input indices: slices (with a concat gradient when distinct) for few runs, the kernel for many; all exactly tf.gather", () => {
   const o = new TfOps();
   const before = tf.memory().numTensors;
-  const few = Int32Array.from([0, 1, 2, 5, 6, 7, 7, 9]); // 4 runs, a duplicate
-  const many = Int32Array.from({ length: 2 * GATHER_RUNS + 2 }, (_, i) => (i * 7) % 150); // > GATHER_RUNS runs
-  for (const idx of [few, many]) {
+  const cases = {
+    "duplicate": Int32Array.from([0, 1, 2, 5, 6, 7, 7, 9]), // 4 runs, a repeated row: plain slices
+    "ascending subset": Int32Array.from([0, 1, 2, 5, 6, 7, 9, 140, 141]), // distinct, gaps: concat gradient
+    "permutation": Int32Array.from([...Array(150).keys()].map((i) => (i + 97) % 150)), // two runs, covers all rows
+    "many runs": Int32Array.from({ length: 2 * GATHER_RUNS + 2 }, (_, i) => (i * 7) % 150), // the gather kernel
+  };
+  for (const [name, idx] of Object.entries(cases)) {
     tf.tidy(() => {
       const x = rnd(40, [150, 2, 3]);
       const w = rnd(41, [idx.length, 2, 3]);
       const f = (t: tf.Tensor) => toTf(o.gather(fromTf(t), o.input("idx", { shape: [idx.length], data: idx })));
       const g = (t: tf.Tensor) => tf.gather(t, tf.tensor1d(idx, "int32"));
-      assert.deepEqual(f(x).dataSync(), g(x).dataSync());
+      assert.deepEqual(f(x).dataSync(), g(x).dataSync(), name);
       const da = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(f(t), w)))(x);
       const db = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(g(t), w)))(x);
-      assert.deepEqual(da.dataSync(), db.dataSync());
+      assert.deepEqual(da.dataSync(), db.dataSync(), `${name}: gradient`);
     });
   }
   assert.equal(tf.memory().numTensors, before);
