@@ -19,9 +19,8 @@ export async function timeMethod(
   batch: number,
   steps: number,
   warmup: number,
-  lean: boolean,
+  engine: EngineFactory = tfEngineFactory(),
   each?: () => void,
-  engine: EngineFactory = tfEngineFactory({ grads: lean ? "lean" : "tfjs" }),
 ): Promise<{ msPerStep: number; cpuMsPerStep: number; loss: number }> {
   const config = methodPreset(name, "tiny");
   const size = config.imageSize as number | [number, number];
