@@ -150,7 +150,10 @@ Deno.test("EngineEncoder evaluates an EncoderForward through the engine; an eval
     () => enc.encode({ shape: [1, 3, 4, 4], data: new Float32Array(48) }),
     /toy: images \[1,3,4,4\]/,
   );
-  await assert.rejects(() => engine.step({}, { groups: {} }), /no parameter is trainable \(an engine over evaluation weights only\)/);
+  await assert.rejects(
+    () => engine.step({}, { groups: {} }),
+    /no parameter is trainable \(an engine over evaluation weights only\)/,
+  );
   enc.dispose();
 });
 
