@@ -16,7 +16,8 @@ import { openAde20k } from "../datasets/ade20k.ts";
 import type { ImageDataset, Split, Task } from "../datasets/dataset.ts";
 import { DataLoader } from "../datasets/loader.ts";
 import type { VisionEncoder } from "../model/encoder.ts";
-import type { MethodName, MimMethod } from "../model/method.ts";
+import { initialValues, type MethodName, type MimMethod } from "../model/method.ts";
+import { tfEncoder } from "../model/tf_train_engine.ts";
 import { createMethod, methodPreset } from "../model/methods.ts";
 import { readSafetensors } from "../model/safetensors.ts";
 import { CHECKPOINT_FILE, LOG_FILE, train, type TrainResult } from "../model/trainer.ts";
@@ -104,19 +105,23 @@ function buildMethod(cell: Cell): MimMethod {
   return createMethod(method, methodConfig(method, cell), cell.seed, { batchSize: cell.pretrain?.batchSize });
 }
 
-/** Load a finished checkpoint's parameters (optimizer state skipped) into `method`. */
-async function loadWeights(method: MimMethod, dir: string): Promise<void> {
+/** A finished checkpoint's parameters (optimizer state skipped); every name of `names` must be there. */
+async function loadWeights(
+  method: MimMethod,
+  names: string[],
+  dir: string,
+): Promise<Map<string, HostTensor<Float32Array>>> {
   const path = `${dir}/${CHECKPOINT_FILE}`;
   const f = await readSafetensors(path);
   const params = new Map<string, HostTensor<Float32Array>>();
   for (const [name, t] of f.tensors) {
     if (!name.startsWith("optim.") && t.data instanceof Float32Array) params.set(name, t as HostTensor<Float32Array>);
   }
-  const missing = method.params.names().filter((n) => !params.has(n));
+  const missing = names.filter((n) => !params.has(n));
   if (missing.length) {
     throw new Error(`${path}: lacks ${missing.length} parameters of ${method.name}, e.g. '${missing[0]}'`);
   }
-  method.params.assign(params);
+  return params;
 }
 
 /** Training images from iteration `start` on: whole epochs are skipped unread, then `start % perEpoch` batches. */
@@ -156,32 +161,28 @@ async function fullLossCurve(dir: string, result: TrainResult): Promise<TrainRes
 async function pretrain({ cell, checkpointDir, pretrainHash }: PretrainContext) {
   const pre = cell.pretrain!;
   const method = buildMethod(cell);
-  try {
-    const [h, w] = method.encoder().info.imageSize;
-    const ds = await openSpec(pre.data);
-    const loader = new DataLoader(ds, {
-      batchSize: pre.batchSize,
-      transform: { kind: "train", size: [h, w], scale: CROP_SCALE[method.name], ratio: [3 / 4, 4 / 3], hflip: 0.5 },
-      seed: cell.seed,
-      shuffle: true,
-      dropLast: true,
-      concurrency: 4 * cell.runtime.workers,
-    });
-    const perEpoch = loader.batchesPerEpoch;
-    if (perEpoch < 1) throw new Error(`pretraining data '${pre.data.name}' has fewer images than one batch`);
-    const result = await train(method, (start) => imagesFrom(loader, perEpoch, start), {
-      steps: pre.steps,
-      seed: cell.seed,
-      outDir: checkpointDir,
-      logEvery: cell.runtime.logEvery,
-      checkpointEvery: cell.runtime.checkpointEvery,
-      resume: true,
-      identity: { pretrainHash },
-    });
-    return { ...result, lossCurve: await fullLossCurve(checkpointDir, result) };
-  } finally {
-    method.dispose();
-  }
+  const [h, w] = method.encoderInfo.imageSize;
+  const ds = await openSpec(pre.data);
+  const loader = new DataLoader(ds, {
+    batchSize: pre.batchSize,
+    transform: { kind: "train", size: [h, w], scale: CROP_SCALE[method.name], ratio: [3 / 4, 4 / 3], hflip: 0.5 },
+    seed: cell.seed,
+    shuffle: true,
+    dropLast: true,
+    concurrency: 4 * cell.runtime.workers,
+  });
+  const perEpoch = loader.batchesPerEpoch;
+  if (perEpoch < 1) throw new Error(`pretraining data '${pre.data.name}' has fewer images than one batch`);
+  const result = await train(method, (start) => imagesFrom(loader, perEpoch, start), {
+    steps: pre.steps,
+    seed: cell.seed,
+    outDir: checkpointDir,
+    logEvery: cell.runtime.logEvery,
+    checkpointEvery: cell.runtime.checkpointEvery,
+    resume: true,
+    identity: { pretrainHash },
+  });
+  return { ...result, lossCurve: await fullLossCurve(checkpointDir, result) };
 }
 
 /**
@@ -202,21 +203,14 @@ async function encoderFor(cell: Cell, checkpointDir: string | null) {
     };
   }
   const method = buildMethod(cell);
-  try {
-    if (cell.subject.kind === "pretrained") await loadWeights(method, checkpointDir!);
-    const encoder: VisionEncoder = cell.runtime.encoderRuntime === "onnx"
-      ? await ortEncoderFor(method, cell.runtime.workers)
-      : method.encoder();
-    return {
-      encoder,
-      evalMethod: method.name as EvalMethod,
-      config: methodConfig(method.name, cell),
-      dispose: () => method.dispose(),
-    };
-  } catch (err) {
-    method.dispose();
-    throw err;
-  }
+  const spec = method.stepSpec();
+  const params = cell.subject.kind === "pretrained"
+    ? await loadWeights(method, [...spec.params.keys()], checkpointDir!)
+    : initialValues(spec);
+  const encoder: VisionEncoder = cell.runtime.encoderRuntime === "onnx"
+    ? await ortEncoderFor(method, params, cell.runtime.workers)
+    : tfEncoder(method, params);
+  return { encoder, evalMethod: method.name as EvalMethod, config: methodConfig(method.name, cell), dispose: () => {} };
 }
 
 async function evaluate({ cell, checkpointDir, log }: EvaluateContext) {

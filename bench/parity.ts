@@ -15,6 +15,8 @@ import { parseArgs } from "node:util";
 import { initBackend, parseBackend } from "../model/engine.ts";
 import { loadFixture } from "../model/fixture.ts";
 import { ParityReport, type ParityRow } from "../model/parity.ts";
+import { createTfTrainEngine } from "../model/tf_train_engine.ts";
+import type { EngineFactory } from "../model/train_engine.ts";
 import { detectFixtureKind, PARITY_RUNNERS } from "./parity_runners.ts";
 
 const TABLE_HEADER = `  ${"status".padEnd(7)} ${"err".padStart(9)} ${"scale".padStart(9)}  tensor`;
@@ -24,10 +26,17 @@ function formatRow(r: ParityRow): string {
   return `  ${r.status.padEnd(7)} ${num(r.err)} ${num(r.scaleErr)}  ${r.name}${r.note ? `  (${r.note})` : ""}`;
 }
 
-/** Run the fixtures at `paths`, print the tables and one line each; true if every fixture passed. */
+/**
+ * Run the fixtures at `paths` on the engine `opts.engine` builds (default tfjs); print the tables and one line
+ * each; true if every fixture passed.
+ */
 export async function runParity(
   paths: string[],
-  opts: { verbose?: boolean; onSummary?: (path: string, summary: ReturnType<ParityReport["summary"]>) => void } = {},
+  opts: {
+    verbose?: boolean;
+    engine?: EngineFactory;
+    onSummary?: (path: string, summary: ReturnType<ParityReport["summary"]>) => void;
+  } = {},
 ): Promise<boolean> {
   let allPassed = true;
   const lines: string[] = [];
@@ -36,7 +45,7 @@ export async function runParity(
       const fx = await loadFixture(path);
       const kind = detectFixtureKind(fx);
       const report = new ParityReport(fx);
-      await PARITY_RUNNERS[kind](fx, report);
+      await PARITY_RUNNERS[kind](fx, report, opts.engine ?? createTfTrainEngine);
       const rows = report.rows();
       console.log(`${path} (${kind})`);
       const shown = rows.filter((r) => opts.verbose || r.status !== "pass");

@@ -175,5 +175,4 @@ if (import.meta.main) {
     `done: ${result.steps} steps, ${result.imagesSeen} images, ${result.imagesPerSec?.toFixed(1)} img/s, ` +
       `loss ${result.lossCurve[0]?.loss.toFixed(4)} -> ${result.lossCurve.at(-1)?.loss.toFixed(4)}`,
   );
-  m.dispose();
 }

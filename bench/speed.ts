@@ -11,7 +11,8 @@
  * same config with as many threads as the BLAS (`--rounds R`: R alternating rounds, best of each
  * side), prints the same per CPU-second of each process, and ends with
  *   speed: train img/s ours=<a> torch=<b> ratio=<a/b>
- * `--method capi|mae|simmim` times that method's `tiny` preset instead (no torch twin).
+ * `--method capi|mae|simmim` times that method's `tiny` preset instead (no torch twin) through the tfjs training
+ * engine (`--grads` and `--blocks` apply to it too).
  * Measured 2026-11-27 08:08-08:14 UTC on 2 vCPUs shared with other jobs (load 3.6-6, details in
  * model/kernels/README.md), `--rounds 3 --steps 5 --warmup 2`: `--threads 1` ours 56.3 img/s, torch
  * 78.7 (ratio 0.72); 2 threads ours 54.4, torch 20.4 (2.67; torch's OpenMP collapses under load).
@@ -32,6 +33,7 @@ import { blasThreadsWanted } from "../model/kernels/blas.ts";
 import { patchifyHost, SPEED_VIT, SpeedVit } from "../model/kernels/speed_vit.ts";
 import { runTorchSpeed, type TorchSpeed } from "./speed_torch_runner.ts";
 import { timeMethod } from "./speed_method.ts";
+import { tfEngineFactory } from "../model/tf_train_engine.ts";
 import { METHOD_NAMES } from "../model/method.ts";
 
 /** `vit`: the reference ViT (torch twin in speed_torch.py); the others: the method's `tiny` preset. */
@@ -199,9 +201,7 @@ async function main(): Promise<void> {
   console.log(
     `speed: ${method} batch ${batch}, backend ${running}` +
       (running === "blas" && blas ? ` (${blas.description}, ${blas.threads ?? "?"} threads)` : "") +
-      `, ${values.grads} grads, ${
-        method === "vit" ? `${values.blocks} blocks, ` : ""
-      }${steps} steps after ${warmup} warm-up, ${navigator.hardwareConcurrency} logical cores, ` +
+      `, ${values.grads} grads, ${`${values.blocks} blocks, `}${steps} steps after ${warmup} warm-up, ${navigator.hardwareConcurrency} logical cores, ` +
       `load ${Deno.loadavg().map((l) => l.toFixed(2)).join(" ")}`,
   );
   const lean = values.grads === "lean";
@@ -210,14 +210,21 @@ async function main(): Promise<void> {
     ({ result, profile, profiledMs } = await timeVit(batch, steps, warmup, profileSteps, lean, blocks));
   } else {
     const m = method as typeof METHOD_NAMES[number];
-    const { msPerStep } = await timeMethod(m, batch, steps, warmup, lean);
-    result = { imgPerSec: batch / (msPerStep / 1000), msPerStep, peakRssMb: peakRssMb(), wasmHeapMb: wasmHeapMb() };
+    const engine = tfEngineFactory({ grads: lean ? "lean" : "tfjs", fused: blocks === "fused" });
+    const { msPerStep, cpuMsPerStep } = await timeMethod(m, batch, steps, warmup, engine);
+    result = {
+      imgPerSec: batch / (msPerStep / 1000),
+      msPerStep,
+      peakRssMb: peakRssMb(),
+      wasmHeapMb: wasmHeapMb(),
+      cpuMsPerStep,
+    };
     if (profileSteps > 0) {
       const prof = new KernelProfile(tf.getBackend());
       // One untimed warm-up step, then the counters restart: the profile covers the timed steps
       // (the last of which reads the loss).
       let p0 = 0, seen = 0;
-      await timeMethod(m, batch, profileSteps, 1, lean, () => {
+      await timeMethod(m, batch, profileSteps, 1, engine, () => {
         if (++seen === 1) {
           prof.reset();
           p0 = performance.now();

@@ -13,6 +13,7 @@ import type { MethodName, MimMethod } from "../model/method.ts";
 import { METHOD_NAMES } from "../model/method.ts";
 import { createMethod } from "../model/methods.ts";
 import { ortEncoderFor } from "../model/onnx/export.ts";
+import { tfEncoder } from "../model/tf_train_engine.ts";
 import { OnnxAdapterConfig, OrtEncoder } from "../model/onnx/ort_encoder.ts";
 import type { EvalMethod } from "./feature_sources.ts";
 import { sha256Hex } from "./features.ts";
@@ -70,19 +71,15 @@ export async function openEncoder(
     if (!(t.data instanceof Float32Array)) throw new Error(`${path}: tensor '${k}' is not float32`);
     params.set(k, t as HostTensor<Float32Array>);
   }
-  const missing = method.params.names().filter((n) => !params.has(n));
+  const missing = [...method.stepSpec().params.keys()].filter((n) => !params.has(n));
   if (missing.length) throw new Error(`${path}: checkpoint lacks ${missing.length} parameters, e.g. '${missing[0]}'`);
-  method.params.assign(params);
-  const encoder = o.onnx ? await ortEncoderFor(method, o.threads) : method.encoder();
+  const encoder = o.onnx ? await ortEncoderFor(method, params, o.threads) : tfEncoder(method, params);
   return {
     encoder,
     method: name as MethodName,
     sha256,
     step: f.metadata.step ? Number(f.metadata.step) : null,
     config: identity.config,
-    dispose: () => {
-      encoder.dispose();
-      method.dispose();
-    },
+    dispose: () => encoder.dispose(),
   };
 }

@@ -36,6 +36,13 @@ export const TENSORFLOW_INSTALL_HINT =
   "or choose --backend wasm";
 
 let gradientsRegistered = false;
+/** The backend last asked for when it is not the one running (`blas` without a BLAS library runs `wasm`). */
+let fallbackFrom: Backend | null = null;
+
+/** The backend asked for when `initBackend` fell back to another one, else null: records name what actually ran. */
+export function backendFallback(): Backend | null {
+  return fallbackFrom;
+}
 
 /** Swap the last two axes of `x` (rank >= 2) with an explicit transpose. */
 export function swapLastAxes(x: tf.Tensor): tf.Tensor {
@@ -150,6 +157,7 @@ function wasmDir(): string {
  */
 export async function initBackend(name: Backend = "wasm"): Promise<void> {
   registerGradients();
+  fallbackFrom = null;
   // Silences tfjs's "install tfjs-node" banner (printed through its prod-aware logger).
   tf.env().set("PROD", true);
   if (tf.getBackend() === name) return;
@@ -170,7 +178,10 @@ export async function initBackend(name: Backend = "wasm"): Promise<void> {
     case "blas": {
       await initBackend("wasm");
       const { registerBlasBackend } = await import("./kernels/blas_backend.ts");
-      if (!registerBlasBackend()) return; // no BLAS library: it printed why; we stay on wasm
+      if (!registerBlasBackend()) {
+        fallbackFrom = "blas"; // no BLAS library: it printed why; we stay on wasm
+        return;
+      }
       break;
     }
     case "tensorflow": {

@@ -1,6 +1,6 @@
 /**
- * `@mim/model`: the tensor engine, the ViT building blocks, CAPI, MAE and SimMIM,
- * their optimisers and the method-agnostic trainer.
+ * `@mim/model`: the tensor engine, the `Ops` interface and its tfjs implementation, the ViT
+ * building blocks, CAPI, MAE and SimMIM, the tfjs training engine and the engine-neutral trainer.
  *
  * @module
  */
@@ -10,14 +10,27 @@ export { Fixture, type HostTensor, loadFixture } from "./fixture.ts";
 export { ParamStore } from "./params.ts";
 export { AdamW, type AdamWOptions, clipGradNorm, type ParamHyper } from "./adamw.ts";
 export { maeLr, simmimLr, warmupThenCosine, type WarmupThenCosineOptions } from "./schedules.ts";
-export { METHOD_NAMES, type MethodName, type MimMethod, type OptimizerSpec } from "./method.ts";
+export {
+  type EncoderForward,
+  type EncoderOutputs,
+  initialValues,
+  METHOD_NAMES,
+  type MethodName,
+  type MimMethod,
+} from "./method.ts";
 export type { EncoderFeatures, EncoderInfo, VisionEncoder } from "./encoder.ts";
+export type { Ops, ParamGetter, Tensor, Trace } from "./ops/ops.ts";
+export { TfOps } from "./ops/tf_ops.ts";
+export type * from "./train_step.ts";
+export type * from "./train_engine.ts";
+export { createTfTrainEngine, tfEncoder, tfEngineFactory, TfTrainEngine } from "./tf_train_engine.ts";
+export { EngineEncoder, evalOnlySpec } from "./engine_encoder.ts";
 export { PARITY_TOLERANCE, ParityReport } from "./parity.ts";
 export * from "./nn/mod.ts";
 export { createMethod, type CreateMethodOptions, methodPreset } from "./methods.ts";
 export {
   type BatchSource,
-  loadCheckpoint,
+  readCheckpoint,
   saveCheckpoint,
   train,
   type TrainOptions,
@@ -25,10 +38,10 @@ export {
 } from "./trainer.ts";
 export { decodeSafetensors, encodeSafetensors, readSafetensors, writeSafetensors } from "./safetensors.ts";
 export { CAPI_PRESETS, CapiConfig, capiConfig } from "./capi/config.ts";
-export { CapiEncoder, CapiMethod } from "./capi/method.ts";
+export { CapiEncoderForward, CapiMethod } from "./capi/method.ts";
 export { MAE_PRESETS, MaeConfig, maeConfig } from "./mae/config.ts";
-export { MaeEncoder, MaeMethod } from "./mae/method.ts";
+export { MaeEncoderForward, MaeMethod } from "./mae/method.ts";
 export { SIMMIM_PRESETS, SimmimConfig, simmimConfig } from "./simmim/config.ts";
-export { SimmimEncoder, SimmimMethod } from "./simmim/method.ts";
+export { SimmimEncoderForward, SimmimMethod } from "./simmim/method.ts";
 export { exportMethodEncoder, ortEncoderFor } from "./onnx/export.ts";
 export { OnnxAdapterConfig, OrtEncoder } from "./onnx/ort_encoder.ts";

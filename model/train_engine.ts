@@ -11,7 +11,7 @@
  */
 import type { HostTensor } from "./fixture.ts";
 import type { Ops, Tensor } from "./ops/ops.ts";
-import type { StepDraws, StepHyper } from "./train_step.ts";
+import type { StepDraws, StepHyper, TrainStepSpec } from "./train_step.ts";
 
 /** What actually ran, for records: a fallback is recorded as the fallback. */
 export interface EngineDescription {
@@ -75,3 +75,9 @@ export interface TrainEngine {
   ): Promise<Record<string, HostTensor<Float32Array>>>;
   dispose(): void;
 }
+
+/**
+ * Builds an engine for a method's step spec (added with the tfjs engine: the trainer, parity and
+ * speed take the engine as a parameter, and an ORT engine compiles asynchronously).
+ */
+export type EngineFactory = (spec: TrainStepSpec) => Promise<TrainEngine>;

@@ -8,11 +8,11 @@
  * @module
  */
 import type { HostTensor } from "../fixture.ts";
-import { ParamStore } from "../params.ts";
+import type { EngineEncoder } from "../engine_encoder.ts";
 import { readSafetensors } from "../safetensors.ts";
-import { type CapiConfig, capiConfig, capiDims } from "./config.ts";
-import { CapiEncoder } from "./method.ts";
-import { CapiGeometry } from "./model.ts";
+import { tfEncoder } from "../tf_train_engine.ts";
+import { type CapiConfig, capiConfig } from "./config.ts";
+import { CapiEncoderForward } from "./method.ts";
 
 /** Prefixes tried in order: EMA/teacher weights first (the released CAPI models are the teacher). */
 export const BACKBONE_PREFIXES = [
@@ -57,19 +57,11 @@ export function capiConfigFromTensors(
   });
 }
 
-/** A `CapiEncoder` that owns its weights. */
-export class LoadedCapiEncoder extends CapiEncoder {
-  override dispose(): void {
-    this.params.dispose();
-    this.geometry.dispose();
-  }
-}
-
-/** Load the backbone in `path` (safetensors) for evaluation at `imageSize`. */
+/** Load the backbone in `path` (safetensors) for evaluation at `imageSize` (tfjs). */
 export async function loadCapiEncoder(
   path: string,
   opts: { imageSize?: number | [number, number] } = {},
-): Promise<LoadedCapiEncoder> {
+): Promise<EngineEncoder> {
   const { tensors } = await readSafetensors(path);
   const prefix = BACKBONE_PREFIXES.find((p) => tensors.has(`${p}patch_embed.weight`));
   if (prefix === undefined) {
@@ -79,11 +71,10 @@ export async function loadCapiEncoder(
     );
   }
   const config = capiConfigFromTensors(tensors, prefix, opts.imageSize ?? 224, path);
-  const store = new ParamStore();
+  const params = new Map<string, HostTensor<Float32Array>>();
   for (const [name, t] of tensors) {
     if (!name.startsWith(prefix) || !(t.data instanceof Float32Array)) continue;
-    store.add(`backbone.${name.slice(prefix.length)}`, t as HostTensor<Float32Array>, false);
+    params.set(`backbone.${name.slice(prefix.length)}`, t as HostTensor<Float32Array>);
   }
-  const geometry = new CapiGeometry(config, capiDims(config));
-  return new LoadedCapiEncoder(store, geometry, "backbone.");
+  return tfEncoder(new CapiEncoderForward(config, "backbone."), params);
 }

@@ -12,11 +12,11 @@
  * @module
  */
 import type { HostTensor } from "../fixture.ts";
-import { ParamStore } from "../params.ts";
+import type { EngineEncoder } from "../engine_encoder.ts";
 import { readSafetensors } from "../safetensors.ts";
+import { tfEncoder } from "../tf_train_engine.ts";
 import { type MaeConfig, maeConfig, maeDims } from "./config.ts";
-import { MaeModel } from "./mae.ts";
-import { MaeEncoder, vitArchName } from "./method.ts";
+import { MaeEncoderForward } from "./method.ts";
 import { sincos2d } from "./sincos.ts";
 
 export const MAE_PREFIXES = ["", "model.", "module."];
@@ -58,11 +58,11 @@ export function maeConfigFromTensors(
   });
 }
 
-/** Load the MAE encoder in `path` for evaluation. */
+/** Load the MAE encoder in `path` for evaluation (tfjs). */
 export async function loadMaeEncoder(
   path: string,
   opts: { imageSize?: number | [number, number]; numHeads?: number } = {},
-): Promise<MaeEncoder> {
+): Promise<EngineEncoder> {
   const { tensors } = await readSafetensors(path);
   const prefix = MAE_PREFIXES.find((p) => tensors.has(`${p}patch_embed.proj.weight`) && tensors.has(`${p}cls_token`));
   if (prefix === undefined) {
@@ -73,20 +73,15 @@ export async function loadMaeEncoder(
   }
   const config = maeConfigFromTensors(tensors, prefix, opts, path);
   const { gridH, gridW, nTokens } = maeDims(config);
-  const store = new ParamStore();
+  const params = new Map<string, HostTensor<Float32Array>>();
   const encoderName = (n: string) => /^(cls_token|pos_embed|patch_embed\.|blocks\.|norm\.)/.test(n);
   for (const [key, t] of tensors) {
     const name = key.slice(prefix.length);
     if (!key.startsWith(prefix) || !encoderName(name) || !(t.data instanceof Float32Array)) continue;
     if (name === "pos_embed" && t.shape[1] !== nTokens + 1) {
       const pos = sincos2d(config.embedDim, [gridH, gridW], true); // fixed sin-cos: exact at any grid
-      store.add(name, { shape: [1, ...pos.shape], data: pos.data }, false);
-    } else store.add(name, t as HostTensor<Float32Array>, false);
+      params.set(name, { shape: [1, ...pos.shape], data: pos.data });
+    } else params.set(name, t as HostTensor<Float32Array>);
   }
-  const model = new MaeModel(config, store);
-  return new MaeEncoder(
-    model,
-    vitArchName(config.embedDim, config.patchSize, model.dims.imageH, model.dims.imageW, "mae"),
-    true,
-  );
+  return tfEncoder(new MaeEncoderForward(config), params);
 }

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { HostTensor } from "../fixture.ts";
 import type { MimMethod } from "../method.ts";
 import { CapiMethod } from "../capi/method.ts";
 import { MaeMethod } from "../mae/method.ts";
@@ -15,26 +16,28 @@ import { exportSimmimEncoder } from "./export_simmim.ts";
 import { hostGetter } from "./export_vit.ts";
 import { type OnnxAdapterInput, OrtEncoder } from "./ort_encoder.ts";
 
-/** Serialised ONNX encoder of `method` (its current weights) and the adapter that reads it. */
-export async function exportMethodEncoder(
+/**
+ * Serialised ONNX encoder of `method` with weights `params` (an engine's `snapshot().params`, a
+ * checkpoint's tensors or the initial values) and the adapter that reads it.
+ */
+export function exportMethodEncoder(
   method: MimMethod,
-): Promise<{ model: Uint8Array; adapter: OnnxAdapterInput }> {
-  const get = hostGetter(await method.params.toHost(), `${method.name} parameters`);
-  const enc = method.encoder();
-  const arch = enc.info.arch;
-  enc.dispose();
+  params: Map<string, HostTensor<Float32Array>>,
+): { model: Uint8Array; adapter: OnnxAdapterInput } {
+  const get = hostGetter(params, `${method.name} parameters`);
+  const arch = method.encoderInfo.arch;
   const wrong = () => new Error(`exportMethodEncoder: '${method.name}' method is not the registered class`);
   switch (method.name) {
     case "capi":
       if (!(method instanceof CapiMethod)) throw wrong();
-      // The evaluated CAPI encoder is the EMA backbone (model/capi/method.ts `encoder()`).
-      return exportCapiEncoder(get, "ema.backbone.", method.config, method.dims, arch);
+      // The evaluated CAPI encoder is the EMA backbone (`encoderPrefix`).
+      return exportCapiEncoder(get, method.encoderPrefix, method.config, method.dims, arch);
     case "mae":
       if (!(method instanceof MaeMethod)) throw wrong();
-      return exportMaeEncoder(get, method.model.config, method.model.dims, arch);
+      return exportMaeEncoder(get, method.config, method.dims, arch);
     case "simmim":
       if (!(method instanceof SimmimMethod)) throw wrong();
-      return exportSimmimEncoder(get, method.model.config, method.model.dims, arch);
+      return exportSimmimEncoder(get, method.config, method.dims, arch);
     default: {
       const never: never = method.name;
       throw new Error(`exportMethodEncoder: unknown method '${never}'`);
@@ -42,8 +45,12 @@ export async function exportMethodEncoder(
   }
 }
 
-/** The ORT encoder of `method`, with `threads` intra-op threads. */
-export async function ortEncoderFor(method: MimMethod, threads = 2): Promise<OrtEncoder> {
-  const { model, adapter } = await exportMethodEncoder(method);
+/** The ORT encoder of `method` with weights `params`, with `threads` intra-op threads. */
+export function ortEncoderFor(
+  method: MimMethod,
+  params: Map<string, HostTensor<Float32Array>>,
+  threads = 2,
+): Promise<OrtEncoder> {
+  const { model, adapter } = exportMethodEncoder(method, params);
   return OrtEncoder.create(model, { ...adapter, intraOpThreads: threads });
 }

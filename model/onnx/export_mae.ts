@@ -1,5 +1,5 @@
 /**
- * Export MAE's evaluation encoder (no masking; model/mae/method.ts `MaeEncoder`) to ONNX:
+ * Export MAE's evaluation encoder (no masking; model/mae/method.ts `MaeEncoderForward`) to ONNX:
  * patch embed + fixed sin-cos pos-embed, cls token (+ its pos-embed row) prepended, pre-LN
  * blocks, final LayerNorm; outputs `global` = cls `[B, D]` and `patches` `[B, Gh, Gw, D]`.
  *

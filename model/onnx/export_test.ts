@@ -8,8 +8,9 @@ import { Rng } from "../rng.ts";
 import { maxRelErr } from "../parity.ts";
 import type { EncoderFeatures, VisionEncoder } from "../encoder.ts";
 import { maeConfig, maeDims } from "../mae/config.ts";
-import { MaeModel } from "../mae/mae.ts";
-import { MaeEncoder } from "../mae/method.ts";
+import { MaeMethod } from "../mae/method.ts";
+import { initialValues } from "../method.ts";
+import { tfEncoder } from "../tf_train_engine.ts";
 import { exportMaeEncoder } from "./export_mae.ts";
 import { exportCapiEncoder } from "./export_capi.ts";
 import { exportSimmimEncoder } from "./export_simmim.ts";
@@ -50,29 +51,23 @@ Deno.test("MAE encoder: ONNX export equals tfjs (non-square)", async () => {
     decoderDepth: 1,
     decoderNumHeads: 2,
   });
-  const model = MaeModel.create(c, Rng.from(1, "mae-export"));
-  const ref = new MaeEncoder(model, "vit_test.mae");
-  const { model: bytes, adapter } = exportMaeEncoder(
-    hostGetter(await model.params.toHost(), "mae"),
-    c,
-    maeDims(c),
-    "vit_test.mae",
-  );
+  const method = new MaeMethod(c, { seed: 1, batchSize: 8 });
+  const params = initialValues(method.stepSpec());
+  const ref = tfEncoder(method, params);
+  const { model: bytes, adapter } = exportMaeEncoder(hostGetter(params, "mae"), c, maeDims(c), "vit_test.mae");
   const ort = await OrtEncoder.create(bytes, adapter);
   try {
     await assertSameFeatures(ort, ref, images(Rng.from(2, "img"), 3, 16, 24));
   } finally {
     ort.dispose();
-    model.dispose();
+    ref.dispose();
   }
 });
 
 Deno.test("CAPI encoder: ONNX export equals the official eval outputs (capi_tiny) and tfjs (non-square)", async () => {
   const { loadFixture } = await import("../fixture.ts");
   const { capiConfigFromFixture, capiDims } = await import("../capi/config.ts");
-  const { CapiGeometry, evalForward } = await import("../capi/model.ts");
-  const { patchify } = await import("../nn/patch_embed.ts");
-  const { tf } = await import("../engine.ts");
+  const { CapiEncoderForward } = await import("../capi/method.ts");
   const fx = await loadFixture(new URL("../testdata/capi_tiny.json", import.meta.url).pathname);
   const params = new Map(fx.withPrefix("param.").map((n) => [n, fx.f32(`param.${n}`)] as const));
   const get = hostGetter(params, "capi_tiny");
@@ -101,34 +96,24 @@ Deno.test("CAPI encoder: ONNX export equals the official eval outputs (capi_tiny
   const x = images(Rng.from(3, "img"), 2, 32, 48);
   const ortF = await enc2.encode(x);
   enc2.dispose();
-  const geo = new CapiGeometry(c2, d2);
-  const ref = tf.tidy(() => {
-    const p = patchify(x, c2.patchSize, "chw");
-    const o = evalForward(
-      (n) => tf.tensor(params.get(n)!.data, params.get(n)!.shape),
-      "ema.backbone.",
-      tf.tensor(p.data, p.shape),
-      geo,
-    );
-    return [o.global, o.featureMap, o.registers].map((t) => t.dataSync() as Float32Array);
-  });
-  geo.dispose();
+  const tfjs = tfEncoder(new CapiEncoderForward(c2, "ema.backbone."), params);
+  const refF = await tfjs.encode(x);
+  tfjs.dispose();
   for (
-    const [name, ours, r] of [["global", ortF.global!, ref[0]], ["patches", ortF.patches, ref[1]], [
+    const [name, ours, r] of [["global", ortF.global!, refF.global!], ["patches", ortF.patches, refF.patches], [
       "registers",
       ortF.registers!,
-      ref[2],
+      refF.registers!,
     ]] as const
   ) {
-    const err = maxRelErr(ours.data, r);
+    const err = maxRelErr(ours.data, r.data);
     assert.ok(err <= 1e-4, `non-square ${name}: ORT vs tfjs max relative error ${err}`);
   }
 });
 
 Deno.test("SimMIM encoder: ONNX export equals tfjs (non-square, random RPB table and LayerScale)", async () => {
   const { simmimConfig, simmimDims } = await import("../simmim/config.ts");
-  const { SimmimModel } = await import("../simmim/simmim.ts");
-  const { SimmimEncoder } = await import("../simmim/method.ts");
+  const { SimmimMethod } = await import("../simmim/method.ts");
   const c = simmimConfig("vit_b", {
     imageSize: [16, 24],
     patchSize: 4,
@@ -138,21 +123,19 @@ Deno.test("SimMIM encoder: ONNX export equals tfjs (non-square, random RPB table
     encoderStride: 4,
     maskPatchSize: 8,
   });
-  const model = SimmimModel.create(c, Rng.from(4, "simmim-export"));
+  const method = new SimmimMethod(c, { seed: 4, batchSize: 8 });
+  const host = initialValues(method.stepSpec());
   // Randomise the zero-initialised table so a wrong bias layout cannot pass.
   const tname = "encoder.rel_pos_bias.relative_position_bias_table";
-  const t = model.params.get(tname);
-  model.params.assign({
-    [tname]: { shape: [...t.shape], data: Rng.from(5).fillNormal(new Float32Array(t.size), 0, 0.5) },
-  });
-  const ref = new SimmimEncoder(model, "vit_test.simmim");
-  const host = await model.params.toHost();
+  const t = host.get(tname)!;
+  host.set(tname, { shape: [...t.shape], data: Rng.from(5).fillNormal(new Float32Array(t.data.length), 0, 0.5) });
+  const ref = tfEncoder(method, host);
   const exp = exportSimmimEncoder(hostGetter(host, "simmim"), c, simmimDims(c), "vit_test.simmim");
   const ort = await OrtEncoder.create(exp.model, exp.adapter);
   try {
     await assertSameFeatures(ort, ref, images(Rng.from(6, "img"), 2, 16, 24));
   } finally {
     ort.dispose();
-    model.dispose();
+    ref.dispose();
   }
 });

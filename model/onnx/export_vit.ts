@@ -4,8 +4,8 @@
  * learned tokens, and the pre-LN ViT block of MAE / SimMIM (model/nn/vit_block.ts) with the
  * same options (fused or q/v-only qkv bias, LayerScale, additive attention bias).
  *
- * Weights are read through a getter by official state-dict name, so an exporter works on a
- * live `ParamStore` (`await store.toHost()`) or on a checkpoint's tensors alike.
+ * Weights are read through a getter by official state-dict name, so an exporter works on an
+ * engine's `snapshot().params` or on a checkpoint's tensors alike.
  *
  * @module
  */

@@ -8,9 +8,8 @@ import { initBackend, tf } from "../engine.ts";
 import { Rng } from "../rng.ts";
 import { maxRelErr } from "../parity.ts";
 import { linear } from "../nn/linear.ts";
-import { layerNorm, rmsNorm } from "../nn/norm.ts";
-import { gelu } from "../nn/mlp.ts";
 import { mergeHeads, scaledDotProductAttention, splitHeads } from "../nn/attention.ts";
+import { TfOps, toTf } from "../ops/tf_ops.ts";
 import { normal } from "../init.ts";
 import { OnnxGraph } from "./graph.ts";
 import { OrtEncoder } from "./ort_encoder.ts";
@@ -52,11 +51,12 @@ Deno.test("every builder op matches tfjs through onnxruntime", async () => {
   await session.release();
 
   const [refAtt, refPooled] = tf.tidy(() => {
-    const t = (v: { shape: number[]; data: Float32Array }) => tf.tensor(v.data, v.shape);
-    const hh = gelu(linear(t(xIn), t(W), t(bias)));
-    const nn2 = rmsNorm(layerNorm(hh, t(lnW), t(lnB), 1e-6), t(rmsW), 1e-5);
-    const qq = splitHeads(nn2, heads);
-    const a = mergeHeads(scaledDotProductAttention(qq, qq, qq, { scale: 0.5 }));
+    const o = new TfOps();
+    const t = (v: { shape: number[]; data: Float32Array }) => o.constant(v);
+    const hh = o.gelu(linear(o, t(xIn), t(W), t(bias)));
+    const nn2 = o.rmsNorm(o.layerNorm(hh, t(lnW), t(lnB), 1e-6), t(rmsW), 1e-5);
+    const qq = splitHeads(o, nn2, heads);
+    const a = toTf(mergeHeads(o, scaledDotProductAttention(o, qq, qq, qq, { scale: 0.5 })));
     const p = tf.concat([tf.slice(a, [0, 0, 0], [-1, 2, -1]), tf.gather(a, [4, 0], 1)], 1);
     return [a, tf.mean(tf.sub(tf.sin(p), tf.cos(p)), 1)];
   });

@@ -10,7 +10,8 @@
 import { parseArgs } from "node:util";
 import { initBackend, parseBackend } from "../engine.ts";
 import { createMethod, methodPreset } from "../methods.ts";
-import { METHOD_NAMES, type MethodName } from "../method.ts";
+import { initialValues, METHOD_NAMES, type MethodName } from "../method.ts";
+import { tfEncoder } from "../tf_train_engine.ts";
 import { Rng } from "../rng.ts";
 import { maxRelErr } from "../parity.ts";
 import type { VisionEncoder } from "../encoder.ts";
@@ -31,8 +32,9 @@ if (!(METHOD_NAMES as readonly string[]).includes(values.method!)) throw new Err
 const backend = parseBackend(values.backend);
 await initBackend(backend);
 const method = createMethod(values.method as MethodName, methodPreset(values.method as MethodName, values.preset!), 0);
-const tfjs = method.encoder();
-const ort = await ortEncoderFor(method, Number(values.threads));
+const params = initialValues(method.stepSpec());
+const tfjs = tfEncoder(method, params);
+const ort = await ortEncoderFor(method, params, Number(values.threads));
 const [h, w] = tfjs.info.imageSize;
 const b = Number(values.batch), iters = Number(values.iters);
 const images = { shape: [b, 3, h, w], data: Rng.from(0, "speed").fillNormal(new Float32Array(b * 3 * h * w)) };
@@ -59,4 +61,3 @@ console.log(JSON.stringify({
 }));
 ort.dispose();
 tfjs.dispose();
-method.dispose();

@@ -14,12 +14,11 @@
  * @module
  */
 import type { HostTensor } from "../fixture.ts";
-import { ParamStore } from "../params.ts";
+import type { EngineEncoder } from "../engine_encoder.ts";
 import { readSafetensors } from "../safetensors.ts";
-import { vitArchName } from "../mae/method.ts";
+import { tfEncoder } from "../tf_train_engine.ts";
 import { type SimmimConfig, simmimConfig, simmimDims } from "./config.ts";
-import { SimmimModel } from "./simmim.ts";
-import { SimmimEncoder } from "./method.ts";
+import { SimmimEncoderForward } from "./method.ts";
 
 export const SIMMIM_PREFIXES = ["", "model.", "module."];
 const TABLE = "encoder.rel_pos_bias.relative_position_bias_table";
@@ -70,11 +69,11 @@ export function simmimConfigFromTensors(
   return config;
 }
 
-/** Load the SimMIM encoder in `path` for evaluation. */
+/** Load the SimMIM encoder in `path` for evaluation (tfjs). */
 export async function loadSimmimEncoder(
   path: string,
   opts: { imageSize?: number | [number, number] } = {},
-): Promise<SimmimEncoder> {
+): Promise<EngineEncoder> {
   const { tensors } = await readSafetensors(path);
   const prefix = SIMMIM_PREFIXES.find((p) =>
     tensors.has(`${p}encoder.patch_embed.proj.weight`) && tensors.has(`${p}${TABLE}`)
@@ -86,13 +85,11 @@ export async function loadSimmimEncoder(
     );
   }
   const config = simmimConfigFromTensors(tensors, prefix, opts, path);
-  const store = new ParamStore();
+  const params = new Map<string, HostTensor<Float32Array>>();
   for (const [key, t] of tensors) {
     const name = key.slice(prefix.length);
     if (!key.startsWith(prefix) || !name.startsWith("encoder.") || !(t.data instanceof Float32Array)) continue;
-    store.add(name, t as HostTensor<Float32Array>, false);
+    params.set(name, t as HostTensor<Float32Array>);
   }
-  const model = new SimmimModel(config, store);
-  const arch = vitArchName(config.embedDim, config.patchSize, model.dims.imageH, model.dims.imageW, "simmim");
-  return new SimmimEncoder(model, arch, true);
+  return tfEncoder(new SimmimEncoderForward(config), params);
 }

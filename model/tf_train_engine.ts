@@ -1,0 +1,243 @@
+/**
+ * `TfTrainEngine`: the tfjs engine of a `TrainStepSpec` (model/train_step.ts), eager.
+ *
+ * One iteration: the spec's loss on `TfOps` under tfjs's tape (`leanVariableGrads`: the same
+ * gradients as `tf.variableGrads` at about half the peak memory; the tape records only ops that
+ * depend on a trainable parameter, see model/ops/tf_ops.ts), then each optimizer in order
+ * (global-norm clipping where it clips, AdamW per param group with model/adamw.ts), then the EMA
+ * from the post-step parameters. Parameters and AdamW moments stay tfjs variables between steps.
+ *
+ * `description` names what runs: `blas` asked for on a machine without OpenBLAS runs `wasm` and
+ * says `fallbackFrom: "blas"`.
+ *
+ * @module
+ */
+import { backendFallback, tf } from "./engine.ts";
+import { AdamW, clipGradNorm } from "./adamw.ts";
+import { EngineEncoder, evalOnlySpec } from "./engine_encoder.ts";
+import type { HostTensor } from "./fixture.ts";
+import { activeBlas } from "./kernels/blas_backend.ts";
+import { leanVariableGrads } from "./kernels/lean_grads.ts";
+import type { EncoderForward } from "./method.ts";
+import type { Ops, Tensor, Trace } from "./ops/ops.ts";
+import { fromTf, TfOps, toTf } from "./ops/tf_ops.ts";
+import { ParamStore } from "./params.ts";
+import type {
+  EngineDescription,
+  EngineFactory,
+  EngineState,
+  OptimizerState,
+  StepOptions,
+  StepResult,
+  TrainEngine,
+} from "./train_engine.ts";
+import type { OptimizerSpec, StepDraws, StepHyper, TrainStepSpec } from "./train_step.ts";
+
+export interface TfTrainEngineOptions {
+  /** `lean` (default): model/kernels/lean_grads.ts; `tfjs`: `tf.variableGrads` (same values, about twice the memory). */
+  grads?: "lean" | "tfjs";
+  /** Fused GELU/LayerNorm kernels where the backend has them (default true; `false`: tfjs compositions). */
+  fused?: boolean;
+}
+
+/** What the running tfjs backend is, for records. */
+export function tfEngineDescription(): EngineDescription {
+  const device = tf.getBackend();
+  const from = backendFallback();
+  const versions: Record<string, string> = { "@tensorflow/tfjs": tf.version_core };
+  const blas = device === "blas" ? activeBlas() : null;
+  if (blas) versions.blas = blas.description;
+  return { engine: "tfjs", device, ...(from ? { fallbackFrom: from } : {}), versions };
+}
+
+async function toHost(t: tf.Tensor): Promise<HostTensor<Float32Array>> {
+  const d = await t.data();
+  return { shape: [...t.shape], data: d instanceof Float32Array ? d : Float32Array.from(d as ArrayLike<number>) };
+}
+
+interface Optimizer {
+  spec: OptimizerSpec;
+  adamw: AdamW;
+  /** Parameter name -> group id. */
+  groupOf: Map<string, string>;
+  vars: Map<string, tf.Variable>;
+}
+
+export class TfTrainEngine implements TrainEngine {
+  readonly description: EngineDescription;
+  readonly ops: TfOps;
+  readonly #spec: TrainStepSpec;
+  readonly #store = new ParamStore();
+  readonly #trainable: tf.Variable[];
+  readonly #nameOf = new Map<string, string>();
+  readonly #optimizers: Optimizer[];
+  readonly #grads: TfTrainEngineOptions["grads"];
+  readonly #get = (name: string): Tensor => fromTf(this.#store.get(name));
+
+  constructor(spec: TrainStepSpec, opts: TfTrainEngineOptions = {}) {
+    this.description = tfEngineDescription();
+    this.ops = new TfOps({ fused: opts.fused });
+    this.#spec = spec;
+    this.#grads = opts.grads ?? "lean";
+    for (const [name, p] of spec.params) this.#store.add(name, p.value, p.trainable);
+    const trainable = this.#store.trainable();
+    this.#trainable = [...trainable.values()];
+    for (const [name, v] of trainable) this.#nameOf.set(v.name, name);
+    const owner = new Map<string, string>();
+    this.#optimizers = spec.optimizers.map((s) => {
+      const groupOf = new Map<string, string>();
+      for (const g of s.groups) {
+        for (const n of g.params) {
+          if (!trainable.has(n)) {
+            throw new Error(`optimizer '${s.id}' group '${g.id}': '${n}' is not a trainable parameter`);
+          }
+          if (owner.has(n)) throw new Error(`'${n}' is in optimizer '${owner.get(n)}' and in '${s.id}/${g.id}'`);
+          owner.set(n, `${s.id}/${g.id}`);
+          groupOf.set(n, g.id);
+        }
+      }
+      const vars = new Map([...groupOf.keys()].map((n) => [n, trainable.get(n)!]));
+      return { spec: s, adamw: new AdamW({ betas: s.betas, eps: s.eps }), groupOf, vars };
+    });
+    const orphan = [...trainable.keys()].find((n) => !owner.has(n));
+    if (orphan) throw new Error(`trainable parameter '${orphan}' is in no optimizer group`);
+    for (const [e, s] of spec.ema?.pairs ?? []) {
+      if (!this.#store.has(e) || !this.#store.has(s)) throw new Error(`EMA pair ['${e}', '${s}']: unknown parameter`);
+    }
+  }
+
+  /** Parameter `name` as an `Ops` tensor of this engine (a tfjs variable). */
+  get(name: string): Tensor {
+    return this.#get(name);
+  }
+
+  #checkHyper(hyper: StepHyper): void {
+    for (const { spec } of this.#optimizers) {
+      for (const g of spec.groups) {
+        const h = hyper.groups[spec.id]?.[g.id];
+        if (!h || !Number.isFinite(h.lr) || !Number.isFinite(h.weightDecay)) {
+          throw new Error(
+            `hyper.groups['${spec.id}']['${g.id}']: expected finite lr and weightDecay, got ${JSON.stringify(h)}`,
+          );
+        }
+      }
+    }
+    if (this.#spec.ema && !Number.isFinite(hyper.emaMomentum)) {
+      throw new Error(`hyper.emaMomentum: the step has an EMA and needs a momentum, got ${hyper.emaMomentum}`);
+    }
+  }
+
+  async step(draws: StepDraws, hyper: StepHyper, opts: StepOptions = {}): Promise<StepResult> {
+    if (this.#trainable.length === 0) {
+      throw new Error("TfTrainEngine.step: no parameter is trainable (an engine over evaluation weights only)");
+    }
+    this.#checkHyper(hyper);
+    const o = this.ops;
+    const traced = new Map<string, tf.Tensor>();
+    const trace: Trace | undefined = opts.trace ? (n, t) => void traced.set(n, tf.keep(toTf(t))) : undefined;
+    let metrics: Record<string, tf.Tensor> = {};
+    const f = () => {
+      const inputs = Object.fromEntries(Object.entries(draws).map(([k, v]) => [k, o.input(k, v)]));
+      const out = this.#spec.loss(o, this.#get, inputs, trace);
+      metrics = Object.fromEntries(Object.entries(out.metrics).map(([k, t]) => [k, tf.keep(toTf(t))]));
+      return toTf(out.loss) as tf.Scalar;
+    };
+    const vars = this.#trainable;
+    const { value, grads } = o.withGradients(
+      vars,
+      () => this.#grads === "tfjs" ? tf.variableGrads(f, vars) : leanVariableGrads(f, vars),
+    );
+    const byName = new Map(Object.entries(grads).map(([vn, g]) => [this.#nameOf.get(vn)!, g]));
+    const hostGrads = opts.grads ? new Map<string, HostTensor<Float32Array>>() : undefined;
+    if (hostGrads) { for (const [n, g] of byName) hostGrads.set(n, await toHost(g)); }
+    for (const { spec, adamw, groupOf, vars } of this.#optimizers) {
+      let g = new Map([...vars.keys()].filter((n) => byName.has(n)).map((n) => [n, byName.get(n)!]));
+      if (spec.clipGradNorm !== undefined) g = clipGradNorm(g, spec.clipGradNorm);
+      adamw.step(vars, g, (n) => hyper.groups[spec.id][groupOf.get(n)!]);
+      if (spec.clipGradNorm !== undefined) tf.dispose([...g.values()]);
+    }
+    tf.dispose([...byName.values()]);
+    if (this.#spec.ema) {
+      const m = hyper.emaMomentum!;
+      tf.tidy(() => {
+        for (const [e, s] of this.#spec.ema!.pairs) {
+          const ev = this.#store.get(e);
+          ev.assign(tf.add(tf.mul(ev, m), tf.mul(this.#store.get(s), 1 - m)));
+        }
+      });
+    }
+    let hostTraced: Map<string, HostTensor<Float32Array>> | undefined;
+    if (opts.trace) {
+      hostTraced = new Map();
+      for (const [n, t] of traced) hostTraced.set(n, await toHost(t));
+      tf.dispose([...traced.values()].filter((t) => t !== value && !Object.values(metrics).includes(t)));
+    }
+    const owned = [value, ...Object.values(metrics)];
+    return {
+      read: async () => {
+        const out: Record<string, number> = { loss: (await value.data())[0] };
+        for (const [k, t] of Object.entries(metrics)) out[k] = (await t.data())[0];
+        return out;
+      },
+      traced: hostTraced,
+      grads: hostGrads,
+      dispose: () => tf.dispose(owned),
+    };
+  }
+
+  async snapshot(): Promise<EngineState> {
+    const optimizers: Record<string, OptimizerState> = {};
+    for (const { spec, adamw } of this.#optimizers) optimizers[spec.id] = await adamw.stateToHost();
+    return { params: await this.#store.toHost(), optimizers };
+  }
+
+  // deno-lint-ignore require-await
+  async restore(state: Partial<EngineState>): Promise<void> {
+    if (state.params) this.#store.assign(state.params);
+    for (const [id, st] of Object.entries(state.optimizers ?? {})) {
+      const opt = this.#optimizers.find((x) => x.spec.id === id);
+      if (!opt) {
+        throw new Error(`restore: unknown optimizer '${id}' (this step has ${this.#optimizers.map((x) => x.spec.id)})`);
+      }
+      for (const key of st.tensors.keys()) {
+        const name = key.slice(key.indexOf(".") + 1);
+        if (!opt.vars.has(name)) {
+          throw new Error(`restore: optimizer '${id}' state '${key}' names no parameter it trains`);
+        }
+      }
+      opt.adamw.loadState(st.step, st.tensors);
+    }
+  }
+
+  async evaluate(
+    _key: string,
+    fn: (o: Ops, get: (name: string) => Tensor) => Record<string, Tensor>,
+  ): Promise<Record<string, HostTensor<Float32Array>>> {
+    const outs = tf.tidy(() => {
+      const r = fn(this.ops, this.#get);
+      return Object.fromEntries(Object.entries(r).map(([k, t]) => [k, toTf(t)]));
+    });
+    const host: Record<string, HostTensor<Float32Array>> = {};
+    for (const [k, t] of Object.entries(outs)) host[k] = await toHost(t);
+    tf.dispose(Object.values(outs).filter((t) => !(t instanceof tf.Variable)));
+    return host;
+  }
+
+  dispose(): void {
+    for (const { adamw } of this.#optimizers) adamw.dispose();
+    this.#store.dispose();
+  }
+}
+
+/** The tfjs engine as an `EngineFactory` (the default of the trainer, parity and speed). */
+export const createTfTrainEngine: EngineFactory = (spec) => Promise.resolve(new TfTrainEngine(spec));
+
+/** A factory with options (`deno task speed --grads tfjs`, `--blocks nn`). */
+export function tfEngineFactory(opts: TfTrainEngineOptions = {}): EngineFactory {
+  return (spec) => Promise.resolve(new TfTrainEngine(spec, opts));
+}
+
+/** A tfjs `VisionEncoder` of `forward` on `params` (all of a method's, or a checkpoint's backbone); it owns its engine. */
+export function tfEncoder(forward: EncoderForward, params: Map<string, HostTensor<Float32Array>>): EngineEncoder {
+  return new EngineEncoder(new TfTrainEngine(evalOnlySpec(params)), forward, true);
+}
