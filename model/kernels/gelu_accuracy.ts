@@ -16,8 +16,7 @@
 import { parseArgs } from "node:util";
 import * as ort from "onnxruntime-node";
 import { initBackend, parseBackend, tf } from "../engine.ts";
-import { gelu } from "../nn/mlp.ts";
-import { fusedGelu, GELU_KERNEL } from "./fused_gelu.ts";
+import { fusedGelu, GELU_KERNEL, geluComposite as gelu } from "./fused_gelu.ts";
 import { erf64, gelu64, geluGrad64 } from "./erf64.ts";
 import { ProtoWriter, writeTensor, writeValueInfo } from "../onnx/protobuf.ts";
 
@@ -83,8 +82,8 @@ export async function tfjsRows(xs: Float32Array): Promise<[string, Func, ArrayLi
   const grad = (f: (t: tf.Tensor) => tf.Tensor) => read(tf.tidy(() => tf.grad((t: tf.Tensor) => tf.sum(f(t)))(x)));
   const rows: [string, Func, ArrayLike<number>][] = [
     [`tfjs ${backend}: Erf(x / sqrt 2)`, "erf", await run((t) => tf.erf(tf.mul(t, Math.SQRT1_2)))],
-    [`tfjs ${backend}: model/nn gelu`, "gelu", await run(gelu)],
-    [`tfjs ${backend}: model/nn gelu, autodiff`, "gelu'", await grad(gelu)],
+    [`tfjs ${backend}: composite gelu (TfOps off blas)`, "gelu", await run(gelu)],
+    [`tfjs ${backend}: composite gelu, autodiff`, "gelu'", await grad(gelu)],
   ];
   if (tf.getKernel(GELU_KERNEL, backend)) {
     rows.push([`tfjs ${backend}: fusedGelu`, "gelu", await run(fusedGelu)]);
