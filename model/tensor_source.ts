@@ -12,6 +12,8 @@
  */
 import type { DType } from "./dtypes.ts";
 import type { HostTensor } from "./fixture.ts";
+import { openSafetensors } from "./safetensors.ts";
+import { openTorchCheckpoint } from "./torch/pth.ts";
 
 export interface TensorEntry {
   readonly name: string;
@@ -57,4 +59,31 @@ export function missingTensorError(source: TensorSource, key: string, what: stri
     }
   }
   return new Error(`${source.path}: ${what} '${key}' is missing`);
+}
+
+/**
+ * Open a checkpoint file by its content (not its name): a PyTorch zip (`PK`), a legacy PyTorch
+ * pickle (`0x80`), or safetensors (a little-endian header length, then `{`).
+ */
+export async function openTensorSource(path: string): Promise<TensorSource> {
+  let head: Uint8Array;
+  try {
+    const f = await Deno.open(path, { read: true });
+    try {
+      head = new Uint8Array(9);
+      head = head.subarray(0, (await f.read(head)) ?? 0);
+    } finally {
+      f.close();
+    }
+  } catch (e) {
+    throw new Error(`${path}: cannot read checkpoint: ${(e as Error).message}`);
+  }
+  if ((head[0] === 0x50 && head[1] === 0x4b) || head[0] === 0x80) return await openTorchCheckpoint(path);
+  if (head.length === 9 && head[8] === 0x7b) return await openSafetensors(path);
+  throw new Error(
+    `${path}: not a checkpoint this suite reads (first bytes ${
+      [...head].map((b) => b.toString(16).padStart(2, "0")).join(" ")
+    }): ` +
+      `expected safetensors, or a PyTorch .pth/.pt (zip or legacy)`,
+  );
 }

@@ -21,22 +21,32 @@ export interface ZipEntry {
 
 const EOCD = 0x06054b50, EOCD64 = 0x06064b50, EOCD64_LOCATOR = 0x07064b50, CENTRAL = 0x02014b50, LOCAL = 0x04034b50;
 
-/** Positional reads of `length` bytes at `offset`; throws when the file is shorter. */
-export async function readAt(
+/** Pending reads per file: a seek and its read must not interleave with another's. */
+const queues = new WeakMap<Deno.FsFile, Promise<unknown>>();
+
+/** Reads `length` bytes at `offset` (one at a time per file); throws when the file is shorter. */
+export function readAt(
   file: Deno.FsFile,
   offset: number,
   length: number,
   where: string,
 ): Promise<Uint8Array<ArrayBuffer>> {
-  const out = new Uint8Array(length);
-  await file.seek(offset, Deno.SeekMode.Start);
-  let got = 0;
-  while (got < length) {
-    const n = await file.read(out.subarray(got));
-    if (n === null) throw new Error(`${where}: the file ends at byte ${offset + got}, ${length - got} bytes too early`);
-    got += n;
-  }
-  return out;
+  const run = async () => {
+    const out = new Uint8Array(length);
+    await file.seek(offset, Deno.SeekMode.Start);
+    let got = 0;
+    while (got < length) {
+      const n = await file.read(out.subarray(got));
+      if (n === null) {
+        throw new Error(`${where}: the file ends at byte ${offset + got}, ${length - got} bytes too early`);
+      }
+      got += n;
+    }
+    return out;
+  };
+  const next = (queues.get(file) ?? Promise.resolve()).then(run, run);
+  queues.set(file, next.catch(() => {}));
+  return next;
 }
 
 export class ZipReader {
