@@ -16,7 +16,8 @@ import { missingTensorError, type TensorSource } from "./tensor_source.ts";
 export interface ExpectedParam {
   /** Name in the official state dict, without the file's prefix. */
   name: string;
-  shape: number[];
+  /** `null`: any shape (a part the encoder never runs and the architecture does not fix). */
+  shape: number[] | null;
   /** `encode`: uploaded; `unused`: expected but never run at evaluation (read only to check its shape). */
   use: "encode" | "unused";
 }
@@ -68,7 +69,7 @@ export async function loadParams(
     if (!t) {
       if (e.use === "encode") throw missingTensorError(src, prefix + e.name, `${o.model} weight`);
       report.missing.push(e.name);
-    } else if (!same(t.shape, e.shape)) {
+    } else if (e.shape && !same(t.shape, e.shape)) {
       throw new Error(
         `${src.path}: '${prefix}${e.name}' has shape [${t.shape}] in the file; ${o.model} expects [${e.shape}] ` +
           `(wrong --method/--preset, or pass --config to override the architecture)`,
