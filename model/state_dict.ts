@@ -49,7 +49,44 @@ export interface LoadOptions {
 
 const same = (a: number[], b: number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
 
-/** Upload `expected` from `src` (names under `prefix`) into `store`. */
+/** Where a model's state dict sits in a file, and what it expects there. */
+export interface Layout<C> {
+  prefix: string;
+  config: C;
+  expected: ExpectedParam[];
+  /** Says what expects the shapes in errors, e.g. `CAPI (preset vit_l)`. */
+  model: string;
+}
+
+/**
+ * Check `expected` against `src` (names under `prefix`) without reading any tensor data:
+ * throws for a missing needed weight or a wrong shape, reports the rest.
+ */
+export function checkParams(src: TensorSource, prefix: string, expected: ExpectedParam[], model: string): LoadReport {
+  const report: LoadReport = { prefix, loaded: 0, missing: [], unexpected: [], unused: [], ignored: 0 };
+  const known = new Set(expected.map((e) => e.name));
+  for (const key of src.tensors.keys()) {
+    if (!key.startsWith(prefix)) report.ignored++;
+    else if (!known.has(key.slice(prefix.length))) report.unexpected.push(key);
+  }
+  for (const e of expected) {
+    const t = src.tensors.get(prefix + e.name);
+    if (!t) {
+      if (e.use === "encode") throw missingTensorError(src, prefix + e.name, `${model} weight`);
+      report.missing.push(e.name);
+    } else if (e.shape && !same(t.shape, e.shape)) {
+      throw new Error(
+        `${src.path}: '${prefix}${e.name}' has shape [${t.shape}] in the file; ${model} expects [${e.shape}] ` +
+          `(wrong --method/--preset, or pass --config to override the architecture)`,
+      );
+    } else if (e.use === "encode" && !["F32", "F16", "BF16", "F64"].includes(t.dtype)) {
+      throw new Error(`${src.path}: '${prefix}${e.name}' is ${t.dtype}; ${model} expects a floating-point weight`);
+    } else if (e.use === "unused") report.unused.push(e.name);
+  }
+  return report;
+}
+
+/** Check, then upload the needed tensors of `expected` from `src` into `store`, one at a time. */
 export async function loadParams(
   src: TensorSource,
   prefix: string,
@@ -57,27 +94,8 @@ export async function loadParams(
   store: ParamStore,
   o: LoadOptions,
 ): Promise<LoadReport> {
-  const report: LoadReport = { prefix, loaded: 0, missing: [], unexpected: [], unused: [], ignored: 0 };
-  const known = new Set(expected.map((e) => e.name));
-  for (const key of src.tensors.keys()) {
-    if (!key.startsWith(prefix)) report.ignored++;
-    else if (!known.has(key.slice(prefix.length))) report.unexpected.push(key);
-  }
-  // Check every shape before uploading anything: a wrong preset fails fast and allocates nothing.
-  for (const e of expected) {
-    const t = src.tensors.get(prefix + e.name);
-    if (!t) {
-      if (e.use === "encode") throw missingTensorError(src, prefix + e.name, `${o.model} weight`);
-      report.missing.push(e.name);
-    } else if (e.shape && !same(t.shape, e.shape)) {
-      throw new Error(
-        `${src.path}: '${prefix}${e.name}' has shape [${t.shape}] in the file; ${o.model} expects [${e.shape}] ` +
-          `(wrong --method/--preset, or pass --config to override the architecture)`,
-      );
-    } else if (e.use === "encode" && !["F32", "F16", "BF16", "F64"].includes(t.dtype)) {
-      throw new Error(`${src.path}: '${prefix}${e.name}' is ${t.dtype}; ${o.model} expects a floating-point weight`);
-    } else if (e.use === "unused") report.unused.push(e.name);
-  }
+  // Every shape is checked before anything is uploaded: a wrong preset fails fast and allocates nothing.
+  const report = checkParams(src, prefix, expected, o.model);
   for (const e of expected) {
     const t = src.tensors.get(prefix + e.name);
     if (!t || e.use !== "encode") continue;

@@ -13,7 +13,7 @@
  * @module
  */
 import { ParamStore } from "../params.ts";
-import { type ExpectedParam, loadParams, type LoadReport } from "../state_dict.ts";
+import { type ExpectedParam, type Layout, loadParams, type LoadReport } from "../state_dict.ts";
 import { openTensorSource, type TensorSource } from "../tensor_source.ts";
 import { type CapiConfig, capiConfig, capiDims } from "./config.ts";
 import { CapiEncoder } from "./method.ts";
@@ -105,11 +105,8 @@ export interface CapiLoadOptions {
   imageSize?: number | [number, number];
 }
 
-/** Load the CAPI backbone in `src` for evaluation. */
-export async function loadCapiEncoderFrom(
-  src: TensorSource,
-  o: CapiLoadOptions = {},
-): Promise<{ encoder: LoadedCapiEncoder; config: CapiConfig; report: LoadReport }> {
+/** Where the backbone sits in `src` and the architecture it is checked against. */
+export function capiLayout(src: TensorSource, o: CapiLoadOptions = {}): Layout<CapiConfig> {
   const prefix = BACKBONE_PREFIXES.find((p) => src.tensors.has(`${p}patch_embed.weight`));
   if (prefix === undefined) {
     throw new Error(
@@ -119,12 +116,19 @@ export async function loadCapiEncoderFrom(
   }
   const base = o.config ?? capiConfigFromTensors(src.tensors, prefix, o.imageSize ?? 224, src.path);
   const config = capiConfig("vit_l", { ...base, imageSize: o.imageSize ?? base.imageSize, dropPathRate: 0 });
+  const model = `CAPI ${o.configName ?? "(architecture read from the file)"}`;
+  return { prefix, config, expected: capiExpectedParams(config), model };
+}
+
+/** Load the CAPI backbone in `src` for evaluation. */
+export async function loadCapiEncoderFrom(
+  src: TensorSource,
+  o: CapiLoadOptions = {},
+): Promise<{ encoder: LoadedCapiEncoder; config: CapiConfig; report: LoadReport }> {
+  const { prefix, config, expected, model } = capiLayout(src, o);
   const store = new ParamStore();
   try {
-    const report = await loadParams(src, prefix, capiExpectedParams(config), store, {
-      model: `CAPI ${o.configName ?? "(architecture read from the file)"}`,
-      storeName: (n) => `backbone.${n}`,
-    });
+    const report = await loadParams(src, prefix, expected, store, { model, storeName: (n) => `backbone.${n}` });
     const encoder = new LoadedCapiEncoder(store, new CapiGeometry(config, capiDims(config)), "backbone.");
     return { encoder, config, report };
   } catch (e) {

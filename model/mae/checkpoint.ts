@@ -14,7 +14,7 @@
  */
 import { vitBlockShapes } from "../nn/vit_block.ts";
 import { ParamStore } from "../params.ts";
-import { type ExpectedParam, loadParams, type LoadReport } from "../state_dict.ts";
+import { type ExpectedParam, type Layout, loadParams, type LoadReport } from "../state_dict.ts";
 import { openTensorSource, type TensorSource } from "../tensor_source.ts";
 import { type MaeConfig, maeConfig, maeDims } from "./config.ts";
 import { MaeModel } from "./mae.ts";
@@ -88,11 +88,8 @@ export interface MaeLoadOptions {
   numHeads?: number;
 }
 
-/** Load the MAE encoder in `src` for evaluation. */
-export async function loadMaeEncoderFrom(
-  src: TensorSource,
-  o: MaeLoadOptions = {},
-): Promise<{ encoder: MaeEncoder; config: MaeConfig; report: LoadReport }> {
+/** Where the encoder sits in `src`; `expected` is at the stored resolution, `config` at the evaluation one. */
+export function maeLayout(src: TensorSource, o: MaeLoadOptions = {}): Layout<MaeConfig> {
   const prefix = MAE_PREFIXES.find((p) =>
     src.tensors.has(`${p}patch_embed.proj.weight`) && src.tensors.has(`${p}cls_token`)
   );
@@ -112,11 +109,21 @@ export async function loadMaeEncoderFrom(
   const stored = o.config ??
     maeConfigFromTensors(src.tensors, prefix, { numHeads: o.numHeads, imageSize: storedSize }, src.path);
   const config = maeConfig("vit_l", { ...stored, imageSize: o.imageSize ?? stored.imageSize });
+  const model = `MAE ${o.configName ?? "(architecture read from the file)"}`;
+  return { prefix, config, expected: maeExpectedParams(stored), model };
+}
+
+/** Load the MAE encoder in `src` for evaluation. */
+export async function loadMaeEncoderFrom(
+  src: TensorSource,
+  o: MaeLoadOptions = {},
+): Promise<{ encoder: MaeEncoder; config: MaeConfig; report: LoadReport }> {
+  const { prefix, config, expected, model: what } = maeLayout(src, o);
   const { gridH, gridW, nTokens } = maeDims(config);
   const store = new ParamStore();
   try {
-    const report = await loadParams(src, prefix, maeExpectedParams(stored), store, {
-      model: `MAE ${o.configName ?? "(architecture read from the file)"}`,
+    const report = await loadParams(src, prefix, expected, store, {
+      model: what,
       transform: (name, t) => {
         if (name !== "pos_embed" || t.shape[1] === nTokens + 1) return t;
         const pos = sincos2d(config.embedDim, [gridH, gridW], true); // fixed sin-cos: exact at any grid

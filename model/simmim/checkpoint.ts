@@ -17,7 +17,7 @@
  */
 import { vitBlockShapes } from "../nn/vit_block.ts";
 import { ParamStore } from "../params.ts";
-import { type ExpectedParam, loadParams, type LoadReport } from "../state_dict.ts";
+import { type ExpectedParam, type Layout, loadParams, type LoadReport } from "../state_dict.ts";
 import { openTensorSource, type TensorSource } from "../tensor_source.ts";
 import { vitArchName } from "../mae/method.ts";
 import { type SimmimConfig, simmimConfig, simmimDims } from "./config.ts";
@@ -94,7 +94,11 @@ export function simmimExpectedParams(c: SimmimConfig): ExpectedParam[] {
     use: "encode",
   });
   // The decoder is never run; its width (stride^2 * 3; build_simmim uses stride 16 for every ViT) is not checked.
-  out.push({ name: "decoder.0.weight", shape: null, use: "unused" }, { name: "decoder.0.bias", shape: null, use: "unused" });
+  out.push({ name: "decoder.0.weight", shape: null, use: "unused" }, {
+    name: "decoder.0.bias",
+    shape: null,
+    use: "unused",
+  });
   return out;
 }
 
@@ -107,11 +111,8 @@ export interface SimmimLoadOptions {
   imageSize?: number | [number, number];
 }
 
-/** Load the SimMIM encoder in `src` for evaluation. */
-export async function loadSimmimEncoderFrom(
-  src: TensorSource,
-  o: SimmimLoadOptions = {},
-): Promise<{ encoder: SimmimEncoder; config: SimmimConfig; report: LoadReport }> {
+/** Where the model sits in `src` and the architecture it is checked against. */
+export function simmimLayout(src: TensorSource, o: SimmimLoadOptions = {}): Layout<SimmimConfig> {
   const prefix = SIMMIM_PREFIXES.find((p) =>
     src.tensors.has(`${p}encoder.patch_embed.proj.weight`) && src.tensors.has(`${p}${TABLE}`)
   );
@@ -125,11 +126,19 @@ export async function loadSimmimEncoderFrom(
   const config = o.config
     ? simmimConfig("vit_b", { ...o.config, imageSize: o.imageSize ?? o.config.imageSize, dropPathRate: 0 })
     : inferred;
+  const model = `SimMIM ${o.configName ?? "(architecture read from the file)"}`;
+  return { prefix, config, expected: simmimExpectedParams(config), model };
+}
+
+/** Load the SimMIM encoder in `src` for evaluation. */
+export async function loadSimmimEncoderFrom(
+  src: TensorSource,
+  o: SimmimLoadOptions = {},
+): Promise<{ encoder: SimmimEncoder; config: SimmimConfig; report: LoadReport }> {
+  const { prefix, config, expected, model: what } = simmimLayout(src, o);
   const store = new ParamStore();
   try {
-    const report = await loadParams(src, prefix, simmimExpectedParams(config), store, {
-      model: `SimMIM ${o.configName ?? "(architecture read from the file)"}`,
-    });
+    const report = await loadParams(src, prefix, expected, store, { model: what });
     const model = new SimmimModel(config, store);
     const arch = vitArchName(config.embedDim, config.patchSize, model.dims.imageH, model.dims.imageW, "simmim");
     return { encoder: new SimmimEncoder(model, arch, true), config, report };
