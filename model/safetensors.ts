@@ -181,3 +181,79 @@ export async function readSafetensors(path: string): Promise<SafetensorsFile> {
   }
   return decodeSafetensors(bytes, path);
 }
+
+/** One tensor of a streamed file: F32 or I32, its shape fixed up front. */
+export interface StreamedTensor {
+  name: string;
+  dtype: "F32" | "I32";
+  shape: number[];
+}
+
+/**
+ * A safetensors file written piece by piece (the header is known up front, so each tensor's
+ * range can be filled in any order): memory stays one piece, not the file. Everything goes
+ * to a temp file beside `path`, renamed over it by `close()`; `abort()` removes it.
+ */
+export async function createSafetensorsWriter(
+  path: string,
+  tensors: StreamedTensor[],
+  metadata: Record<string, string> = {},
+): Promise<{
+  write(name: string, elementOffset: number, data: Float32Array | Int32Array): Promise<void>;
+  close(): Promise<void>;
+  abort(): Promise<void>;
+}> {
+  const header: Record<string, unknown> = {};
+  if (Object.keys(metadata).length) header.__metadata__ = metadata;
+  const starts = new Map<string, { start: number; count: number; dtype: string }>();
+  let offset = 0;
+  for (const t of tensors) {
+    const count = numel(t.shape);
+    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + 4 * count] };
+    starts.set(t.name, { start: offset, count, dtype: t.dtype });
+    offset += 4 * count;
+  }
+  let json = JSON.stringify(header);
+  json += " ".repeat((8 - (new TextEncoder().encode(json).length % 8)) % 8);
+  const jsonBytes = new TextEncoder().encode(json);
+  const base = 8 + jsonBytes.length;
+  const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+  const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
+  const writeAll = async (at: number, bytes: Uint8Array) => {
+    await file.seek(at, Deno.SeekMode.Start);
+    for (let off = 0; off < bytes.length;) off += await file.write(bytes.subarray(off));
+  };
+  const head = new Uint8Array(8);
+  new DataView(head.buffer).setBigUint64(0, BigInt(jsonBytes.length), true);
+  await writeAll(0, head);
+  await writeAll(8, jsonBytes);
+  await file.truncate(base + offset);
+  let chain = Promise.resolve();
+  return {
+    write(name, elementOffset, data) {
+      const t = starts.get(name);
+      if (!t) throw new Error(`${path}: no tensor '${name}' in this file`);
+      if (elementOffset < 0 || elementOffset + data.length > t.count) {
+        throw new Error(
+          `${path}: '${name}' elements [${elementOffset}, ${elementOffset + data.length}) exceed ${t.count}`,
+        );
+      }
+      if (!LITTLE_ENDIAN) throw new Error("createSafetensorsWriter: big-endian hosts are not supported");
+      const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      chain = chain.then(() => writeAll(base + t.start + 4 * elementOffset, bytes));
+      return chain;
+    },
+    async close() {
+      await chain;
+      file.close();
+      await Deno.rename(tmp, path);
+    },
+    async abort() {
+      await chain.catch(() => {});
+      try {
+        file.close();
+      } catch { /* closed */ }
+      await Deno.remove(tmp).catch(() => {});
+    },
+  };
+}
