@@ -88,9 +88,10 @@ async function imagesSource(path: string, limit?: number): Promise<{ src: EvalIm
   return { src, size: [h, w] };
 }
 
-async function main(): Promise<void> {
+/** Run `deno task embed` with command-line `args`; progress and notes go to `log`. */
+export async function runEmbed(args: string[], log: (line: string) => void = (l) => console.error(l)): Promise<void> {
   const { values } = parseArgs({
-    args: Deno.args,
+    args,
     options: {
       checkpoint: { type: "string" },
       method: { type: "string" },
@@ -108,7 +109,6 @@ async function main(): Promise<void> {
     },
   });
   if (!values.checkpoint || !values.out || !values.images === !values.data) throw new Error(USAGE);
-  const log = (line: string) => console.error(line);
   const method = parseMethod(values.method);
   const overrides = parseConfigFlag(values.config);
   const batch = positiveInt(values.batch, "batch") ?? 16;
@@ -195,7 +195,7 @@ async function main(): Promise<void> {
 
 if (import.meta.main) {
   try {
-    await main();
+    await runEmbed(Deno.args);
   } catch (e) {
     console.error(`embed: ${(e as Error).message}`);
     Deno.exit(1);
