@@ -16,6 +16,7 @@ import { readSafetensors } from "../model/safetensors.ts";
 import { loadReleasedEncoder, type ReleasedSpec } from "../model/released_encoder.ts";
 import { sha256File } from "../model/sha256_file.ts";
 import { describeLoad, type LoadReport } from "../model/state_dict.ts";
+import { type ActivationShape, encodeBudgetBytes, imagesPerCall, MicroBatchEncoder } from "./micro_batch_encoder.ts";
 import { openTensorSource } from "../model/tensor_source.ts";
 import type { HostTensor } from "../model/fixture.ts";
 import type { VisionEncoder } from "../model/encoder.ts";
@@ -109,8 +110,10 @@ export async function openEncoder(path: string, o: OpenEncoderOptions): Promise<
       overrides: o.overrides ?? (converted && !o.method && meta.overrides ? JSON.parse(meta.overrides) : undefined),
       imageSize: o.imageSize,
     };
-    const { encoder, config, report } = await loadReleasedEncoder(src, spec);
+    const { encoder: full, config, report } = await loadReleasedEncoder(src, spec);
     o.log?.(`${path}: ${src.format}, ${method}${spec.preset ? ` preset ${spec.preset}` : ""}: ${describeLoad(report)}`);
+    // Released models are large: bound the activation memory of one call (micro_batch_encoder.ts).
+    const encoder = new MicroBatchEncoder(full, imagesPerCall(activationShape(method, config), encodeBudgetBytes()));
     return {
       encoder,
       method,
@@ -124,6 +127,17 @@ export async function openEncoder(path: string, o: OpenEncoderOptions): Promise<
   } finally {
     src.close();
   }
+}
+
+/** The forward's size, from a released model's resolved config. */
+function activationShape(method: MethodName, c: Record<string, unknown>): ActivationShape {
+  const [h, w] = typeof c.imageSize === "number" ? [c.imageSize, c.imageSize] : c.imageSize as [number, number];
+  const p = c.patchSize as number, n = (h / p) * (w / p);
+  const width = c.embedDim as number, heads = c.numHeads as number;
+  if (method === "capi") {
+    return { blocks: (c.encoderDepth as number) + 1, tokens: n + (c.nRegisters as number), width, heads };
+  }
+  return { blocks: c.depth as number, tokens: n + 1, width, heads };
 }
 
 async function openPretrainCheckpoint(path: string, sha256: string, o: OpenEncoderOptions): Promise<OpenedEncoder> {
