@@ -234,9 +234,7 @@ export async function runCells(cells: Cell[], phases: BenchPhases, opts: RunCell
           subject: cell.name,
           subjectKind: cell.subject.kind,
           method: cell.subject.kind === "raw_pixels" ? null : cell.subject.method,
-          model: cell.subject.kind === "released"
-            ? (cell.subject.preset ?? "from-file") + (cell.subject.overrides ? "+" : "")
-            : cell.model.preset + (Object.keys(cell.model.overrides).length ? "+" : ""),
+          model: cell.model.preset + (Object.keys(cell.model.overrides).length ? "+" : ""),
           arch: ev.arch,
           data: await resolve(cell.groupData),
           budget: cell.pretrain

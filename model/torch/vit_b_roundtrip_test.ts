@@ -10,7 +10,9 @@ import { openTorchCheckpoint } from "./pth.ts";
 const PYTHON = Deno.env.get("MIMBENCH_PYTHON") ?? "/usr/bin/python3";
 const hasTorch = await new Deno.Command(PYTHON, { args: ["-c", "import torch"], stdout: "null", stderr: "null" })
   .output().then((o) => o.success, () => false);
-if (!hasTorch) console.log(`vit_b_roundtrip_test: skipped: ${PYTHON} cannot import torch (apt-get install python3-torch)`);
+if (!hasTorch) {
+  console.log(`vit_b_roundtrip_test: skipped: ${PYTHON} cannot import torch (apt-get install python3-torch)`);
+}
 
 Deno.test({
   name: "openTorchCheckpoint: a ViT-B/16 state dict written by torch reads back exactly (zip and legacy)",
