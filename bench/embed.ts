@@ -183,10 +183,8 @@ export async function runEmbed(args: string[], log: (line: string) => void = (l)
       }, ${d}], global [${n}, ${d}] (${opened.method}, ${backend})`,
     );
     const fileBytes = (await Deno.stat(ckpt.path)).size, peak = peakRssBytes();
-    log(
-      `peak RSS ${(peak / 2 ** 20).toFixed(0)} MiB = ${(peak / fileBytes).toFixed(2)} x the checkpoint ` +
-        `(${(fileBytes / 2 ** 20).toFixed(0)} MiB)`,
-    );
+    const ratio = fileBytes >= 2 ** 26 ? ` = ${(peak / fileBytes).toFixed(2)} x the checkpoint` : "";
+    log(`peak RSS ${(peak / 2 ** 20).toFixed(0)} MiB${ratio} (checkpoint ${(fileBytes / 2 ** 20).toFixed(1)} MiB)`);
   } finally {
     await writer?.abort();
     opened.dispose();

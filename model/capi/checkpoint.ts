@@ -19,12 +19,16 @@ import { type CapiConfig, capiConfig, capiDims } from "./config.ts";
 import { CapiEncoder } from "./method.ts";
 import { CapiGeometry } from "./model.ts";
 
-/** Prefixes tried in order: EMA/teacher weights first (the released CAPI models are the teacher). */
+/**
+ * Prefixes tried in order. `backbone.` first: it is what the released files hold and all that
+ * `model.__model_loader__` reads (this suite's checkpoints have no bare `backbone.` keys). Then
+ * EMA/teacher weights (the released CAPI models are the teacher), the student last.
+ */
 export const BACKBONE_PREFIXES = [
+  "backbone.",
   "ema.backbone.",
   "teacher.backbone.",
   "student_ema.backbone.",
-  "backbone.",
   "model.",
   "",
   "student.backbone.",
