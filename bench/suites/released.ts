@@ -17,8 +17,11 @@
  * probe's config says how), so expect our numbers below the published ones until the full
  * protocols run.
  *
- * Smoke run here (2 CPU cores, ~2 min): the tiny released-layout files the tests use and the
- * synthetic data in the ImageNet and ADE20K layouts (`deno task bench` generates it):
+ * Smoke run here: the tiny released-layout files the tests use and the synthetic data in the
+ * ImageNet and ADE20K layouts (`deno task bench` generates it). Measured 2026-12-01 on 2 shared
+ * vCPUs (load average ~15 from other jobs): 4 cells in 3 min 54 s wall, 55 s CPU, 395 MB peak
+ * RSS; with 16 validation images (all of one class in dataset order) every classification
+ * probe scores 100 %, so it checks the plumbing, not the probes:
  *
  *   RELEASED_WEIGHTS=tiny IMAGENET_ROOT=.cache/synthetic-v1/imagenet ADE20K_ROOT=.cache/synthetic-v1/ade20k/ADEChallengeData2016 \
  *     deno task bench --suite released --backend blas --limit-train 64 --limit-val 16 \
