@@ -10,7 +10,7 @@
  *   defines it: CAPI `global_repr` (mean over all positions of the predictor's first block,
  *   `EncoderDecoder.forward`), MAE the cls token after the final norm (`main_linprobe.py`,
  *   global pooling off), SimMIM (none in its code) the mean of the final-norm patch tokens;
- * - `labels` `[N]` (int32) with `--data` on a classification set.
+ * - `labels` `[N]` (int32) with `--data` on a classification set (ImageNet layouts, synthetic).
  *
  * `--images` reads an already-normalised `[N, 3, H, W]` float32 tensor named `images` (no
  * transform; the encoder runs at H x W). `--data` applies the evaluation transform (resize +
@@ -137,9 +137,12 @@ export async function runEmbed(args: string[], log: (line: string) => void = (l)
   try {
     let labels: Int32Array | null = null;
     if (!src) {
-      const ds = await openDataset(parseDataSpec(values.data!), values.split, { task: "classification", log });
+      const spec = parseDataSpec(values.data!);
+      // ADE20K: the segmentation transform (resize to H x W); ImageNet layouts: resize + centre crop, with labels.
+      const task = spec.kind === "ade20k" ? "segmentation" : "classification";
+      const ds = await openDataset(spec, values.split, { task, log });
       src = datasetSource(ds, `${values.data} ${values.split}`, enc.info.imageSize, { limit });
-      labels = new Int32Array(src.length);
+      if (task === "classification") labels = new Int32Array(src.length);
     }
     const [h, w] = enc.info.imageSize, p = enc.info.patchSize, d = enc.info.embedDim, n = src.length;
     const global = new Float32Array(n * d);

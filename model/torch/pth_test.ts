@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { missingTensorError } from "../tensor_source.ts";
 import { openTorchCheckpoint } from "./pth.ts";
 
 const dir = new URL("./testdata/", import.meta.url).pathname;
@@ -76,10 +77,30 @@ Deno.test("openTorchCheckpoint: a legacy file cut inside its storages is refused
   const path = await Deno.makeTempFile({ suffix: ".pth" });
   try {
     await Deno.writeFile(path, bytes.subarray(0, bytes.length - 10));
-    await assert.rejects(() => openTorchCheckpoint(path), /needs bytes up to \d+, the file has \d+ \(truncated\?\)/);
+    // Cut inside the last storage's bytes or its count header (the storage order follows object ids).
+    await assert.rejects(
+      () => openTorchCheckpoint(path),
+      /needs bytes up to \d+, the file has \d+ \(truncated\?\)|header\): the file ends at byte \d+, \d+ bytes too early/,
+    );
     await Deno.writeFile(path, bytes.subarray(0, 300));
     await assert.rejects(() => openTorchCheckpoint(path), /the pickle ends early .*: the file is truncated/);
   } finally {
     await Deno.remove(path);
+  }
+});
+
+Deno.test("openTorchCheckpoint: a tensor built by an unknown global is a placeholder, an error only when needed", async () => {
+  const ck = await openTorchCheckpoint(`${dir}numpy_weight.pth`);
+  try {
+    assert.deepEqual([...ck.tensors.keys()], ["b"]);
+    assert.deepEqual([...ck.opaque], [["w", "numpy.core.multiarray._reconstruct"]]);
+    assert.equal(
+      missingTensorError(ck, "w", "MAE weight").message,
+      `${dir}numpy_weight.pth: MAE weight 'w' cannot be read: 'w' is built by the python global ` +
+        `'numpy.core.multiarray._reconstruct', which this reader does not run (it only rebuilds tensors and plain ` +
+        `containers); re-save the state dict with torch.save(model.state_dict())`,
+    );
+  } finally {
+    ck.close();
   }
 });

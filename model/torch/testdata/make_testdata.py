@@ -2,7 +2,8 @@
 
     /usr/bin/python3 model/torch/testdata/make_testdata.py     # python3-torch 1.13 (Debian), no PyPI needed
 
-Deterministic (fixed values, no RNG). Every file is a few hundred bytes to a few KB:
+Fixed values, no RNG; the legacy files name storages by python object ids, so they differ byte-wise between runs
+(their content does not). Every file is a few hundred bytes to a few KB:
 
   dtypes_zip.pth      torch >= 1.6 zip format: {"model": OrderedDict(f32, f16, bf16, f64, i64, a transposed
                       (non-contiguous) view, two views of one storage at different offsets), "epoch": 7,
@@ -14,6 +15,7 @@ Deterministic (fixed values, no RNG). Every file is a few hundred bytes to a few
   os_system.pth       a state dict whose value unpickles as os.system("touch <marker>") if run by pickle
   short_storage.pth   a tensor [3, 3] over a storage of 6 elements
   bf16.safetensors    a safetensors file with BF16, F16 and F64 tensors (values in expected.json)
+  numpy_weight.pth    a state dict whose 'w' is a numpy array (built by a global the reader does not run)
 """
 import collections
 import json
@@ -116,6 +118,7 @@ def main():
     open(f"{OUT}/bad_magic.pth", "wb").write(pickle.dumps(0x1950A86A20F9469CFC6D, protocol=2) + legacy[len(magic):])
     torch.save({"weight": torch.ones(2), "bias": Evil()}, f"{OUT}/os_system.pth")
     torch.save({"weight": Oversized()}, f"{OUT}/short_storage.pth")
+    torch.save({"b": torch.zeros(2), "w": np.ones(3, dtype=np.float32)}, f"{OUT}/numpy_weight.pth")
     sd = tensors()
     safetensors(f"{OUT}/bf16.safetensors", {"bf16": sd["bf16"], "f16": sd["f16"], "f64": sd["f64"], "f32": sd["f32"]})
     with open(f"{OUT}/expected.json", "w") as f:
