@@ -28,6 +28,8 @@ import { datasetSource } from "../eval/dataset_source.ts";
 import { type ExtractedFeatures, extractFeatures } from "../eval/features.ts";
 import type { EvalMethod } from "../eval/feature_sources.ts";
 import { needsPatches, runProbe } from "../eval/probes.ts";
+import { openEncoder } from "../eval/checkpoint_encoder.ts";
+import { resolveCheckpoint } from "./checkpoint_arg.ts";
 import { defaultSyntheticRoot, SyntheticConfig } from "../datasets/synthetic.ts";
 import type { BenchPhases, EvaluateContext, PretrainContext, ProbeOutcome } from "./cell_runner.ts";
 import { hashFileList } from "./identity.ts";
@@ -100,7 +102,9 @@ export function methodConfig(method: MethodName, cell: Cell): Record<string, unk
 }
 
 function buildMethod(cell: Cell): MimMethod {
-  if (cell.subject.kind === "raw_pixels") throw new Error("raw_pixels has no method");
+  if (cell.subject.kind === "raw_pixels" || cell.subject.kind === "released") {
+    throw new Error(`${cell.subject.kind} has no method to build`);
+  }
   const method = cell.subject.method;
   return createMethod(method, methodConfig(method, cell), cell.seed, { batchSize: cell.pretrain?.batchSize });
 }
@@ -202,6 +206,25 @@ async function encoderFor(cell: Cell, checkpointDir: string | null) {
       dispose: () => {},
     };
   }
+  if (cell.subject.kind === "released") {
+    // Released weights run on tfjs, read lazily from the file (onnx export needs a trainable method).
+    const s = cell.subject;
+    const ckpt = await resolveCheckpoint(s.checkpoint, { hubCache: cell.runtime.hubCache });
+    const opened = await openEncoder(ckpt.path, {
+      onnx: false,
+      threads: cell.runtime.workers,
+      method: s.method,
+      preset: s.preset,
+      overrides: s.overrides,
+    });
+    return {
+      encoder: opened.encoder,
+      evalMethod: s.method as EvalMethod,
+      config: opened.config ?? {},
+      checkpoint: { name: s.checkpoint, sha256: opened.sha256, format: opened.format },
+      dispose: () => {},
+    };
+  }
   const method = buildMethod(cell);
   const spec = method.stepSpec();
   const params = cell.subject.kind === "pretrained"
@@ -214,12 +237,13 @@ async function encoderFor(cell: Cell, checkpointDir: string | null) {
 }
 
 async function evaluate({ cell, checkpointDir, log }: EvaluateContext) {
-  const { encoder, evalMethod, config, dispose } = await encoderFor(cell, checkpointDir);
+  const { encoder, evalMethod, config, dispose, ...rest } = await encoderFor(cell, checkpointDir);
+  const checkpoint = "checkpoint" in rest ? rest.checkpoint : undefined;
   const keepPatches = cell.protocol.probes.some((p) => needsPatches(p.probe));
   const cache = new Map<string, Promise<{ feats: ExtractedFeatures; classes: number }>>();
   let extractSec = 0;
-  const features = (d: DataSpec) => {
-    const key = JSON.stringify([d.kind, d.source, d.root, d.split, d.synthetic]);
+  const features = (d: DataSpec, limit: number | undefined) => {
+    const key = JSON.stringify([d.kind, d.source, d.root, d.split, d.synthetic, limit]);
     if (!cache.has(key)) {
       cache.set(
         key,
@@ -228,11 +252,12 @@ async function evaluate({ cell, checkpointDir, log }: EvaluateContext) {
           const ds = await openSpec(d);
           const src = datasetSource(ds, `${d.name}/${d.split}`, encoder.info.imageSize, {
             concurrency: 4 * cell.runtime.workers,
+            limit,
           });
           const feats = await extractFeatures(encoder, src, { batchSize: cell.runtime.evalBatchSize, keepPatches });
           const sec = (performance.now() - t0) / 1000;
           extractSec += sec;
-          log(`  features ${d.name}/${d.split}: ${ds.length} images in ${sec.toFixed(1)}s`);
+          log(`  features ${d.name}/${d.split}: ${src.length} images in ${sec.toFixed(1)}s`);
           return { feats, classes: ds.numClasses };
         })(),
       );
@@ -242,7 +267,8 @@ async function evaluate({ cell, checkpointDir, log }: EvaluateContext) {
   try {
     const probes: ProbeOutcome[] = [];
     for (const spec of cell.protocol.probes) {
-      const [tr, va] = [await features(spec.train), await features(spec.eval)];
+      const { limitTrain, limitVal } = cell.runtime;
+      const [tr, va] = [await features(spec.train, limitTrain), await features(spec.eval, limitVal)];
       const out = await runProbe(spec.probe, tr.feats, va.feats, {
         method: evalMethod,
         classes: tr.classes,
@@ -252,7 +278,13 @@ async function evaluate({ cell, checkpointDir, log }: EvaluateContext) {
       log(`  ${spec.probe}: ${main}=${out.metrics[main]?.toFixed(4)} (${out.seconds.toFixed(1)}s)`);
       probes.push({ probe: spec.probe, metrics: out.metrics, config: out.config, seconds: out.seconds });
     }
-    return { arch: encoder.info.arch, resolvedConfig: config, extractSec, probes };
+    return {
+      arch: encoder.info.arch,
+      resolvedConfig: config,
+      extractSec,
+      probes,
+      ...(checkpoint ? { checkpoint } : {}),
+    };
   } finally {
     encoder.dispose();
     dispose();

@@ -54,6 +54,8 @@ export interface ProbeOutcome {
 
 export interface EvaluateOutcome {
   arch: string | null;
+  /** Released weights: the file evaluated. */
+  checkpoint?: { name: string; sha256: string; format: string };
   resolvedConfig: Record<string, unknown>;
   extractSec: number;
   probes: ProbeOutcome[];
@@ -110,7 +112,11 @@ export async function cellIdentity(cell: Cell, resolve: (spec: DataSpec) => Prom
       seed: cell.seed,
     }
     : null;
-  const settings = { subject: cell.subject, model: cell.model, pretrain, protocol, seed: cell.seed };
+  // Published numbers are displayed, not measured: they stay out of the identity. Smoke-run limits change results.
+  const subject = cell.subject.kind === "released" ? { ...cell.subject, published: undefined } : cell.subject;
+  const { limitTrain, limitVal } = cell.runtime;
+  const limits = limitTrain || limitVal ? { limits: { train: limitTrain ?? null, val: limitVal ?? null } } : {};
+  const settings = { subject, model: cell.model, pretrain, protocol, seed: cell.seed, ...limits };
   return {
     settings,
     hash: await identityHash(settings),
@@ -234,6 +240,8 @@ export async function runCells(cells: Cell[], phases: BenchPhases, opts: RunCell
           budget: cell.pretrain
             ? { steps: cell.pretrain.steps, batchSize: cell.pretrain.batchSize }
             : { steps: 0, batchSize: 0 },
+          ...(cell.subject.kind === "released" ? { published: cell.subject.published } : {}),
+          ...(ev.checkpoint ? { checkpoint: ev.checkpoint } : {}),
         },
         seed: cell.seed,
         protocol: { id: cell.protocol.id, version: cell.protocol.version, hash: id.protocolHash },

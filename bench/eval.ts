@@ -1,18 +1,23 @@
 /**
- * `deno task eval --checkpoint PATH --probe linear|attentive|knn|seg_knn|seg_logreg --data KIND:ROOT
+ * `deno task eval --checkpoint FILE|RUN_DIR|HUB_NAME --probe linear|attentive|knn|seg_knn|seg_logreg --data KIND:ROOT
+ *   [--method capi|mae|simmim] [--preset P] [--config JSON] [--image-size N] [--hub-cache DIR]
  *   [--backend wasm|cpu|tensorflow] [--onnx] [--threads 2] [--batch 32] [--limit-train N] [--limit-val N]
  *   [--probe-config JSON] [--cache DIR | --no-cache] [--adapter FILE.json] [--out FILE.json]`
  *
  * One frozen-encoder evaluation (SPEC 1.10): opens the encoder of a `deno task pretrain`
- * checkpoint (tfjs, or `--onnx`: exported from the same weights and run by onnxruntime; an
- * external `.onnx` with `--adapter`), extracts train and val features (cached by checkpoint
+ * checkpoint or run directory (tfjs, or `--onnx`: exported from the same weights and run by
+ * onnxruntime), of released weights (a `.pth` in the CAPI / MAE / SimMIM layout, official-name
+ * safetensors, a hub name such as `capi_vitl14_in1k`: `--method`/`--preset` say what to
+ * build, a hub name implies them), or an external `.onnx` with `--adapter`; the checkpoint is
+ * checked before any data is opened. Extracts train and val features (cached by checkpoint
  * hash + data + transform), runs the probe with hyper-parameters chosen on a 10% train
  * holdout, prints `<probe>/<metric> value` lines and writes a JSON record with the resolved
  * config, metrics, details and timings (default: `<checkpoint dir>/eval_<probe>.json`).
  *
  * Example (2 shared cores; times in eval/README.md):
  *   deno task pretrain --method capi --preset tiny --data synthetic --steps 200 --out runs/capi
- *   deno task eval --checkpoint runs/capi/checkpoint.safetensors --probe knn --data synthetic
+ *   deno task eval --checkpoint runs/capi --probe knn --data synthetic
+ *   deno task eval --checkpoint mae_pretrain_vit_base --probe knn --data imagenet:/data/in1k
  *
  * @module
  */
@@ -23,12 +28,15 @@ import { openDataset, parseDataSpec } from "../datasets/data_spec.ts";
 import { extractFeatures } from "../eval/features.ts";
 import { datasetSource } from "../eval/dataset_source.ts";
 import { openEncoder } from "../eval/checkpoint_encoder.ts";
+import { parseConfigFlag, parseMethod, resolveCheckpoint } from "./checkpoint_arg.ts";
 import { isSegmentation, needsPatches, parseProbe, runProbe } from "../eval/probes.ts";
 import { atomicWriteJson } from "./atomic_write.ts";
 import { gitState, runtimeVersions } from "./provenance.ts";
 
-const USAGE = "usage: deno task eval --checkpoint PATH --probe linear|attentive|knn|seg_knn|seg_logreg " +
-  "--data KIND:ROOT [--backend wasm] [--onnx] [--threads 2] [--batch 32] [--limit-train N] [--limit-val N] " +
+const USAGE =
+  "usage: deno task eval --checkpoint FILE|RUN_DIR|HUB_NAME --probe linear|attentive|knn|seg_knn|seg_logreg " +
+  "--data KIND:ROOT [--method capi|mae|simmim] [--preset P] [--config JSON] [--image-size N] [--hub-cache DIR] " +
+  "[--backend wasm] [--onnx] [--threads 2] [--batch 32] [--limit-train N] [--limit-val N] " +
   "[--probe-config JSON] [--cache DIR | --no-cache] [--adapter FILE.json] [--out FILE.json]";
 
 function intFlag(v: string | undefined, name: string, fallback: number | undefined): number | undefined {
@@ -43,6 +51,11 @@ async function main(): Promise<void> {
     args: Deno.args,
     options: {
       checkpoint: { type: "string" },
+      method: { type: "string" },
+      preset: { type: "string" },
+      config: { type: "string" },
+      "image-size": { type: "string" },
+      "hub-cache": { type: "string" },
       probe: { type: "string" },
       data: { type: "string" },
       backend: { type: "string" },
@@ -64,20 +77,33 @@ async function main(): Promise<void> {
   const threads = intFlag(values.threads, "threads", 2)!;
   const batch = intFlag(values.batch, "batch", 32)!;
   const probeConfig = values["probe-config"] ? JSON.parse(values["probe-config"]) : {};
+  const method = parseMethod(values.method);
+  const overrides = parseConfigFlag(values.config);
+  const side = intFlag(values["image-size"], "image-size", undefined);
+  const spec = parseDataSpec(values.data);
+  const log = (line: string) => console.error(line);
+  // The checkpoint first: a wrong path, directory or hub name fails before any data is listed.
+  const ckpt = await resolveCheckpoint(values.checkpoint, { hubCache: values["hub-cache"] });
   await initBackend(backend);
 
-  const spec = parseDataSpec(values.data);
-  const task = isSegmentation(probe) ? "segmentation" : "classification";
-  const log = (line: string) => console.error(line);
-  const [trainDs, valDs] = [
-    await openDataset(spec, "train", { task, log }),
-    await openDataset(spec, "val", { task, log }),
-  ];
-
   const t0 = performance.now();
-  const opened = await openEncoder(values.checkpoint, { onnx: values.onnx, threads, adapterPath: values.adapter });
+  const opened = await openEncoder(ckpt.path, {
+    onnx: values.onnx,
+    threads,
+    adapterPath: values.adapter,
+    method: method ?? ckpt.method,
+    preset: values.preset ?? (method ? undefined : ckpt.preset),
+    overrides,
+    imageSize: side ? [side, side] : undefined,
+    log,
+  });
   const enc = opened.encoder;
   try {
+    const task = isSegmentation(probe) ? "segmentation" : "classification";
+    const [trainDs, valDs] = [
+      await openDataset(spec, "train", { task, log }),
+      await openDataset(spec, "val", { task, log }),
+    ];
     const size = enc.info.imageSize;
     const cache = values["no-cache"] ? undefined : {
       dir: values.cache ?? ".cache/eval-features",
@@ -103,7 +129,17 @@ async function main(): Promise<void> {
       probe,
       metrics: out.metrics,
       config: { probe: out.config, batch, data: values.data, imageSize: size, onnx: values.onnx },
-      checkpoint: { path: values.checkpoint, sha256: opened.sha256, method: opened.method, step: opened.step },
+      checkpoint: {
+        path: values.checkpoint,
+        file: ckpt.path,
+        sha256: opened.sha256,
+        method: opened.method,
+        step: opened.step,
+        format: opened.format,
+        preset: values.preset ?? ckpt.preset ?? null,
+        load: opened.load,
+        hub: ckpt.hub ? { name: ckpt.hub.name, url: ckpt.hub.entry.url } : null,
+      },
       model: opened.config,
       encoder: enc.info,
       data: { spec: values.data, train: tr.n, val: va.n, classes: trainDs.numClasses },
@@ -118,7 +154,7 @@ async function main(): Promise<void> {
       runtime: await runtimeVersions(),
       details: out.details,
     };
-    const path = values.out ?? join(dirname(values.checkpoint), `eval_${probe}.json`);
+    const path = values.out ?? join(dirname(ckpt.path), `eval_${probe}.json`);
     await atomicWriteJson(path, record);
     console.error(`wrote ${path}`);
   } finally {
@@ -130,7 +166,7 @@ if (import.meta.main) {
   try {
     await main();
   } catch (e) {
-    console.error(`eval: ${(e as Error).stack ?? e}`);
+    console.error(`eval: ${(e as Error).message}`);
     Deno.exit(1);
   }
 }

@@ -18,7 +18,9 @@ import {
   type MetricStats,
 } from "./leaderboard_schema.ts";
 
-const KIND_ORDER = { pretrained: 0, random_init: 1, raw_pixels: 2 } as const;
+const KIND_ORDER = { released: 0, pretrained: 0, random_init: 1, raw_pixels: 2 } as const;
+/** Rows of models (trained here, or released weights) as opposed to the baselines. */
+const isModel = (r: { subjectKind: string }) => r.subjectKind === "pretrained" || r.subjectKind === "released";
 const MAX_CURVE_POINTS = 200;
 
 export const TIE_RULE = "Marks compare means only where the seed spread allows it: a row whose min-max range " +
@@ -124,6 +126,7 @@ function buildRow(entries: Entry[]): LeaderboardRow {
     data: { name: first.row.data.name, kind: first.row.data.kind, fileListHash: first.row.data.fileListHash },
     budget: { ...first.row.budget, imagesSeen: first.row.budget.steps * first.row.budget.batchSize },
     protocol: first.protocol,
+    ...(first.row.published ? { published: first.row.published } : {}),
     seeds: recs.map((r) => r.seed),
     mainScores: uniq(first.results.map((p) => p.mainScore)),
     metrics,
@@ -158,8 +161,8 @@ function markGroup(rows: LeaderboardRow[]): void {
       if (s.n < 2 || best.metrics[m].n < 2) s.mark = "no_ranking";
       else if (r === best) s.mark = "best";
       else s.mark = separate(s, best.metrics[m]) === -1 ? "below" : "tied_best";
-      if (r.subjectKind !== "pretrained") continue;
-      for (const base of have.filter((b) => b.subjectKind !== "pretrained")) {
+      if (!isModel(r)) continue;
+      for (const base of have.filter((b) => !isModel(b))) {
         if (base.subjectKind === "random_init" && base.method !== r.method) continue;
         s.versus[base.subject] = (["below", "tie", "above"] as const)[separate(s, base.metrics[m]) + 1];
       }
@@ -171,8 +174,8 @@ function markGroup(rows: LeaderboardRow[]): void {
 function verdicts(rows: LeaderboardRow[]): string[] {
   const groups = [...new Set(rows.map((r) => r.group))];
   return groups.map((g) => {
-    const inGroup = rows.filter((r) => r.group === g && r.subjectKind === "pretrained");
-    if (!rows.some((r) => r.group === g && r.subjectKind !== "pretrained")) {
+    const inGroup = rows.filter((r) => r.group === g && isModel(r));
+    if (!rows.some((r) => r.group === g && !isModel(r))) {
       return `${g}: no baseline rows (random init, raw pixels) in this group yet, so nothing here says whether ` +
         `pretraining helped; run the suite's baseline cells.`;
     }

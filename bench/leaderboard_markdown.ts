@@ -26,7 +26,7 @@ export function formatMetric(s: MetricStats | undefined): string {
 
 /** Which main metrics clear every baseline, and which fall below one, beyond the seed spread. */
 export function versusSummary(r: LeaderboardRow): string {
-  if (r.subjectKind !== "pretrained") return "baseline";
+  if (r.subjectKind !== "pretrained" && r.subjectKind !== "released") return "baseline";
   const above: string[] = [], below: string[] = [], tied: string[] = [];
   for (const m of r.mainScores) {
     const v = Object.values(r.metrics[m]?.versus ?? {});
@@ -70,7 +70,9 @@ export function leaderboardMarkdown(lb: Leaderboard): string {
     );
     out.push(`| --- | --- | --- | ${mains.map(() => "---").join(" | ")} | --- |`);
     for (const r of rows) {
-      const cells = mains.map((m) => formatMetric(r.metrics[m]));
+      // Released weights: the authors' number beside ours.
+      const published = (m: string) => (r.published?.[m] !== undefined ? ` (published ${pct(r.published[m])})` : "");
+      const cells = mains.map((m) => formatMetric(r.metrics[m]) + published(m));
       out.push(
         `| ${r.subject} | ${budgetCell(r)} | ${r.seeds.join(", ")} | ${cells.join(" | ")} | ${versusSummary(r)} |`,
       );

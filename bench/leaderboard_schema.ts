@@ -37,7 +37,7 @@ export type MetricStats = z.infer<typeof MetricStats>;
 export const LeaderboardRow = z.strictObject({
   group: z.string().describe("model | pretraining data | protocol: rows are only compared within a group"),
   subject: z.string(),
-  subjectKind: z.enum(["pretrained", "random_init", "raw_pixels"]),
+  subjectKind: z.enum(["pretrained", "random_init", "raw_pixels", "released"]),
   method: z.string().nullable(),
   model: z.string(),
   arch: z.string().nullable(),
@@ -48,6 +48,9 @@ export const LeaderboardRow = z.strictObject({
     imagesSeen: z.number().int().nonnegative(),
   }),
   protocol: z.strictObject({ id: z.string(), version: z.number().int(), hash: z.string() }),
+  published: z.record(z.string(), z.number()).optional().describe(
+    "released weights: the authors' numbers by metric key (fractions), shown beside ours",
+  ),
   seeds: z.array(z.number().int()),
   mainScores: z.array(z.string()).describe("the protocol's main metric per probe"),
   metrics: z.record(z.string(), MetricStats),

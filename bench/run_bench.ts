@@ -28,6 +28,9 @@ const USAGE = `usage: deno task bench [--suite NAME] [--shard i/n] [--backend wa
   --records    where run records go (default results/runs)
   --out        where the leaderboard files go (default results)
   --checkpoints  pretraining checkpoints, one folder per identity (default .cache/bench/pretrain)
+  --limit-train N, --limit-val N
+               smoke runs: at most N probe-training / evaluation images (part of the identity)
+  --hub-cache  download cache of released weights (suite 'released'; default .cache/hub)
   --list       print the cells and exit`;
 
 function summaryTable(reports: CellReport[]): string {
@@ -59,6 +62,9 @@ if (import.meta.main) {
       records: { type: "string" },
       out: { type: "string" },
       checkpoints: { type: "string" },
+      "limit-train": { type: "string" },
+      "limit-val": { type: "string" },
+      "hub-cache": { type: "string" },
       list: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
@@ -71,6 +77,13 @@ if (import.meta.main) {
   try {
     const suite = loadSuite(values.suite!);
     if (values.backend) suite.runtime.backend = parseBackend(values.backend) as typeof suite.runtime.backend;
+    for (const [flag, key] of [["limit-train", "limitTrain"], ["limit-val", "limitVal"]] as const) {
+      const v = values[flag];
+      if (v === undefined) continue;
+      if (!/^[1-9]\d*$/.test(v)) throw new Error(`--${flag}: expected a positive integer, got '${v}'`);
+      suite.runtime[key] = Number(v);
+    }
+    if (values["hub-cache"]) suite.runtime.hubCache = values["hub-cache"];
     const all = expandSuite(suite);
     const cells = values.shard ? selectShard(all, parseShard(values.shard)) : all;
     console.log(

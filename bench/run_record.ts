@@ -57,13 +57,19 @@ export const RunRecord = z.strictObject({
   }),
   suite: z.string(),
   row: z.strictObject({
-    subject: z.string().describe("capi | mae | simmim | random_init.<method> | raw_pixels"),
-    subjectKind: z.enum(["pretrained", "random_init", "raw_pixels"]),
+    subject: z.string().describe("capi | mae | simmim | random_init.<method> | raw_pixels | a released weights name"),
+    subjectKind: z.enum(["pretrained", "random_init", "raw_pixels", "released"]),
     method: z.string().nullable(),
     model: z.string().describe("preset name, with '+' when overridden"),
     arch: z.string().nullable().describe("timm-style architecture of the evaluated encoder"),
     data: ResolvedData.describe("pretraining data (for baselines: the data the suite groups them under)"),
     budget: z.strictObject({ steps: z.number().int().nonnegative(), batchSize: z.number().int().nonnegative() }),
+    published: z.record(z.string(), z.number()).optional().describe(
+      "released weights: the authors' numbers by metric key, shown beside ours",
+    ),
+    checkpoint: z.strictObject({ name: z.string(), sha256: Hash, format: z.string() }).optional().describe(
+      "released weights: the file that was evaluated",
+    ),
   }),
   seed: z.number().int().nonnegative(),
   protocol: z.strictObject({ id: z.string(), version: z.number().int(), hash: Hash }),

@@ -34,8 +34,24 @@ export const DataSpec = z.strictObject({
 export type DataSpec = z.infer<typeof DataSpec>;
 export type DataSpecInput = z.input<typeof DataSpec>;
 
+/** Published weights evaluated as they are (issue 14): no pretraining cell, the file is the subject. */
+export const ReleasedSubject = z.strictObject({
+  kind: z.literal("released"),
+  name: z.string().regex(/^[a-z0-9_.]+$/).describe("row name, e.g. capi_vitl14_in1k"),
+  method: z.enum(METHOD_NAMES),
+  checkpoint: z.string().min(1).describe("hub name (bench/hub.ts) or a checkpoint file"),
+  preset: z.string().optional().describe("the method's preset the file is checked against; none: read from shapes"),
+  overrides: z.record(z.string(), z.unknown()).optional().describe("config keys replacing the preset's"),
+  published: z.record(z.string(), z.number()).default({}).describe(
+    "the authors' numbers by metric key (fractions, e.g. {'attentive/top1': 0.829}), shown beside ours; " +
+      "not part of the identity",
+  ),
+});
+export type ReleasedSubject = z.infer<typeof ReleasedSubject>;
+
 export const Subject = z.discriminatedUnion("kind", [
   z.strictObject({ kind: z.literal("pretrained"), method: z.enum(METHOD_NAMES) }),
+  ReleasedSubject,
   z.strictObject({
     kind: z.literal("random_init"),
     method: z.enum(METHOD_NAMES).describe("whose encoder, at its seeded initialisation, is the floor"),
@@ -53,6 +69,8 @@ export function subjectName(s: Subject): string {
       return `random_init.${s.method}`;
     case "raw_pixels":
       return "raw_pixels";
+    case "released":
+      return s.name;
   }
 }
 
@@ -104,6 +122,13 @@ export const RuntimeConfig = z.strictObject({
   encoderRuntime: z.enum(["onnx", "tfjs"]).default("onnx").describe(
     "feature extraction through onnxruntime (several times faster on CPU; parity-tested) or the tfjs model",
   ),
+  limitTrain: z.number().int().positive().optional().describe(
+    "smoke runs only: at most this many probe-training images (changes results, so it enters the identity)",
+  ),
+  limitVal: z.number().int().positive().optional().describe(
+    "smoke runs only: at most this many evaluation images (changes results, so it enters the identity)",
+  ),
+  hubCache: z.string().optional().describe("download cache of released weights (default .cache/hub)"),
   workers: z.number().int().positive().default(2).describe(
     "CPU threads: decode concurrency / 4 and onnxruntime intra-op threads",
   ),

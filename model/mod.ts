@@ -36,7 +36,26 @@ export {
   type TrainOptions,
   type TrainResult,
 } from "./trainer.ts";
-export { decodeSafetensors, encodeSafetensors, readSafetensors, writeSafetensors } from "./safetensors.ts";
+export {
+  createSafetensorsWriter,
+  decodeSafetensors,
+  encodeSafetensors,
+  openSafetensors,
+  readSafetensors,
+  writeSafetensors,
+} from "./safetensors.ts";
+export { missingTensorError, openTensorSource, type TensorEntry, type TensorSource } from "./tensor_source.ts";
+export { openTorchCheckpoint, TorchCheckpoint } from "./torch/pth.ts";
+export {
+  checkParams,
+  describeLoad,
+  type ExpectedParam,
+  type Layout,
+  loadParams,
+  type LoadReport,
+} from "./state_dict.ts";
+export { loadReleasedEncoder, releasedLayout, type ReleasedSpec } from "./released_encoder.ts";
+export { sha256File } from "./sha256_file.ts";
 export { CAPI_PRESETS, CapiConfig, capiConfig } from "./capi/config.ts";
 export { CapiEncoderForward, CapiMethod } from "./capi/method.ts";
 export { MAE_PRESETS, MaeConfig, maeConfig } from "./mae/config.ts";

@@ -67,18 +67,24 @@ export class TfTrainEngine implements TrainEngine {
   readonly description: EngineDescription;
   readonly ops: TfOps;
   readonly #spec: TrainStepSpec;
-  readonly #store = new ParamStore();
+  readonly #store: ParamStore;
   readonly #trainable: tf.Variable[];
   readonly #nameOf = new Map<string, string>();
   readonly #optimizers: Optimizer[];
   readonly #grads: TfTrainEngineOptions["grads"];
   readonly #get = (name: string): Tensor => fromTf(this.#store.get(name));
 
-  constructor(spec: TrainStepSpec, opts: TfTrainEngineOptions = {}) {
+  /**
+   * `store`: adopt variables already uploaded (checkpoint loaders stream a file into a `ParamStore`
+   * one tensor at a time, so a large file never sits in host memory whole); `spec.params` then
+   * lists none of them. The engine owns the store.
+   */
+  constructor(spec: TrainStepSpec, opts: TfTrainEngineOptions = {}, store?: ParamStore) {
     this.description = tfEngineDescription();
     this.ops = new TfOps({ fused: opts.fused });
     this.#spec = spec;
     this.#grads = opts.grads ?? "lean";
+    this.#store = store ?? new ParamStore();
     for (const [name, p] of spec.params) this.#store.add(name, p.value, p.trainable);
     const trainable = this.#store.trainable();
     this.#trainable = [...trainable.values()];
@@ -240,4 +246,9 @@ export function tfEngineFactory(opts: TfTrainEngineOptions = {}): EngineFactory 
 /** A tfjs `VisionEncoder` of `forward` on `params` (all of a method's, or a checkpoint's backbone); it owns its engine. */
 export function tfEncoder(forward: EncoderForward, params: Map<string, HostTensor<Float32Array>>): EngineEncoder {
   return new EngineEncoder(new TfTrainEngine(evalOnlySpec(params)), forward, true);
+}
+
+/** A tfjs `VisionEncoder` of `forward` on weights already in `store` (streamed from a file); it owns both. */
+export function tfEncoderFromStore(forward: EncoderForward, store: ParamStore): EngineEncoder {
+  return new EngineEncoder(new TfTrainEngine(evalOnlySpec(new Map()), {}, store), forward, true);
 }
