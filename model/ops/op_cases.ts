@@ -9,7 +9,8 @@
 import type { HostTensor } from "../fixture.ts";
 import { Rng } from "../rng.ts";
 import type { Tensor } from "./ops.ts";
-import type { GradOps } from "./graph_ops.ts";
+import { type GradOps, GraphOps } from "./graph_ops.ts";
+import { gradients } from "./autodiff.ts";
 
 export type InputSpec = { shape: number[]; positive?: boolean } | { shape: number[]; int: number[] };
 
@@ -120,4 +121,24 @@ export function caseInputs(c: OpCase): Record<string, HostTensor> {
     out[name] = { shape: spec.shape, data };
   }
   return out;
+}
+
+/**
+ * Record `loss = sum(f(x) * R)` (a fixed random `R`, so every output element weighs differently)
+ * and its gradients with respect to every float input, into `o` (a fresh graph by default) with
+ * input names prefixed by `prefix`.
+ */
+export function recordCase(c: OpCase, o = new GraphOps(), prefix = "") {
+  const host = caseInputs(c);
+  const xs: Record<string, Tensor> = {};
+  for (const [n, h] of Object.entries(host)) xs[n] = o.input(prefix + n, h);
+  const y = c.f(o, xs);
+  const rng = Rng.from(3, c.name, "projection");
+  const r = { shape: [...y.shape], data: new Float32Array(y.shape.reduce((a, b) => a * b, 1)) };
+  for (let i = 0; i < r.data.length; i++) r.data[i] = rng.normal();
+  const weighted = o.mul(y, o.constant(r, "projection"));
+  const loss = y.shape.length ? o.sum(weighted, y.shape.map((_, i) => i)) : weighted;
+  const floats = Object.keys(host).filter((n) => host[n].data instanceof Float32Array);
+  const grads = gradients(o, loss, floats.map((n) => xs[n]));
+  return { o, host, y, r, loss, floats, grads };
 }

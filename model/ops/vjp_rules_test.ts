@@ -7,29 +7,9 @@
 import assert from "node:assert/strict";
 import { initBackend, tf } from "../engine.ts";
 import type { HostTensor } from "../fixture.ts";
-import { Rng } from "../rng.ts";
-import { GraphOps } from "./graph_ops.ts";
-import { gradients } from "./autodiff.ts";
 import { refEval, type RefTensor } from "./ref_eval.ts";
-import { caseInputs, OP_CASES, type OpCase } from "./op_cases.ts";
+import { OP_CASES, recordCase } from "./op_cases.ts";
 import type { Tensor } from "./ops.ts";
-
-/** Record `sum(f(x) * R)` and its gradients with respect to every float input. */
-export function recordCase(c: OpCase) {
-  const o = new GraphOps();
-  const host = caseInputs(c);
-  const xs: Record<string, Tensor> = {};
-  for (const [n, h] of Object.entries(host)) xs[n] = o.input(n, h);
-  const y = c.f(o, xs);
-  const rng = Rng.from(3, c.name, "projection");
-  const r = { shape: [...y.shape], data: new Float32Array(y.shape.reduce((a, b) => a * b, 1)) };
-  for (let i = 0; i < r.data.length; i++) r.data[i] = rng.normal();
-  const weighted = o.mul(y, o.constant(r, "projection"));
-  const loss = y.shape.length ? o.sum(weighted, y.shape.map((_, i) => i)) : weighted;
-  const floats = Object.keys(host).filter((n) => host[n].data instanceof Float32Array);
-  const grads = gradients(o, loss, floats.map((n) => xs[n]));
-  return { o, host, y, r, loss, floats, grads };
-}
 
 Deno.test("every gradient rule matches central finite differences in float64", () => {
   const h = 1e-5;
