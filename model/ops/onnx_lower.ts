@@ -266,16 +266,27 @@ function lowerNode(e: Emitter, n: Node, outs: string[]): void {
   }
 }
 
-/** `op(a) @ op(b)`: Gemm on folded rows when `b` is a matrix, else (Transpose +) MatMul. */
-function lowerMatMul(e: Emitter, n: Node & { op: "matMul" }, x: string[], out: string): void {
+/** Whether a product lowers to one Gemm: a matrix right operand, and rows of `a` foldable. */
+function isGemm(n: Node): n is Node & { op: "matMul" } {
+  if (n.op !== "matMul") return false;
+  const [a, b] = n.inputs;
+  return b.shape.length === 2 && (a.shape.length === 2 || !n.attrs.transposeA);
+}
+
+/**
+ * `op(a) @ op(b)` (+ `bias` as Gemm's C): Gemm on folded rows when `b` is a matrix, else
+ * (Transpose +) MatMul.
+ */
+function lowerMatMul(e: Emitter, n: Node & { op: "matMul" }, x: string[], out: string, bias?: string): void {
   const [a, b] = n.inputs, { transposeA: ta, transposeB: tb } = n.attrs, nm = n.name;
   const y = n.outputs[0];
-  if (b.shape.length === 2 && (a.shape.length === 2 || !ta)) {
+  if (isGemm(n)) {
     const k = a.shape[a.shape.length - 1];
     const a2 = a.shape.length === 2 ? x[0] : e.op("Reshape", [x[0], e.i64([-1, k])], nm);
     const attrs = { transA: int(ta ? 1 : 0), transB: int(tb ? 1 : 0) };
-    if (y.shape.length === 2) return void e.op("Gemm", [a2, x[1]], nm, attrs, out);
-    return void e.op("Reshape", [e.op("Gemm", [a2, x[1]], nm, attrs), e.i64(y.shape)], nm, {}, out);
+    const ins = bias ? [a2, x[1], bias] : [a2, x[1]];
+    if (y.shape.length === 2) return void e.op("Gemm", ins, nm, attrs, out);
+    return void e.op("Reshape", [e.op("Gemm", ins, nm, attrs), e.i64(y.shape)], nm, {}, out);
   }
   const swap = (v: Value, name: string) => {
     const perm = v.shape.map((_, i) => i);
@@ -338,6 +349,28 @@ export function lowerToOnnx(graph: Graph, opts: LowerOptions = {}): LoweredGraph
       stack.push(i.node);
     }
   }
+  // `add(matMul(x, W), bias)` with a row bias -> one Gemm with C (the linear layers' forward).
+  const uses = new Map<number, number>();
+  for (const n of graph.nodes) {
+    if (needed.has(n.id)) { for (const i of n.inputs) uses.set(i.id, (uses.get(i.id) ?? 0) + 1); }
+  }
+  for (const v of outputs.values()) uses.set(v.id, (uses.get(v.id) ?? 0) + 2);
+  const biasOf = new Map<number, { mm: Node & { op: "matMul" }; bias: Value }>();
+  const folded = new Set<number>();
+  for (const n of graph.nodes) {
+    if (!needed.has(n.id) || n.op !== "add") continue;
+    for (const side of [0, 1]) {
+      const prod = n.inputs[side], bias = n.inputs[1 - side], mm = prod.node;
+      const cols = prod.shape[prod.shape.length - 1];
+      const rowBias = bias.size === cols && bias.shape.length <= 2 && bias.shape[bias.shape.length - 1] === cols;
+      if (isGemm(mm) && uses.get(prod.id) === 1 && rowBias && !folded.has(mm.id)) {
+        biasOf.set(n.id, { mm, bias });
+        folded.add(mm.id);
+        break;
+      }
+    }
+  }
+
   // Output names claimed by the producing node directly, when that is unambiguous.
   const claimed = new Map<number, string>();
   for (const [name, v] of outputs) {
@@ -361,10 +394,13 @@ export function lowerToOnnx(graph: Graph, opts: LowerOptions = {}): LoweredGraph
       e.setName(v, name);
       continue;
     }
+    if (folded.has(n.id)) continue; // written by the add that consumes it
     const outs = n.outputs.map((v, i) =>
       claimed.get(v.id) ?? (used.has(v.id) ? (n.outputs.length === 1 ? n.name : `${n.name}:${i}`) : "")
     );
-    lowerNode(e, n, outs);
+    const gemm = biasOf.get(n.id);
+    if (gemm) lowerMatMul(e, gemm.mm, gemm.mm.inputs.map((v) => e.name(v)), outs[0], e.name(gemm.bias));
+    else lowerNode(e, n, outs);
     n.outputs.forEach((v, i) => outs[i] && e.setName(v, outs[i]));
   }
 

@@ -81,6 +81,11 @@ export const OP_CASES: OpCase[] = [
   { name: "matmul_tb", inputs: { a: F(2, 3, 4), b: F(2, 5, 4) }, f: (o, x) => o.matMul(x.a, x.b, false, true) },
   { name: "matmul_ta_tb", inputs: { a: F(2, 4, 3), b: F(2, 5, 4) }, f: (o, x) => o.matMul(x.a, x.b, true, true) },
   { name: "matmul_linear", inputs: { a: F(2, 3, 4), w: F(5, 4) }, f: (o, x) => o.matMul(x.a, x.w, false, true) },
+  {
+    name: "linear_bias",
+    inputs: { a: F(2, 3, 4), w: F(5, 4), b: F(1, 5) },
+    f: (o, x) => o.add(o.matMul(x.a, x.w, false, true), x.b),
+  },
   { name: "matmul_shared_b", inputs: { a: F(2, 3, 4), b: F(4, 5) }, f: (o, x) => o.matMul(x.a, x.b) },
   { name: "matmul_bcast_b", inputs: { a: F(2, 3, 4), b: F(1, 4, 5) }, f: (o, x) => o.matMul(x.a, x.b) },
   { name: "matmul_shared_a", inputs: { a: F(3, 4), b: F(2, 4, 5) }, f: (o, x) => o.matMul(x.a, x.b) },

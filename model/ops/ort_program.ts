@@ -25,10 +25,17 @@ export interface ProgramOptions {
   threads?: number;
   /** Where each output is left (default `cpu`); `gpu-buffer` keeps it on the device. */
   outputLocations?: Record<string, OutputLocation>;
+  /**
+   * Let idle pool threads spin for work (onnxruntime's default). Spinning shortens each
+   * operator's start but burns CPU that other processes on a shared machine need.
+   */
+  spin?: boolean;
   /** Fail at creation if any node would fall back to the CPU (checks WebGPU coverage). */
   disableCpuFallback?: boolean;
   /** Write the model onnxruntime optimised to this path (inspection of fusions). */
   optimizedModelPath?: string;
+  /** Record per-node timings into `<prefix>_<date>.json` until `endProfiling()` (ort_speed.ts). */
+  profilePrefix?: string;
 }
 
 /** A feed: a host tensor (wrapped without copying) or an onnxruntime tensor (e.g. a GPU output). */
@@ -58,6 +65,7 @@ export class OrtProgram {
     const ep = opts.ep ?? "cpu";
     const extra: Record<string, Record<string, string>> = { session: {} };
     if (opts.disableCpuFallback) extra.session.disable_cpu_ep_fallback = "1";
+    if (opts.spin !== undefined) extra.session["intra_op.allow_spinning"] = opts.spin ? "1" : "0";
     const options: ort.InferenceSession.SessionOptions = {
       executionProviders: [ep],
       intraOpNumThreads: opts.threads ?? defaultThreads(),
@@ -74,6 +82,10 @@ export class OrtProgram {
       options.preferredOutputLocation = locs;
     }
     if (opts.optimizedModelPath) options.optimizedModelFilePath = opts.optimizedModelPath;
+    if (opts.profilePrefix) {
+      options.enableProfiling = true;
+      options.profileFilePrefix = opts.profilePrefix;
+    }
     let session: ort.InferenceSession;
     try {
       session = await ort.InferenceSession.create(lowered.bytes, options);
@@ -120,6 +132,11 @@ export class OrtProgram {
     } catch (e) {
       throw new Error(`onnxruntime (${this.ep}) failed: ${explain(e, this.lowered)}`);
     }
+  }
+
+  /** Stop profiling and write the profile (only with `profilePrefix`). */
+  endProfiling(): void {
+    this.#session?.endProfiling();
   }
 
   async release(): Promise<void> {

@@ -32,6 +32,8 @@ import { defaultThreads, type Feed, ORT_VERSION, OrtProgram } from "./ort_progra
 export interface OrtTrainEngineOptions {
   /** Intra-op threads (default: all cores). */
   threads?: number;
+  /** Development: profile every step program into `<prefix>_<date>.json` (see ort_speed.ts). */
+  profilePrefix?: string;
 }
 
 interface Compiled {
@@ -49,6 +51,7 @@ export class OrtTrainEngine implements TrainEngine {
   readonly description: EngineDescription;
   readonly #spec: TrainStepSpec;
   readonly #threads: number;
+  readonly #profilePrefix?: string;
   readonly #params = new Map<string, Float32Array>();
   readonly #moments = new Map<string, { m: Float32Array; v: Float32Array }>();
   readonly #steps = new Map<string, number>();
@@ -60,6 +63,7 @@ export class OrtTrainEngine implements TrainEngine {
     validateSpec(spec);
     this.#spec = spec;
     this.#threads = opts.threads ?? defaultThreads();
+    this.#profilePrefix = opts.profilePrefix;
     for (const [name, p] of spec.params) this.#params.set(name, Float32Array.from(p.value.data));
     for (const opt of spec.optimizers) this.#steps.set(opt.id, 0);
     this.description = { engine: "ort", device: "cpu", versions: { "onnxruntime-node": ORT_VERSION } };
@@ -80,7 +84,11 @@ export class OrtTrainEngine implements TrainEngine {
     if (!c) {
       c = (async () => {
         const step = buildTrainStep(this.#spec, shapes, { trace: opts.trace, grads: opts.grads });
-        return { step, program: await OrtProgram.create(step.lowered, { threads: this.#threads }) };
+        const program = await OrtProgram.create(step.lowered, {
+          threads: this.#threads,
+          profilePrefix: this.#profilePrefix,
+        });
+        return { step, program };
       })();
       this.#programs.set(key, c);
       c.catch(() => this.#programs.delete(key));
@@ -276,6 +284,11 @@ export class OrtTrainEngine implements TrainEngine {
       result[name] = { shape: res[name].dims.map(Number), data: f32Of(res[name], name) };
     }
     return result;
+  }
+
+  /** Write the profiles of the step programs (with `profilePrefix`). */
+  async endProfiling(): Promise<void> {
+    for (const c of this.#programs.values()) (await c).program.endProfiling();
   }
 
   dispose(): void {

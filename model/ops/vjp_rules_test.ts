@@ -94,6 +94,7 @@ const TF_CASES: Record<string, TfCase> = {
   matmul_tb: (x) => tf.matMul(x.a, x.b, false, true),
   matmul_ta_tb: (x) => tf.matMul(x.a, x.b, true, true),
   matmul_linear: (x) => tf.matMul(x.a, x.w, false, true),
+  linear_bias: (x) => tf.add(tf.matMul(x.a, x.w, false, true), x.b),
   matmul_shared_b: (x) => tf.matMul(x.a, x.b),
   matmul_bcast_b: (x) => tf.matMul(x.a, x.b),
   matmul_shared_a: (x) => tf.matMul(x.a, x.b),
