@@ -3,7 +3,7 @@
  * issue 8 (vit_step_spec.ts: 32x32, patch 4, width 192, depth 6, 3 heads, batch 64, Adam).
  *
  *   deno run -A model/ops/ort_speed.ts [--batch 64] [--steps 8] [--warmup 3] [--threads N]
- *                                      [--rounds R] [--profile]
+ *                                      [--rounds R] [--no-spin] [--profile]
  *
  * Prints, per round, images/s, wall ms per step, CPU ms per step (all threads of this process:
  * steadier than wall time on a shared machine), and at the end the compile time, the peak RSS and
@@ -66,6 +66,8 @@ async function main(): Promise<void> {
       rounds: { type: "string", default: "1" },
       threads: { type: "string" },
       profile: { type: "boolean", default: false },
+      // onnxruntime's pool threads spin between operators by default; --no-spin lets them sleep.
+      "no-spin": { type: "boolean", default: false },
     },
   });
   const int = (key: string, v: string, min: number) => {
@@ -76,17 +78,22 @@ async function main(): Promise<void> {
   const batch = int("batch", values.batch, 1), steps = int("steps", values.steps, 1);
   const warmup = int("warmup", values.warmup, 1), rounds = int("rounds", values.rounds, 1);
   const threads = values.threads === undefined ? defaultThreads() : int("threads", values.threads, 1);
+  const spin = !values["no-spin"];
   const cfg = REFERENCE_VIT;
   const spec = vitStepSpec(cfg, 0);
   const draws = vitDraws(cfg, batch);
   console.log(
     `ort-speed: reference ViT ${
       JSON.stringify(cfg)
-    }, batch ${batch}, onnxruntime-node ${ORT_VERSION} CPU, ${threads} threads`,
+    }, batch ${batch}, onnxruntime-node ${ORT_VERSION} CPU, ${threads} threads${spin ? "" : ", no spinning"}`,
   );
 
   const profileDir = values.profile ? await Deno.makeTempDir({ prefix: "ort_profile" }) : null;
-  const engine = new OrtTrainEngine(spec, { threads, profilePrefix: profileDir ? `${profileDir}/step` : undefined });
+  const engine = new OrtTrainEngine(spec, {
+    threads,
+    spin,
+    profilePrefix: profileDir ? `${profileDir}/step` : undefined,
+  });
   try {
     const t0 = performance.now();
     const first = await engine.step(draws, VIT_HYPER);

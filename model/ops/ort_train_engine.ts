@@ -32,6 +32,11 @@ import { defaultThreads, type Feed, ORT_VERSION, OrtProgram } from "./ort_progra
 export interface OrtTrainEngineOptions {
   /** Intra-op threads (default: all cores). */
   threads?: number;
+  /**
+   * Let idle pool threads spin for work (onnxruntime's default, `true`): on a shared machine
+   * spinning burns the CPU time other processes need (README.md measures both).
+   */
+  spin?: boolean;
   /** Development: profile every step program into `<prefix>_<date>.json` (see ort_speed.ts). */
   profilePrefix?: string;
 }
@@ -52,6 +57,7 @@ export class OrtTrainEngine implements TrainEngine {
   readonly #spec: TrainStepSpec;
   readonly #threads: number;
   readonly #profilePrefix?: string;
+  readonly #spin?: boolean;
   readonly #params = new Map<string, Float32Array>();
   readonly #moments = new Map<string, { m: Float32Array; v: Float32Array }>();
   readonly #steps = new Map<string, number>();
@@ -64,6 +70,7 @@ export class OrtTrainEngine implements TrainEngine {
     this.#spec = spec;
     this.#threads = opts.threads ?? defaultThreads();
     this.#profilePrefix = opts.profilePrefix;
+    this.#spin = opts.spin;
     for (const [name, p] of spec.params) this.#params.set(name, Float32Array.from(p.value.data));
     for (const opt of spec.optimizers) this.#steps.set(opt.id, 0);
     this.description = { engine: "ort", device: "cpu", versions: { "onnxruntime-node": ORT_VERSION } };
@@ -87,6 +94,7 @@ export class OrtTrainEngine implements TrainEngine {
         const program = await OrtProgram.create(step.lowered, {
           threads: this.#threads,
           profilePrefix: this.#profilePrefix,
+          spin: this.#spin,
         });
         return { step, program };
       })();
@@ -262,7 +270,8 @@ export class OrtTrainEngine implements TrainEngine {
     const signature = JSON.stringify([key, data.map(([n, i]) => [n, i.value.dtype, i.value.shape])]);
     let p = this.#evals.get(signature);
     if (!p) {
-      p = OrtProgram.create(lowerToOnnx(o.graph, { graphName: `evaluate_${key}` }), { threads: this.#threads });
+      const lowered = lowerToOnnx(o.graph, { graphName: `evaluate_${key}` });
+      p = OrtProgram.create(lowered, { threads: this.#threads, spin: this.#spin });
       this.#evals.set(signature, p);
       p.catch(() => this.#evals.delete(signature));
     }
