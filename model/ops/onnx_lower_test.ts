@@ -8,7 +8,8 @@
 import assert from "node:assert/strict";
 import { GraphOps } from "./graph_ops.ts";
 import { type LowerTarget, lowerToOnnx } from "./onnx_lower.ts";
-import { OrtProgram } from "./ort_program.ts";
+import type * as ort from "onnxruntime-node";
+import { type Feed, OrtProgram } from "./ort_program.ts";
 import { refEval } from "./ref_eval.ts";
 import { OP_CASES, recordCase } from "./op_cases.ts";
 import type { Tensor } from "./ops.ts";
@@ -118,4 +119,48 @@ Deno.test("OrtProgram: onnxruntime's runtime errors name the recorded node", asy
   } finally {
     await p.release();
   }
+});
+
+Deno.test({
+  name: "OrtProgram on WebGPU: gpu-buffer outputs fed back as inputs stay on the device and match the CPU",
+  ignore: Deno.env.get("MIMBENCH_SKIP_WEBGPU") === "1",
+  fn: async () => {
+    // w <- w - 0.1 * d/dw mean((x w)^2): the state never leaves the device; only `loss` is read.
+    const o = new GraphOps();
+    const x = o.input("x", { shape: [4, 3], data: Float32Array.from({ length: 12 }, (_, i) => Math.sin(i)) });
+    const w = o.input("w", { shape: [3, 2], data: new Float32Array([0.5, -0.2, 0.1, 0.3, -0.4, 0.2]) });
+    const loss = o.mean(o.square(o.matMul(x, w)), [0, 1]);
+    const [g] = (await import("./autodiff.ts")).gradients(o, loss, [w]);
+    o.output("w_new", o.sub(w, o.mul(g!, 0.1)));
+    o.output("loss", loss);
+    const feedsOf = (wv: Feed): Record<string, Feed> => ({ x: o.graph.inputs.get("x")!.host!, w: wv });
+    let gpu: OrtProgram;
+    try {
+      gpu = await OrtProgram.create(lowerToOnnx(o.graph, { target: "webgpu" }), {
+        ep: "webgpu",
+        disableCpuFallback: true,
+        outputLocations: { w_new: "gpu-buffer" },
+      });
+    } catch (e) {
+      if (/WebGPU adapter/i.test((e as Error).message)) return console.log("skipped: no WebGPU adapter here");
+      throw e;
+    }
+    const cpu = await OrtProgram.create(lowerToOnnx(o.graph));
+    try {
+      let wg: Feed = o.graph.inputs.get("w")!.host!, wc: Feed = wg;
+      for (let i = 0; i < 3; i++) {
+        const rg: Record<string, ort.Tensor> = await gpu.run(feedsOf(wg));
+        const rc: Record<string, ort.Tensor> = await cpu.run(feedsOf(wc));
+        assert.equal(rg.w_new.location, "gpu-buffer");
+        assert.ok(Math.abs((rg.loss.data as Float32Array)[0] - (rc.loss.data as Float32Array)[0]) < 1e-6, `step ${i}`);
+        if (i > 0) (wg as ort.Tensor).dispose();
+        wg = rg.w_new;
+        wc = rc.w_new;
+      }
+      (wg as ort.Tensor).dispose();
+    } finally {
+      await gpu.release();
+      await cpu.release();
+    }
+  },
 });
