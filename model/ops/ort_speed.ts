@@ -3,13 +3,14 @@
  * issue 8 (vit_step_spec.ts: 32x32, patch 4, width 192, depth 6, 3 heads, batch 64, Adam).
  *
  *   deno run -A model/ops/ort_speed.ts [--batch 64] [--steps 8] [--warmup 3] [--threads N]
- *                                      [--rounds R] [--no-spin] [--profile]
+ *                                      [--rounds R] [--spin] [--fresh-memory] [--profile] [--copy-cost]
  *
  * Prints, per round, images/s, wall ms per step, CPU ms per step (all threads of this process:
  * steadier than wall time on a shared machine), and at the end the compile time, the peak RSS and
  * what onnxruntime-node spends outside the graph per step (feeding the state, copying every output
  * into a new JS buffer). `--profile` runs two more steps with onnxruntime's profiler and prints
- * the time per operator type. Compare with `deno task speed --backend blas` (same model, batch and
+ * the time per operator type; `--copy-cost` measures onnxruntime-node's output conversion alone
+ * (with `--fresh-memory`: without host_memory.ts's tuning and early release). Compare with `deno task speed --backend blas` (same model, batch and
  * optimizer on tfjs) and `python3 bench/speed_torch.py` (PyTorch). Measured numbers: README.md.
  *
  * @module
@@ -18,7 +19,11 @@ import { parseArgs } from "node:util";
 import process from "node:process";
 import { OrtTrainEngine } from "./ort_train_engine.ts";
 import { REFERENCE_VIT, VIT_HYPER, vitDraws, vitStepSpec } from "./vit_step_spec.ts";
-import { defaultThreads, ORT_VERSION } from "./ort_program.ts";
+import { defaultThreads, type Feed, ORT_VERSION, OrtProgram } from "./ort_program.ts";
+import { GraphOps } from "./graph_ops.ts";
+import { lowerToOnnx } from "./onnx_lower.ts";
+import { release as releaseArray } from "./host_memory.ts";
+import type { TrainStepSpec } from "../train_step.ts";
 
 function peakRssMb(): number {
   const m = Deno.readTextFileSync("/proc/self/status").match(/VmHWM:\s+(\d+) kB/);
@@ -56,6 +61,43 @@ function summarise(events: ProfileEvent[], steps: number): void {
   }
 }
 
+/**
+ * What onnxruntime-node's output conversion costs per step, alone: a graph whose outputs are the
+ * step's state outputs (each trainable parameter and its two moments, `x * c` of the parameter so
+ * the graph itself costs next to nothing), run 12 times, each run's outputs released after the
+ * next as the engine does. CPU ms per run, mean of the last 8: allocating a fresh JS buffer
+ * per output and copying into it.
+ */
+async function copyCost(spec: TrainStepSpec, threads: number, release: boolean) {
+  const o = new GraphOps();
+  const feeds: Record<string, Feed> = {};
+  let bytes = 0;
+  for (const [name, p] of spec.params) {
+    if (!p.trainable) continue;
+    const x = o.input(name, p.value);
+    feeds[name] = p.value;
+    for (const k of ["new.param.", "new.exp_avg.", "new.exp_avg_sq."]) o.output(k + name, o.mul(x, k.length));
+    bytes += 12 * p.value.data.length;
+  }
+  const program = await OrtProgram.create(lowerToOnnx(o.graph), { threads, spin: false });
+  const cpu: number[] = [];
+  let previous: Record<string, { data: unknown }> | null = null;
+  for (let i = 0; i < 12; i++) {
+    const c0 = process.cpuUsage();
+    const out = await program.run(feeds);
+    if (previous && release) { for (const t of Object.values(previous)) releaseArray(t.data as Float32Array); }
+    previous = out;
+    const c = process.cpuUsage(c0);
+    cpu.push((c.user + c.system) / 1000);
+  }
+  await program.release();
+  const last = cpu.slice(4), mean = last.reduce((a, b) => a + b, 0) / last.length;
+  console.log(
+    `output conversion alone: ${(bytes / 2 ** 20).toFixed(1)} MiB in ${program.outputNames.length} outputs, ` +
+      `${mean.toFixed(1)} CPU-ms per step (mean of the last 8; all: ${cpu.map((c) => c.toFixed(0)).join(" ")})`,
+  );
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     args: Deno.args,
@@ -66,8 +108,11 @@ async function main(): Promise<void> {
       rounds: { type: "string", default: "1" },
       threads: { type: "string" },
       profile: { type: "boolean", default: false },
-      // onnxruntime's pool threads spin between operators by default; --no-spin lets them sleep.
-      "no-spin": { type: "boolean", default: false },
+      "copy-cost": { type: "boolean", default: false },
+      // host_memory.ts's glibc tuning (on by default in the engine); --fresh-memory turns it off.
+      "fresh-memory": { type: "boolean", default: false },
+      // --spin: onnxruntime's pool threads spin between operators (its default; off in the engine).
+      spin: { type: "boolean", default: false },
     },
   });
   const int = (key: string, v: string, min: number) => {
@@ -78,14 +123,16 @@ async function main(): Promise<void> {
   const batch = int("batch", values.batch, 1), steps = int("steps", values.steps, 1);
   const warmup = int("warmup", values.warmup, 1), rounds = int("rounds", values.rounds, 1);
   const threads = values.threads === undefined ? defaultThreads() : int("threads", values.threads, 1);
-  const spin = !values["no-spin"];
+  const spin = values.spin, keepFreedMemory = !values["fresh-memory"];
   const cfg = REFERENCE_VIT;
   const spec = vitStepSpec(cfg, 0);
   const draws = vitDraws(cfg, batch);
   console.log(
     `ort-speed: reference ViT ${
       JSON.stringify(cfg)
-    }, batch ${batch}, onnxruntime-node ${ORT_VERSION} CPU, ${threads} threads${spin ? "" : ", no spinning"}`,
+    }, batch ${batch}, onnxruntime-node ${ORT_VERSION} CPU, ${threads} threads${spin ? ", spinning" : ""}${
+      keepFreedMemory ? "" : ", fresh output memory"
+    }`,
   );
 
   const profileDir = values.profile ? await Deno.makeTempDir({ prefix: "ort_profile" }) : null;
@@ -118,6 +165,7 @@ async function main(): Promise<void> {
       } MiB`,
     );
     console.log(`speed: train img/s ours=${(batch / (runMs / 1000)).toFixed(1)} (best round)`);
+    if (values["copy-cost"]) await copyCost(spec, threads, keepFreedMemory);
     if (profileDir) {
       const p0 = performance.now();
       for (let i = 0; i < 2; i++) await engine.step(draws, VIT_HYPER);

@@ -28,15 +28,22 @@ import { buildTrainStep, type DrawShape, hyperInput, type TrainStepGraph, valida
 import { GraphOps } from "./graph_ops.ts";
 import { lowerToOnnx } from "./onnx_lower.ts";
 import { defaultThreads, type Feed, ORT_VERSION, OrtProgram } from "./ort_program.ts";
+import { keepFreedMemory, release } from "./host_memory.ts";
 
 export interface OrtTrainEngineOptions {
   /** Intra-op threads (default: all cores). */
   threads?: number;
   /**
-   * Let idle pool threads spin for work (onnxruntime's default, `true`): on a shared machine
-   * spinning burns the CPU time other processes need (README.md measures both).
+   * Let idle pool threads spin for work between operators (onnxruntime's own default). Off by
+   * default here: on a loaded 2-core machine spinning cost 30% more CPU per step and up to half
+   * the throughput (README.md); on an idle machine the two are within noise.
    */
   spin?: boolean;
+  /**
+   * Tune glibc so the buffers onnxruntime-node returns each step reuse freed memory instead of
+   * page-faulting fresh memory in (host_memory.ts; default true).
+   */
+  keepFreedMemory?: boolean;
   /** Development: profile every step program into `<prefix>_<date>.json` (see ort_speed.ts). */
   profilePrefix?: string;
 }
@@ -57,7 +64,7 @@ export class OrtTrainEngine implements TrainEngine {
   readonly #spec: TrainStepSpec;
   readonly #threads: number;
   readonly #profilePrefix?: string;
-  readonly #spin?: boolean;
+  readonly #spin: boolean;
   readonly #params = new Map<string, Float32Array>();
   readonly #moments = new Map<string, { m: Float32Array; v: Float32Array }>();
   readonly #steps = new Map<string, number>();
@@ -70,7 +77,8 @@ export class OrtTrainEngine implements TrainEngine {
     this.#spec = spec;
     this.#threads = opts.threads ?? defaultThreads();
     this.#profilePrefix = opts.profilePrefix;
-    this.#spin = opts.spin;
+    this.#spin = opts.spin ?? false;
+    if (opts.keepFreedMemory ?? true) keepFreedMemory();
     for (const [name, p] of spec.params) this.#params.set(name, Float32Array.from(p.value.data));
     for (const opt of spec.optimizers) this.#steps.set(opt.id, 0);
     this.description = { engine: "ort", device: "cpu", versions: { "onnxruntime-node": ORT_VERSION } };
@@ -142,14 +150,22 @@ export class OrtTrainEngine implements TrainEngine {
     }
 
     const out = await program.run(feeds);
+    const replaced: Float32Array[] = [];
+    const swap = (p: string, data: Float32Array) => {
+      replaced.push(this.#params.get(p)!);
+      this.#params.set(p, data);
+    };
     for (const [opt, ps] of step.updated) {
       for (const p of ps) {
-        this.#params.set(p, f32Of(out[`new.param.${p}`], p));
+        swap(p, f32Of(out[`new.param.${p}`], p));
+        const mom = this.#moments.get(p)!;
+        replaced.push(mom.m, mom.v);
         this.#moments.set(p, { m: f32Of(out[`new.exp_avg.${p}`], p), v: f32Of(out[`new.exp_avg_sq.${p}`], p) });
       }
       if (ps.length) this.#steps.set(opt, this.#steps.get(opt)! + 1);
     }
-    for (const e of step.emaTargets) this.#params.set(e, f32Of(out[`new.param.${e}`], e));
+    for (const e of step.emaTargets) swap(e, f32Of(out[`new.param.${e}`], e));
+    for (const a of replaced) release(a); // only the engine holds its state arrays (snapshot copies)
 
     const scalars: Record<string, number> = { loss: f32Of(out.loss, "loss")[0] };
     for (const m of step.metrics) scalars[m] = f32Of(out[`metric.${m}`], m)[0];
