@@ -10,99 +10,14 @@
 import assert from "node:assert/strict";
 import type { HostTensor } from "../fixture.ts";
 import { Rng } from "../rng.ts";
-import type { Ops, ParamGetter, Tensor } from "./ops.ts";
+import type { Tensor } from "./ops.ts";
 import type { StepHyper, TrainStepSpec } from "../train_step.ts";
 import { OrtTrainEngine } from "./ort_train_engine.ts";
+import { B, C, D, H, IN, normal, smallDraws, smallHyper, smallSpec, T } from "./small_step_spec.ts";
 import { GraphOps } from "./graph_ops.ts";
 import { gradients } from "./autodiff.ts";
 import { refEval } from "./ref_eval.ts";
 import { buildTrainStep } from "./step_graph.ts";
-
-const B = 3, T = 5, IN = 6, D = 8, H = 4, C = 3;
-
-function normal(rng: Rng, shape: number[], std: number): HostTensor<Float32Array> {
-  const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
-  for (let i = 0; i < data.length; i++) data[i] = std * rng.normal();
-  return { shape, data };
-}
-
-/** A small model: embed -> gather tokens -> LN -> attention-like mixing -> MLP -> head -> CE vs the teacher. */
-function smallSpec(opts: { withMax?: boolean } = {}): TrainStepSpec {
-  const rng = Rng.from(11, "small-spec");
-  const p = (shape: number[], std: number, trainable = true) => ({
-    value: normal(rng.fork(shape.join("x"), std), shape, std),
-    trainable,
-  });
-  const params = new Map([
-    ["embed.weight", p([D, IN], 0.4)],
-    ["embed.bias", p([D], 0.1)],
-    ["norm.weight", { value: { shape: [D], data: new Float32Array(D).fill(1.1) }, trainable: true }],
-    ["norm.bias", p([D], 0.05)],
-    ["fc.weight", p([H, D], 0.5)],
-    ["fc.bias", p([H], 0.1)],
-    ["head.weight", p([C, H], 0.6)],
-    ["frozen.scale", p([D], 1, false)],
-    ["unused.weight", p([2, 2], 1)],
-    ["teacher.embed.weight", p([D, IN], 0.4, false)],
-    ["teacher.embed.bias", p([D], 0.1, false)],
-  ]);
-  return {
-    params,
-    optimizers: [
-      {
-        id: "student",
-        groups: [
-          { id: "decay", params: ["embed.weight", "fc.weight", "unused.weight"] },
-          { id: "no_decay", params: ["embed.bias", "norm.weight", "norm.bias", "fc.bias"] },
-        ],
-        betas: [0.9, 0.95],
-        eps: 1e-8,
-        clipGradNorm: 0.3,
-      },
-      { id: "clustering", groups: [{ id: "head", params: ["head.weight"] }], betas: [0.8, 0.99], eps: 1e-6 },
-    ],
-    ema: { pairs: [["teacher.embed.weight", "embed.weight"], ["teacher.embed.bias", "embed.bias"]] },
-    loss(o: Ops, get: ParamGetter, inputs: Record<string, Tensor>, trace) {
-      const lin = (x: Tensor, w: string, b?: string) => {
-        const y = o.matMul(x, get(w), false, true);
-        return b ? o.add(y, get(b)) : y;
-      };
-      const tokens = o.gather(lin(inputs.x, "embed.weight", "embed.bias"), inputs.idx, 1); // [B, 4, D]
-      const h = o.mul(o.layerNorm(tokens, get("norm.weight"), get("norm.bias"), 1e-6), get("frozen.scale"));
-      trace?.("h", h);
-      const att = o.softmax(o.mul(o.matMul(h, h, false, true), 1 / Math.sqrt(D)), -1); // [B, 4, 4]
-      let mixed = o.add(h, o.matMul(att, h));
-      if (opts.withMax) mixed = o.sub(mixed, o.max(mixed, -1, true));
-      const logits = o.matMul(o.gelu(lin(mixed, "fc.weight", "fc.bias")), get("head.weight"), false, true); // [B, 4, C]
-      const teacher = o.stopGradient(
-        o.softmax(o.slice(lin(inputs.x, "teacher.embed.weight", "teacher.embed.bias"), [0, 0, 0], [-1, 4, C]), -1),
-      );
-      const ce = o.neg(o.mean(o.sum(o.mul(teacher, o.logSoftmax(logits, -1)), -1), [0, 1]));
-      return { loss: o.add(ce, o.mul(o.mean(o.square(o.reshape(get("fc.weight"), [-1])), 0), 0.1)), metrics: { ce } };
-    },
-  };
-}
-
-function draws(step: number) {
-  const rng = Rng.from(5, "draws", step);
-  return {
-    x: normal(rng, [B, T, IN], 1),
-    idx: { shape: [4], data: Int32Array.from([rng.int(0, T - 1), 2, 2, rng.int(0, T - 1)]) },
-  };
-}
-
-function hyper(step: number): StepHyper {
-  return {
-    groups: {
-      student: {
-        decay: { lr: 0.01 / (1 + step), weightDecay: 0.05 },
-        no_decay: { lr: 0.01 / (1 + step), weightDecay: 0 },
-      },
-      clustering: { head: { lr: 0.02, weightDecay: 0.2 } },
-    },
-    emaMomentum: 0.9 + 0.01 * step,
-  };
-}
 
 /** torch AdamW + clip_grad_norm_ + EMA in float64, from the engine's own gradients. */
 class HostReference {
@@ -166,13 +81,13 @@ Deno.test("ort step: three AdamW steps (two optimizers, groups, clipping, EMA) e
   try {
     let clipped = false;
     for (let s = 0; s < 3; s++) {
-      const res = await engine.step(draws(s), hyper(s), { grads: true });
+      const res = await engine.step(smallDraws(s), smallHyper(s), { grads: true });
       const grads = res.grads!;
       assert.ok(!grads.has("unused.weight") && grads.has("head.weight") && grads.has("embed.bias"));
       const norm = Math.sqrt(["embed.weight", "fc.weight", "embed.bias", "norm.weight", "norm.bias", "fc.bias"]
         .reduce((a, n) => a + grads.get(n)!.data.reduce((x, y) => x + y * y, 0), 0));
       clipped ||= norm > 0.3;
-      ref.step(grads, hyper(s));
+      ref.step(grads, smallHyper(s));
       const state = await engine.snapshot();
       for (const [n, t] of state.params) assertClose(`step ${s} ${n}`, t.data, ref.p.get(n)!, 2e-6);
       for (const [id, os] of Object.entries(state.optimizers)) {
@@ -199,8 +114,8 @@ Deno.test("ort step: gradients and traces equal the float64 interpreter", async 
   const spec = smallSpec();
   const engine = new OrtTrainEngine(spec);
   try {
-    const d = draws(0);
-    const res = await engine.step(d, hyper(0), { grads: true, trace: true });
+    const d = smallDraws(0);
+    const res = await engine.step(d, smallHyper(0), { grads: true, trace: true });
     const o = new GraphOps();
     const feeds: Record<string, HostTensor> = { "draw.x": d.x, "draw.idx": d.idx };
     const get = (n: string) => {
@@ -227,13 +142,13 @@ Deno.test("ort step: bit-identical run to run, and a restored snapshot resumes b
   const a = new OrtTrainEngine(spec), b = new OrtTrainEngine(spec), c = new OrtTrainEngine(spec);
   try {
     for (let s = 0; s < 2; s++) {
-      await a.step(draws(s), hyper(s));
-      await b.step(draws(s), hyper(s));
+      await a.step(smallDraws(s), smallHyper(s));
+      await b.step(smallDraws(s), smallHyper(s));
     }
     await c.restore(await a.snapshot());
-    await a.step(draws(2), hyper(2));
-    await b.step(draws(2), hyper(2));
-    await c.step(draws(2), hyper(2));
+    await a.step(smallDraws(2), smallHyper(2));
+    await b.step(smallDraws(2), smallHyper(2));
+    await c.step(smallDraws(2), smallHyper(2));
     const [sa, sb, sc] = await Promise.all([a.snapshot(), b.snapshot(), c.snapshot()]);
     for (const [n, t] of sa.params) {
       assert.deepEqual(sb.params.get(n)!.data, t.data, `run to run: ${n}`);
@@ -261,19 +176,19 @@ Deno.test("ort step: an op without a gradient rule on the path fails in one line
     },
   );
   const engine = new OrtTrainEngine(spec);
-  await assert.rejects(engine.step(draws(0), hyper(0)), /op 'max' has no gradient rule/);
+  await assert.rejects(engine.step(smallDraws(0), smallHyper(0)), /op 'max' has no gradient rule/);
   engine.dispose();
 });
 
 Deno.test("ort engine: missing hyper-parameters and bad restores name what is wrong; nothing half-applied", async () => {
   const engine = new OrtTrainEngine(smallSpec());
   try {
-    const h = hyper(0);
+    const h = smallHyper(0);
     await assert.rejects(
-      engine.step(draws(0), { ...h, groups: { ...h.groups, clustering: {} } }),
+      engine.step(smallDraws(0), { ...h, groups: { ...h.groups, clustering: {} } }),
       /StepHyper.groups\['clustering'\]\['head'\]: no lr\/weightDecay/,
     );
-    await assert.rejects(engine.step(draws(0), { groups: h.groups }), /emaMomentum/);
+    await assert.rejects(engine.step(smallDraws(0), { groups: h.groups }), /emaMomentum/);
     const before = await engine.snapshot();
     await assert.rejects(
       engine.restore({
@@ -320,7 +235,7 @@ Deno.test("ort engine: evaluate compiles once per key and shapes, runs on the cu
         assert.ok(Math.abs(y0.data[i * D + j] - s) < 1e-5);
       }
     }
-    await engine.step(draws(0), hyper(0));
+    await engine.step(smallDraws(0), smallHyper(0));
     const y1 = (await run(x)).y;
     assert.notDeepEqual(y1.data, y0.data, "evaluate reads the parameters after the step");
   } finally {
