@@ -4,11 +4,13 @@
  *
  * State between steps lives on the host as typed arrays: parameters, AdamW moments (created as
  * zeros at an optimizer's first step, as torch) and per-optimizer step counts. Each step feeds
- * them without copying (onnxruntime wraps the arrays) and takes the new values from the outputs;
+ * them without copying (onnxruntime wraps the arrays) and takes the new values from the outputs.
  * onnxruntime-node copies every output once into a fresh JS buffer (pre-allocated outputs do not
- * avoid that copy: it copies them again), which README.md measures per step. The step graph is
- * compiled on first use per draw shapes and per `StepOptions`; `evaluate` graphs once per key and
- * input shapes. CPU results are bit-identical run to run, so a restored state resumes exactly.
+ * avoid that copy: it copies them again); host_memory.ts keeps that copy cheap by reusing freed
+ * memory, and the replaced state arrays are released at once. Engine calls run one at a time
+ * (a step never sees, nor frees, arrays another call is using). The step graph is compiled on
+ * first use per draw shapes and per `StepOptions`; `evaluate` graphs once per key and input
+ * shapes. CPU results are bit-identical run to run, so a restored state resumes exactly.
  *
  * @module
  */
@@ -71,6 +73,7 @@ export class OrtTrainEngine implements TrainEngine {
   readonly #programs = new Map<string, Promise<Compiled>>();
   readonly #evals = new Map<string, Promise<OrtProgram>>();
   #disposed = false;
+  #tail: Promise<unknown> = Promise.resolve();
 
   constructor(spec: TrainStepSpec, opts: OrtTrainEngineOptions = {}) {
     validateSpec(spec);
@@ -86,6 +89,13 @@ export class OrtTrainEngine implements TrainEngine {
 
   #live(): void {
     if (this.#disposed) throw new Error("OrtTrainEngine: used after dispose()");
+  }
+
+  /** Run engine calls one after another, whatever the caller awaits. */
+  #serial<T>(fn: () => Promise<T> | T): Promise<T> {
+    const run = this.#tail.then(fn, fn);
+    this.#tail = run.catch(() => {});
+    return run;
   }
 
   /** The compiled step for these draw shapes and options (compiled once, then reused). */
@@ -112,7 +122,11 @@ export class OrtTrainEngine implements TrainEngine {
     return c;
   }
 
-  async step(draws: StepDraws, hyper: StepHyper, opts: StepOptions = {}): Promise<StepResult> {
+  step(draws: StepDraws, hyper: StepHyper, opts: StepOptions = {}): Promise<StepResult> {
+    return this.#serial(() => this.#step(draws, hyper, opts));
+  }
+
+  async #step(draws: StepDraws, hyper: StepHyper, opts: StepOptions): Promise<StepResult> {
     this.#live();
     const { step, program } = await this.#compiled(draws, opts);
     const feeds: Record<string, Feed> = {};
@@ -192,6 +206,10 @@ export class OrtTrainEngine implements TrainEngine {
   }
 
   snapshot(): Promise<EngineState> {
+    return this.#serial(() => this.#snapshot());
+  }
+
+  #snapshot(): EngineState {
     this.#live();
     const params = new Map<string, HostTensor<Float32Array>>();
     for (const [n, v] of this.#params) {
@@ -209,11 +227,11 @@ export class OrtTrainEngine implements TrainEngine {
       }
       optimizers[opt.id] = { step: this.#steps.get(opt.id)!, tensors };
     }
-    return Promise.resolve({ params, optimizers });
+    return { params, optimizers };
   }
 
   restore(state: Partial<EngineState>): Promise<void> {
-    return new Promise((resolve) => resolve(this.#restore(state)));
+    return this.#serial(() => this.#restore(state));
   }
 
   #restore(state: Partial<EngineState>): void {
@@ -267,7 +285,14 @@ export class OrtTrainEngine implements TrainEngine {
     }
   }
 
-  async evaluate(
+  evaluate(
+    key: string,
+    fn: (o: Ops, get: (name: string) => Tensor) => Record<string, Tensor>,
+  ): Promise<Record<string, HostTensor<Float32Array>>> {
+    return this.#serial(() => this.#evaluate(key, fn));
+  }
+
+  async #evaluate(
     key: string,
     fn: (o: Ops, get: (name: string) => Tensor) => Record<string, Tensor>,
   ): Promise<Record<string, HostTensor<Float32Array>>> {
@@ -312,8 +337,10 @@ export class OrtTrainEngine implements TrainEngine {
   }
 
   /** Write the profiles of the step programs (with `profilePrefix`). */
-  async endProfiling(): Promise<void> {
-    for (const c of this.#programs.values()) (await c).program.endProfiling();
+  endProfiling(): Promise<void> {
+    return this.#serial(async () => {
+      for (const c of this.#programs.values()) (await c).program.endProfiling();
+    });
   }
 
   dispose(): void {

@@ -216,7 +216,7 @@ Deno.test("ort engine: missing hyper-parameters and bad restores name what is wr
   }
 });
 
-Deno.test("ort engine: evaluate compiles once per key and shapes, runs on the current parameters", async () => {
+Deno.test("ort engine: evaluate runs on the current parameters, its per-call data through o.input", async () => {
   const spec = smallSpec();
   const engine = new OrtTrainEngine(spec);
   try {
@@ -240,5 +240,32 @@ Deno.test("ort engine: evaluate compiles once per key and shapes, runs on the cu
     assert.notDeepEqual(y1.data, y0.data, "evaluate reads the parameters after the step");
   } finally {
     engine.dispose();
+  }
+});
+
+Deno.test("ort engine: calls issued without awaiting run one after another, in order", async () => {
+  const spec = smallSpec();
+  const a = new OrtTrainEngine(spec), b = new OrtTrainEngine(spec);
+  try {
+    const x = normal(Rng.from(2, "eval"), [2, IN], 1);
+    const probe = (o: Parameters<Parameters<OrtTrainEngine["evaluate"]>[1]>[0], get: (n: string) => Tensor) => ({
+      y: o.matMul(o.input("x", x), get("embed.weight"), false, true),
+    });
+    // a: everything in flight at once; b: awaited one by one.
+    const pending = [
+      a.step(smallDraws(0), smallHyper(0)),
+      a.evaluate("p", probe),
+      a.step(smallDraws(1), smallHyper(1)),
+    ];
+    const snap = a.snapshot();
+    await Promise.all(pending);
+    await b.step(smallDraws(0), smallHyper(0));
+    const mid = await b.evaluate("p", probe);
+    await b.step(smallDraws(1), smallHyper(1));
+    assert.deepEqual(((await pending[1]) as Record<string, HostTensor>).y.data, mid.y.data);
+    assert.deepEqual((await snap).params, (await b.snapshot()).params);
+  } finally {
+    a.dispose();
+    b.dispose();
   }
 });
