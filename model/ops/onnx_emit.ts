@@ -37,7 +37,7 @@ export class Emitter {
   }
 
   tmp(hint: string): string {
-    return `${hint}/t${this.#tmp++}`;
+    return `%${hint}/t${this.#tmp++}`;
   }
 
   /** int64 1-D initializer (shapes, axes, pads), shared by value. */

@@ -17,7 +17,8 @@
  * - `layerNorm` is one `LayerNormalization` whose mean and inverse-std outputs the backward
  *   reuses; `rmsNorm` likewise with `SimplifiedLayerNormalization`;
  * - only nodes that some requested output needs are written; outputs are named where they are
- *   produced (no Identity copies) unless an output is an input or shared.
+ *   produced (no Identity copies) unless an output is an input or shared. Internal value names
+ *   start with `%` (`%matMul_12`), so they never meet the caller's input and output names.
  * The `webgpu` target works around what that provider lacks or gets wrong (`Sign`, `LogSoftmax`,
  * int64 `Cast`, RMSNorm's inverse-RMS output; onnx_emit.ts), checked with CPU fallback disabled
  * in onnx_lower_test.ts, so issue 13 needs no new lowering.
@@ -116,7 +117,7 @@ export function lowerToOnnx(graph: Graph, opts: LowerOptions = {}): LoweredGraph
       continue;
     }
     if (n.op === "constant") {
-      const v = n.outputs[0], name = `${n.name}`;
+      const v = n.outputs[0], name = `%${n.name}`;
       const data = n.attrs.value.data;
       e.inits.push({ name, dtype: dtypeOf(v), dims: v.shape, data: data instanceof Int32Array ? data : data });
       e.setName(v, name);
@@ -124,7 +125,7 @@ export function lowerToOnnx(graph: Graph, opts: LowerOptions = {}): LoweredGraph
     }
     if (folded.has(n.id)) continue; // written by the add that consumes it
     const outs = n.outputs.map((v, i) =>
-      claimed.get(v.id) ?? (used.has(v.id) ? (n.outputs.length === 1 ? n.name : `${n.name}:${i}`) : "")
+      claimed.get(v.id) ?? (used.has(v.id) ? (n.outputs.length === 1 ? `%${n.name}` : `%${n.name}:${i}`) : "")
     );
     const gemm = biasOf.get(n.id);
     if (gemm) lowerMatMul(e, gemm.mm, gemm.mm.inputs.map((v) => e.name(v)), outs[0], e.name(gemm.bias));
