@@ -38,7 +38,7 @@ export interface OrtTrainEngineOptions {
   /**
    * Let idle pool threads spin for work between operators (onnxruntime's own default). Off by
    * default here: on a loaded 2-core machine spinning cost 30% more CPU per step and up to half
-   * the throughput (README.md); on an idle machine the two are within noise.
+   * the throughput (README.md). `ort_speed.ts --spin` times it.
    */
   spin?: boolean;
   /**
