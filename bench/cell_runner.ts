@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { atomicWriteJson, readJsonIfExists } from "./atomic_write.ts";
+import { atomicWriteJson } from "../model/atomic_write.ts";
 import { identityHash } from "./identity.ts";
 import { deviceInfo, gitState, isCi, peakRssBytes, runtimeVersions } from "./provenance.ts";
 import { type ProbeResult, readRunRecords, type ResolvedData, type RunRecord, writeRunRecord } from "./run_record.ts";
@@ -78,6 +78,22 @@ export interface CellReport {
   recordPath: string | null;
   record: RunRecord | null;
   error?: string;
+}
+
+/** Read and parse a JSON file, or `null` when it does not exist. */
+async function readJsonIfExists(path: string): Promise<unknown | null> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return null;
+    throw err;
+  }
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new Error(`'${path}' is not valid JSON (${(err as Error).message}); delete it to recompute`);
+  }
 }
 
 /** Cache data resolution (file-list hashing walks the folder once per spec). */

@@ -24,7 +24,7 @@ import { extractFeatures } from "../eval/features.ts";
 import { datasetSource } from "../eval/dataset_source.ts";
 import { openEncoder } from "../eval/checkpoint_encoder.ts";
 import { isSegmentation, needsPatches, parseProbe, runProbe } from "../eval/probes.ts";
-import { atomicWriteJson } from "./atomic_write.ts";
+import { atomicWriteJson } from "../model/atomic_write.ts";
 import { gitState, runtimeVersions } from "./provenance.ts";
 
 const USAGE = "usage: deno task eval --checkpoint PATH --probe linear|attentive|knn|seg_knn|seg_logreg " +

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { sha256Hex } from "./identity.ts";
+import { sha256Hex } from "../model/sha256.ts";
 import type { BenchPhases, EvaluateContext, PretrainContext, PretrainOutcome } from "./cell_runner.ts";
 import type { DataSpec, SuiteInput } from "./suite.ts";
 

@@ -11,7 +11,7 @@
  */
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
-import { atomicWriteJson, atomicWriteTextFile } from "./atomic_write.ts";
+import { atomicWriteFile, atomicWriteJson } from "../model/atomic_write.ts";
 import { writeJsonSchemas } from "./json_schemas.ts";
 import { buildLeaderboard } from "./leaderboard_build.ts";
 import { leaderboardHtml } from "./leaderboard_html.ts";
@@ -26,8 +26,8 @@ export async function writeLeaderboard(recordsDir: string, outDir: string): Prom
   const records = await readRunRecords(recordsDir);
   const lb = buildLeaderboard(records);
   await atomicWriteJson(`${outDir}/leaderboard.json`, lb);
-  await atomicWriteTextFile(`${outDir}/LEADERBOARD.md`, leaderboardMarkdown(lb));
-  await atomicWriteTextFile(`${outDir}/leaderboard.html`, leaderboardHtml(lb));
+  await atomicWriteFile(`${outDir}/LEADERBOARD.md`, leaderboardMarkdown(lb));
+  await atomicWriteFile(`${outDir}/leaderboard.html`, leaderboardHtml(lb));
   await writeJsonSchemas(`${outDir}/schema`);
   return lb;
 }

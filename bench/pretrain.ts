@@ -23,7 +23,7 @@ import { METHOD_NAMES, type MethodName } from "../model/method.ts";
 import { createMethod, methodPreset } from "../model/methods.ts";
 import { Rng } from "../model/rng.ts";
 import { type BatchSource, train } from "../model/trainer.ts";
-import { atomicWriteFile } from "../model/safetensors.ts";
+import { atomicWriteJson } from "../model/atomic_write.ts";
 import { DataLoader, openDataset, parseDataSpec } from "../datasets/mod.ts";
 
 /**
@@ -170,7 +170,7 @@ if (import.meta.main) {
     checkpointEvery: Number(values["ckpt-every"]),
   });
   const run = { ...identity, backend, result, wallSeconds: (performance.now() - t0) / 1000 };
-  await atomicWriteFile(`${out}/run.json`, new TextEncoder().encode(JSON.stringify(run, null, 2) + "\n"));
+  await atomicWriteJson(`${out}/run.json`, run);
   console.log(
     `done: ${result.steps} steps, ${result.imagesSeen} images, ${result.imagesPerSec?.toFixed(1)} img/s, ` +
       `loss ${result.lossCurve[0]?.loss.toFixed(4)} -> ${result.lossCurve.at(-1)?.loss.toFixed(4)}`,

@@ -11,7 +11,7 @@
  * @module
  */
 import { z } from "zod";
-import { atomicWriteJson } from "./atomic_write.ts";
+import { atomicWriteJson } from "../model/atomic_write.ts";
 import { PROBE_NAMES } from "./suite.ts";
 
 export const RUN_RECORD_SCHEMA_VERSION = 1;

@@ -15,7 +15,7 @@ import { createMethod } from "../model/methods.ts";
 import { ortEncoderFor } from "../model/onnx/export.ts";
 import { OnnxAdapterConfig, OrtEncoder } from "../model/onnx/ort_encoder.ts";
 import type { EvalMethod } from "./feature_sources.ts";
-import { sha256Hex } from "./features.ts";
+import { sha256Hex } from "../model/sha256.ts";
 
 export interface OpenedEncoder {
   encoder: VisionEncoder;

@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { atomicWriteFile } from "./atomic_write.ts";
 import type { HostTensor } from "./fixture.ts";
 
 export type SafeTensor = HostTensor<Float32Array> | HostTensor<Int32Array>;
@@ -97,18 +98,6 @@ export function decodeSafetensors(bytes: Uint8Array, path = "<buffer>"): Safeten
     }
   }
   return { tensors, metadata };
-}
-
-/** Write `bytes` to `path` atomically: temp file beside it, then rename. */
-export async function atomicWriteFile(path: string, bytes: Uint8Array): Promise<void> {
-  const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
-  try {
-    await Deno.writeFile(tmp, bytes);
-    await Deno.rename(tmp, path);
-  } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
 }
 
 export async function writeSafetensors(
