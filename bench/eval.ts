@@ -16,9 +16,8 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { dirname, join } from "node:path";
-import { initBackend, parseBackend } from "../model/engine.ts";
+import { BACKENDS, initBackend, parseBackend } from "../model/engine.ts";
 import { openDataset, parseDataSpec } from "../datasets/data_spec.ts";
 import { extractFeatures } from "../eval/features.ts";
 import { datasetSource } from "../eval/dataset_source.ts";
@@ -26,47 +25,66 @@ import { openEncoder } from "../eval/checkpoint_encoder.ts";
 import { isSegmentation, needsPatches, parseProbe, runProbe } from "../eval/probes.ts";
 import { atomicWriteJson } from "../model/atomic_write.ts";
 import { gitState, runtimeVersions } from "./provenance.ts";
+import { type CliSpec, intFlag, type ParsedArgs, requiredFlag, runCli, UsageError } from "./cli.ts";
+import { PROBE_NAMES } from "./suite.ts";
 
-const USAGE = "usage: deno task eval --checkpoint PATH --probe linear|attentive|knn|seg_knn|seg_logreg " +
-  "--data KIND:ROOT [--backend wasm] [--onnx] [--threads 2] [--batch 32] [--limit-train N] [--limit-val N] " +
-  "[--probe-config JSON] [--cache DIR | --no-cache] [--adapter FILE.json] [--out FILE.json]";
+export const EVAL_CLI = {
+  name: "eval",
+  synopsis: "deno task eval --checkpoint PATH --probe NAME --data KIND:ROOT [flags]",
+  summary: "One frozen-encoder evaluation (SPEC 1.10): extract train/val features, fit the probe, print and " +
+    "write its metrics.",
+  flags: {
+    checkpoint: { type: "string", arg: "PATH", help: "a `deno task pretrain` checkpoint, or an .onnx with --adapter" },
+    probe: { type: "string", arg: PROBE_NAMES.join("|"), help: "the probe" },
+    data: { type: "string", arg: "KIND:ROOT", help: "imagenet:DIR, ade20k:DIR, synthetic or synthetic:DIR" },
+    backend: { type: "string", arg: BACKENDS.join("|"), help: "tensor backend (default wasm)" },
+    onnx: { type: "boolean", help: "run the encoder through onnxruntime (exported from the same weights)" },
+    threads: { type: "string", arg: "N", help: "onnxruntime threads (default 2)" },
+    batch: { type: "string", arg: "N", help: "feature extraction batch (default 32)" },
+    "limit-train": { type: "string", arg: "N", help: "use N training samples" },
+    "limit-val": { type: "string", arg: "N", help: "use N validation samples" },
+    "probe-config": { type: "string", arg: "JSON", help: "overrides of the probe's config" },
+    cache: { type: "string", arg: "DIR", help: "feature cache (default .cache/eval-features)" },
+    "no-cache": { type: "boolean", help: "extract features again, store nothing" },
+    adapter: { type: "string", arg: "FILE.json", help: "outputs of an external ONNX encoder" },
+    out: { type: "string", arg: "FILE.json", help: "the record (default <checkpoint dir>/eval_<probe>.json)" },
+  },
+} as const satisfies CliSpec;
 
-function intFlag(v: string | undefined, name: string, fallback: number | undefined): number | undefined {
-  if (v === undefined) return fallback;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`--${name}: expected a positive integer, got '${v}'`);
-  return n;
+function checkArgs({ values }: ParsedArgs<typeof EVAL_CLI>) {
+  let probeConfig: unknown = {};
+  try {
+    if (values["probe-config"] !== undefined) probeConfig = JSON.parse(values["probe-config"]);
+  } catch (err) {
+    throw new UsageError(`--probe-config: not valid JSON (${(err as Error).message})`);
+  }
+  if (probeConfig === null || typeof probeConfig !== "object" || Array.isArray(probeConfig)) {
+    throw new UsageError(`--probe-config: expected a JSON object, got '${values["probe-config"]}'`);
+  }
+  const data = requiredFlag("data", values.data, "KIND:ROOT");
+  return {
+    checkpoint: requiredFlag("checkpoint", values.checkpoint, "PATH"),
+    probe: parseProbe(requiredFlag("probe", values.probe, "NAME")),
+    data,
+    spec: parseDataSpec(data),
+    backend: parseBackend(values.backend),
+    onnx: values.onnx ?? false,
+    threads: intFlag("threads", values.threads, { min: 1, fallback: 2 }),
+    batch: intFlag("batch", values.batch, { min: 1, fallback: 32 }),
+    limitTrain: intFlag("limit-train", values["limit-train"], { min: 1 }),
+    limitVal: intFlag("limit-val", values["limit-val"], { min: 1 }),
+    probeConfig: probeConfig as Record<string, unknown>,
+    cache: values["no-cache"] ? null : values.cache ?? ".cache/eval-features",
+    adapter: values.adapter,
+    out: values.out,
+  };
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      checkpoint: { type: "string" },
-      probe: { type: "string" },
-      data: { type: "string" },
-      backend: { type: "string" },
-      onnx: { type: "boolean", default: false },
-      threads: { type: "string" },
-      batch: { type: "string" },
-      "limit-train": { type: "string" },
-      "limit-val": { type: "string" },
-      "probe-config": { type: "string" },
-      cache: { type: "string" },
-      "no-cache": { type: "boolean", default: false },
-      adapter: { type: "string" },
-      out: { type: "string" },
-    },
-  });
-  if (!values.checkpoint || !values.probe || !values.data) throw new Error(USAGE);
-  const probe = parseProbe(values.probe);
-  const backend = parseBackend(values.backend);
-  const threads = intFlag(values.threads, "threads", 2)!;
-  const batch = intFlag(values.batch, "batch", 32)!;
-  const probeConfig = values["probe-config"] ? JSON.parse(values["probe-config"]) : {};
+async function main(o: ReturnType<typeof checkArgs>): Promise<void> {
+  const { probe, backend, threads, batch } = o;
   await initBackend(backend);
 
-  const spec = parseDataSpec(values.data);
+  const spec = o.spec;
   const task = isSegmentation(probe) ? "segmentation" : "classification";
   const log = (line: string) => console.error(line);
   const [trainDs, valDs] = [
@@ -75,26 +93,26 @@ async function main(): Promise<void> {
   ];
 
   const t0 = performance.now();
-  const opened = await openEncoder(values.checkpoint, { onnx: values.onnx, threads, adapterPath: values.adapter });
+  const opened = await openEncoder(o.checkpoint, { onnx: o.onnx, threads, adapterPath: o.adapter });
   const enc = opened.encoder;
   try {
     const size = enc.info.imageSize;
-    const cache = values["no-cache"] ? undefined : {
-      dir: values.cache ?? ".cache/eval-features",
-      encoderKey: `${opened.sha256} ${values.onnx ? "onnx" : "tfjs"}`,
+    const cache = o.cache === null ? undefined : {
+      dir: o.cache,
+      encoderKey: `${opened.sha256} ${o.onnx ? "onnx" : "tfjs"}`,
     };
     const extract = async (ds: typeof trainDs, split: string, limit?: number) => {
       const t = performance.now();
-      const src = datasetSource(ds, `${values.data} ${split}`, size, { limit });
+      const src = datasetSource(ds, `${o.data} ${split}`, size, { limit });
       const f = await extractFeatures(enc, src, { batchSize: batch, keepPatches: needsPatches(probe), cache });
       return { f, seconds: (performance.now() - t) / 1000, n: src.length };
     };
-    const tr = await extract(trainDs, "train", intFlag(values["limit-train"], "limit-train", undefined));
-    const va = await extract(valDs, "val", intFlag(values["limit-val"], "limit-val", undefined));
+    const tr = await extract(trainDs, "train", o.limitTrain);
+    const va = await extract(valDs, "val", o.limitVal);
     const out = await runProbe(probe, tr.f, va.f, {
       method: opened.method,
       classes: trainDs.numClasses,
-      config: probeConfig,
+      config: o.probeConfig,
       log,
     });
     for (const [k, v] of Object.entries(out.metrics)) console.log(`${k} ${v.toFixed(4)}`);
@@ -102,23 +120,23 @@ async function main(): Promise<void> {
       format: "mim-eval-v1",
       probe,
       metrics: out.metrics,
-      config: { probe: out.config, batch, data: values.data, imageSize: size, onnx: values.onnx },
-      checkpoint: { path: values.checkpoint, sha256: opened.sha256, method: opened.method, step: opened.step },
+      config: { probe: out.config, batch, data: o.data, imageSize: size, onnx: o.onnx },
+      checkpoint: { path: o.checkpoint, sha256: opened.sha256, method: opened.method, step: opened.step },
       model: opened.config,
       encoder: enc.info,
-      data: { spec: values.data, train: tr.n, val: va.n, classes: trainDs.numClasses },
+      data: { spec: o.data, train: tr.n, val: va.n, classes: trainDs.numClasses },
       timings: {
         extractTrainSec: tr.seconds,
         extractValSec: va.seconds,
         probeSec: out.seconds,
         totalSec: (performance.now() - t0) / 1000,
       },
-      backend: values.onnx ? `onnxruntime-node (${threads} threads)` : backend,
+      backend: o.onnx ? `onnxruntime-node (${threads} threads)` : backend,
       git: await gitState(),
       runtime: await runtimeVersions(),
       details: out.details,
     };
-    const path = values.out ?? join(dirname(values.checkpoint), `eval_${probe}.json`);
+    const path = o.out ?? join(dirname(o.checkpoint), `eval_${probe}.json`);
     await atomicWriteJson(path, record);
     console.error(`wrote ${path}`);
   } finally {
@@ -126,11 +144,4 @@ async function main(): Promise<void> {
   }
 }
 
-if (import.meta.main) {
-  try {
-    await main();
-  } catch (e) {
-    console.error(`eval: ${(e as Error).stack ?? e}`);
-    Deno.exit(1);
-  }
-}
+if (import.meta.main) Deno.exit(await runCli(EVAL_CLI, Deno.args, { check: checkArgs, run: main }));

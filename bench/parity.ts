@@ -9,11 +9,11 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
-import { initBackend, parseBackend } from "../model/engine.ts";
+import { BACKENDS, initBackend, parseBackend } from "../model/engine.ts";
 import { loadFixture } from "../model/fixture.ts";
 import { ParityReport, type ParityRow } from "../model/parity.ts";
 import { detectFixtureKind, PARITY_RUNNERS } from "./parity_runners.ts";
+import { type CliSpec, runCli } from "./cli.ts";
 
 function formatRow(r: ParityRow): string {
   const err = r.err === undefined ? "" : r.err.toExponential(2);
@@ -49,17 +49,30 @@ export async function runParity(paths: string[], opts: { verbose?: boolean } = {
   return allPassed;
 }
 
+export const PARITY_CLI = {
+  name: "parity",
+  synopsis: "deno task parity [--backend NAME] [--verbose] FILE.json [FILE.json ...]",
+  summary: "Golden-tensor parity: run every step a fixture describes and compare every reference tensor.",
+  flags: {
+    backend: { type: "string", arg: BACKENDS.join("|"), help: "tensor backend (default wasm)" },
+    verbose: { type: "boolean", short: "v", help: "print passing tensors too" },
+  },
+  positionals: { min: 1 },
+  notes: ["  FILE.json  mim-fixture-v1 manifests, e.g. model/testdata/*.json model/testdata/variants/*.json"],
+} as const satisfies CliSpec;
+
 if (import.meta.main) {
-  const { values, positionals } = parseArgs({
-    args: Deno.args,
-    allowPositionals: true,
-    options: { backend: { type: "string" }, verbose: { type: "boolean", short: "v" } },
-  });
-  if (positionals.length === 0) {
-    console.error("usage: deno task parity [--backend wasm|cpu|tensorflow] [--verbose] FILE.json [FILE.json ...]");
-    Deno.exit(2);
-  }
-  await initBackend(parseBackend(values.backend));
-  const ok = await runParity(positionals, { verbose: values.verbose });
-  Deno.exit(ok ? 0 : 1);
+  Deno.exit(
+    await runCli(PARITY_CLI, Deno.args, {
+      check: ({ values, positionals }) => ({
+        backend: parseBackend(values.backend),
+        verbose: values.verbose ?? false,
+        paths: positionals,
+      }),
+      run: async ({ backend, verbose, paths }) => {
+        await initBackend(backend);
+        return (await runParity(paths, { verbose })) ? 0 : 1;
+      },
+    }),
+  );
 }

@@ -13,22 +13,50 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
-import { initBackend, parseBackend } from "../model/engine.ts";
+import { BACKENDS, initBackend, parseBackend } from "../model/engine.ts";
 import { BENCH_PHASES } from "./bench_phases.ts";
 import { type CellReport, runCells } from "./cell_runner.ts";
+import { type CliSpec, type ParsedArgs, runCli } from "./cli.ts";
 import { RESULTS_DIR, writeLeaderboard } from "./leaderboard.ts";
 import { expandSuite, parseShard, selectShard } from "./suite.ts";
 import { loadSuite, SUITES } from "./suites/mod.ts";
 
-const USAGE = `usage: deno task bench [--suite NAME] [--shard i/n] [--backend wasm|cpu|tensorflow] [--list]
-  --suite      one of ${Object.keys(SUITES).join(", ")} (default: default)
-  --shard      run every n-th cell starting at the i-th (1-based), for CI matrices
-  --backend    tensor backend (a runtime knob: not part of any identity)
-  --records    where run records go (default results/runs)
-  --out        where the leaderboard files go (default results)
-  --checkpoints  pretraining checkpoints, one folder per identity (default .cache/bench/pretrain)
-  --list       print the cells and exit`;
+export const BENCH_CLI = {
+  name: "bench",
+  synopsis: "deno task bench [--suite NAME] [--shard i/n] [--backend NAME] [--list]",
+  summary: "Run a suite's cells (skipping finished ones) and rebuild the leaderboard from every record.",
+  flags: {
+    suite: {
+      type: "string",
+      arg: "NAME",
+      default: "default",
+      help: `${Object.keys(SUITES).join(", ")} (default default)`,
+    },
+    shard: { type: "string", arg: "i/n", help: "run every n-th cell starting at the i-th (1-based), for CI matrices" },
+    backend: { type: "string", arg: BACKENDS.join("|"), help: "tensor backend (default: the suite's)" },
+    records: { type: "string", arg: "DIR", help: "where run records go (default results/runs)" },
+    out: { type: "string", arg: "DIR", help: "where the leaderboard files go (default results)" },
+    checkpoints: {
+      type: "string",
+      arg: "DIR",
+      help: "pretraining checkpoints, one folder per identity (default .cache/bench/pretrain)",
+    },
+    list: { type: "boolean", help: "print the cells and exit" },
+  },
+} as const satisfies CliSpec;
+
+function checkArgs({ values }: ParsedArgs<typeof BENCH_CLI>) {
+  const suite = loadSuite(values.suite);
+  if (values.backend) suite.runtime.backend = parseBackend(values.backend);
+  return {
+    suite,
+    shard: values.shard ? parseShard(values.shard) : null,
+    list: values.list ?? false,
+    recordsDir: values.records ?? `${RESULTS_DIR}/runs`,
+    outDir: values.out ?? RESULTS_DIR,
+    checkpointsDir: values.checkpoints ?? ".cache/bench/pretrain",
+  };
+}
 
 function summaryTable(reports: CellReport[]): string {
   const rows = reports.map((r) => {
@@ -49,59 +77,39 @@ function summaryTable(reports: CellReport[]): string {
   return [fmt(head), fmt(widths.map((w) => "-".repeat(w))), ...rows.map(fmt)].join("\n");
 }
 
-if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      suite: { type: "string", default: "default" },
-      shard: { type: "string" },
-      backend: { type: "string" },
-      records: { type: "string" },
-      out: { type: "string" },
-      checkpoints: { type: "string" },
-      list: { type: "boolean" },
-      help: { type: "boolean", short: "h" },
-    },
-  });
-  if (values.help) {
-    console.log(USAGE);
-    Deno.exit(0);
-  }
+async function benchMain(o: ReturnType<typeof checkArgs>): Promise<number> {
   const t0 = performance.now();
-  try {
-    const suite = loadSuite(values.suite!);
-    if (values.backend) suite.runtime.backend = parseBackend(values.backend) as typeof suite.runtime.backend;
-    const all = expandSuite(suite);
-    const cells = values.shard ? selectShard(all, parseShard(values.shard)) : all;
-    console.log(
-      `bench: suite '${suite.name}' (${suite.description}): ${cells.length} of ${all.length} cells` +
-        `${values.shard ? ` in shard ${values.shard}` : ""}, backend ${suite.runtime.backend}`,
-    );
-    if (values.list) {
-      for (const c of cells) console.log(`  ${c.name} ${c.model.preset} seed ${c.seed}`);
-      Deno.exit(0);
-    }
-    await initBackend(suite.runtime.backend);
-    const recordsDir = values.records ?? `${RESULTS_DIR}/runs`;
-    const reports = await runCells(cells, BENCH_PHASES, {
-      recordsDir: `${recordsDir}/${suite.name}`,
-      checkpointsDir: values.checkpoints ?? ".cache/bench/pretrain",
-    });
-    console.log(`\n${summaryTable(reports)}\n`);
-    if (!values.shard) {
-      const out = values.out ?? RESULTS_DIR;
-      const lb = await writeLeaderboard(recordsDir, out);
-      console.log(`leaderboard: ${lb.rows.length} rows -> ${out}/leaderboard.{json,html}, ${out}/LEADERBOARD.md`);
-      for (const n of lb.notes.slice(1)) console.log(`  ${n}`);
-    }
-    const failed = reports.filter((r) => r.status === "failed").length;
-    console.log(
-      `bench: ${reports.length - failed} of ${reports.length} cells done, ${failed} failed, ` +
-        `wall ${((performance.now() - t0) / 1000).toFixed(0)} s`,
-    );
-    Deno.exit(failed ? 1 : 0);
-  } catch (err) {
-    console.error(`bench: ${(err as Error).message}`);
-    Deno.exit(1);
+  const { suite, shard } = o;
+  const all = expandSuite(suite);
+  const cells = shard ? selectShard(all, shard) : all;
+  const shardText = shard ? ` in shard ${shard.index}/${shard.count}` : "";
+  console.log(
+    `bench: suite '${suite.name}' (${suite.description}): ${cells.length} of ${all.length} cells${shardText}, ` +
+      `backend ${suite.runtime.backend}`,
+  );
+  if (o.list) {
+    for (const c of cells) console.log(`  ${c.name} ${c.model.preset} seed ${c.seed}`);
+    return 0;
   }
+  await initBackend(suite.runtime.backend);
+  const reports = await runCells(cells, BENCH_PHASES, {
+    recordsDir: `${o.recordsDir}/${suite.name}`,
+    checkpointsDir: o.checkpointsDir,
+  });
+  console.log(`\n${summaryTable(reports)}\n`);
+  if (!shard) {
+    const lb = await writeLeaderboard(o.recordsDir, o.outDir);
+    console.log(
+      `leaderboard: ${lb.rows.length} rows -> ${o.outDir}/leaderboard.{json,html}, ${o.outDir}/LEADERBOARD.md`,
+    );
+    for (const n of lb.notes.slice(1)) console.log(`  ${n}`);
+  }
+  const failed = reports.filter((r) => r.status === "failed").length;
+  console.log(
+    `bench: ${reports.length - failed} of ${reports.length} cells done, ${failed} failed, ` +
+      `wall ${((performance.now() - t0) / 1000).toFixed(0)} s`,
+  );
+  return failed ? 1 : 0;
 }
+
+if (import.meta.main) Deno.exit(await runCli(BENCH_CLI, Deno.args, { check: checkArgs, run: benchMain }));
