@@ -14,6 +14,7 @@ import { ensureSynthetic, openSynthetic } from "../datasets/synthetic.ts";
 import { openImagenet } from "../datasets/imagenet.ts";
 import { openAde20k } from "../datasets/ade20k.ts";
 import type { ImageDataset, Split, Task } from "../datasets/dataset.ts";
+import { type StrictDataset, strictDataset } from "../datasets/strict_dataset.ts";
 import { DataLoader } from "../datasets/loader.ts";
 import type { VisionEncoder } from "../model/encoder.ts";
 import type { MethodName, MimMethod } from "../model/method.ts";
@@ -153,12 +154,15 @@ async function fullLossCurve(dir: string, result: TrainResult): Promise<TrainRes
   return [...byStep.entries()].sort((a, b) => a[0] - b[0]).map(([step, loss]) => ({ step, loss }));
 }
 
-async function pretrain({ cell, checkpointDir, pretrainHash }: PretrainContext) {
+/** Opens a data spec as strict reading allows (`strictDataset`), once per spec. */
+type OpenData = (spec: DataSpec) => Promise<StrictDataset>;
+
+async function pretrain({ cell, checkpointDir, pretrainHash }: PretrainContext, open: OpenData) {
   const pre = cell.pretrain!;
   const method = buildMethod(cell);
   try {
     const [h, w] = method.encoder().info.imageSize;
-    const ds = await openSpec(pre.data);
+    const ds = (await open(pre.data)).dataset;
     const loader = new DataLoader(ds, {
       batchSize: pre.batchSize,
       transform: { kind: "train", size: [h, w], scale: CROP_SCALE[method.name], ratio: [3 / 4, 4 / 3], hflip: 0.5 },
@@ -219,7 +223,7 @@ async function encoderFor(cell: Cell, checkpointDir: string | null) {
   }
 }
 
-async function evaluate({ cell, checkpointDir, log }: EvaluateContext) {
+async function evaluate({ cell, checkpointDir, log }: EvaluateContext, open: OpenData) {
   const { encoder, evalMethod, config, dispose } = await encoderFor(cell, checkpointDir);
   const keepPatches = cell.protocol.probes.some((p) => needsPatches(p.probe));
   const cache = new Map<string, Promise<{ feats: ExtractedFeatures; classes: number }>>();
@@ -231,7 +235,7 @@ async function evaluate({ cell, checkpointDir, log }: EvaluateContext) {
         key,
         (async () => {
           const t0 = performance.now();
-          const ds = await openSpec(d);
+          const ds = (await open(d)).dataset;
           const src = datasetSource(ds, `${d.name}/${d.split}`, encoder.info.imageSize, {
             concurrency: 4 * cell.runtime.workers,
           });
@@ -265,8 +269,8 @@ async function evaluate({ cell, checkpointDir, log }: EvaluateContext) {
   }
 }
 
-/** Resolve a data spec: generate the synthetic data if needed, hash its file list. */
-async function resolveData(spec: DataSpec): Promise<ResolvedData> {
+/** Resolve a data spec: generate the synthetic data if needed, check it strictly, hash its file list. */
+async function resolveData(spec: DataSpec, open: OpenData): Promise<ResolvedData> {
   if (spec.source === "synthetic") {
     await ensureSynthetic({
       root: rootOf(spec),
@@ -278,8 +282,40 @@ async function resolveData(spec: DataSpec): Promise<ResolvedData> {
     const hint = spec.kind === "imagenet" ? "IMAGENET_ROOT" : "ADE20K_ROOT";
     throw new Error(`${err.message}; data '${spec.name}' (${spec.kind}, split ${spec.split}): point ${hint} at it`);
   });
-  return { kind: spec.kind, name: spec.name, root: rootOf(spec), split: spec.split, fileListHash: hash, numFiles };
+  const { skipped } = await open(spec);
+  return {
+    kind: spec.kind,
+    name: spec.name,
+    root: rootOf(spec),
+    split: spec.split,
+    fileListHash: hash,
+    numFiles,
+    skipped: { count: skipped.length, examples: skipped.slice(0, 20).map((p) => `${p.path}: ${p.problem}`) },
+  };
 }
 
-/** The phases `deno task bench` runs. */
-export const BENCH_PHASES: BenchPhases = { resolveData, pretrain, evaluate };
+/**
+ * The phases `deno task bench` runs. Data is read strictly: a split with problems (unlabelled
+ * images, unknown class folders, missing annotations, unreadable files) fails the run naming
+ * them, unless `allowMissing`, which leaves those samples out and records how many.
+ */
+export function benchPhases(data: { allowMissing: boolean; workers?: number }): BenchPhases {
+  const opened = new Map<string, Promise<StrictDataset>>();
+  const open: OpenData = (spec) => {
+    const key = JSON.stringify([spec.kind, spec.source, spec.root, spec.split, spec.synthetic]);
+    if (!opened.has(key)) {
+      opened.set(
+        key,
+        openSpec(spec).then((ds) =>
+          strictDataset(ds, { allowMissing: data.allowMissing, concurrency: 4 * (data.workers ?? 2), log: console.log })
+        ),
+      );
+    }
+    return opened.get(key)!;
+  };
+  return {
+    resolveData: (spec) => resolveData(spec, open),
+    pretrain: (ctx) => pretrain(ctx, open),
+    evaluate: (ctx) => evaluate(ctx, open),
+  };
+}

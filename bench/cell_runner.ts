@@ -13,7 +13,14 @@
 import { atomicWriteJson } from "../model/atomic_write.ts";
 import { identityHash } from "./identity.ts";
 import { deviceInfo, gitState, isCi, peakRssBytes, runtimeVersions } from "./provenance.ts";
-import { type ProbeResult, readRunRecords, type ResolvedData, type RunRecord, writeRunRecord } from "./run_record.ts";
+import {
+  type ProbeResult,
+  readRunRecords,
+  type ResolvedData,
+  RUN_RECORD_SCHEMA_VERSION,
+  type RunRecord,
+  writeRunRecord,
+} from "./run_record.ts";
 import { type Cell, type DataSpec, type ProbeName, probeTask } from "./suite.ts";
 
 /** What the trainer reports back; also stored as the checkpoint folder's `pretrain_done.json`. */
@@ -106,8 +113,16 @@ function dataResolver(phases: BenchPhases): (spec: DataSpec) => Promise<Resolved
   };
 }
 
-/** A dataset's identity: where it lives is not part of it, its file list is. */
-const dataIdentity = (d: ResolvedData) => ({ kind: d.kind, split: d.split, fileListHash: d.fileListHash });
+/**
+ * A dataset's identity: where it lives is not part of it, its file list is, and how many
+ * problems `--allow-missing` skipped (absent when none, so clean data keeps its identity).
+ */
+const dataIdentity = (d: ResolvedData) => ({
+  kind: d.kind,
+  split: d.split,
+  fileListHash: d.fileListHash,
+  skipped: d.skipped.count > 0 ? d.skipped.count : undefined,
+});
 
 /** The settings hashed into the cell's and its checkpoint's identities. */
 export async function cellIdentity(cell: Cell, resolve: (spec: DataSpec) => Promise<ResolvedData>) {
@@ -235,8 +250,12 @@ export async function runCells(cells: Cell[], phases: BenchPhases, opts: RunCell
           seconds: out.seconds,
         });
       }
+      const read = new Map<string, ResolvedData>();
+      for (const d of [cell.pretrain?.data, ...cell.protocol.probes.flatMap((p) => [p.train, p.eval])]) {
+        if (d) read.set(JSON.stringify([d.kind, d.root, d.split]), await resolve(d));
+      }
       const record: RunRecord = {
-        schemaVersion: 1,
+        schemaVersion: RUN_RECORD_SCHEMA_VERSION,
         kind: "mim-bench-run",
         identity: { hash: id.hash, pretrainHash: id.pretrainHash, settings: id.settings },
         suite: cell.suite,
@@ -252,6 +271,7 @@ export async function runCells(cells: Cell[], phases: BenchPhases, opts: RunCell
             : { steps: 0, batchSize: 0 },
         },
         seed: cell.seed,
+        data: [...read.values()],
         protocol: { id: cell.protocol.id, version: cell.protocol.version, hash: id.protocolHash },
         config: { resolved: ev.resolvedConfig, runtime: { ...cell.runtime } },
         results,

@@ -7,7 +7,6 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import { type CliSpec, intFlag, parseFlags, runCli, usage } from "./cli.ts";
 import { BENCH_CLI } from "./run_bench.ts";
 import { PRETRAIN_CLI } from "./pretrain.ts";
@@ -16,8 +15,9 @@ import { LEADERBOARD_CLI } from "./leaderboard.ts";
 import { SPEED_CLI } from "./speed.ts";
 import { PARITY_CLI } from "./parity.ts";
 import { DATA_CLI } from "../datasets/data_cli.ts";
+import { assertRefused, REPO_ROOT, runTask, twoAtATime } from "./run_task.ts";
 
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const ROOT = REPO_ROOT;
 
 /** Every task of deno.json with its entry file and spec. */
 const ENTRY_POINTS: [string, string, CliSpec][] = [
@@ -29,42 +29,6 @@ const ENTRY_POINTS: [string, string, CliSpec][] = [
   ["speed", "bench/speed.ts", SPEED_CLI],
   ["parity", "bench/parity.ts", PARITY_CLI],
 ];
-
-/** `deno run -A <file> ...args` in `cwd` (a temp folder, to see whether anything was written). */
-async function runTask(file: string, args: string[], cwd: string) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--config", `${ROOT}deno.json`, `${ROOT}${file}`, ...args],
-    cwd,
-    env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
-
-/** Run `jobs` two at a time (2 cores; each is a Deno start-up). */
-async function twoAtATime<T>(jobs: (() => Promise<T>)[]): Promise<T[]> {
-  const results: T[] = [];
-  let next = 0;
-  const worker = async () => {
-    while (next < jobs.length) {
-      const i = next++;
-      results[i] = await jobs[i]();
-    }
-  };
-  await Promise.all([worker(), worker()]);
-  return results;
-}
-
-function assertRefused(r: { code: number; stdout: string; stderr: string }, task: string, line: string): void {
-  const lines = r.stderr.split("\n");
-  assert.equal(r.code, 2, r.stderr);
-  assert.equal(lines[0], line);
-  assert.ok(lines[1].startsWith(`usage: deno task ${task}`), r.stderr);
-  assert.doesNotMatch(r.stderr, /^\s+at /m, "no stack trace");
-  assert.equal(r.stdout, "");
-}
 
 Deno.test("usage lists every flag of every entry point, and --help", () => {
   assert.equal(

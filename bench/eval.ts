@@ -9,6 +9,9 @@
  * hash + data + transform), runs the probe with hyper-parameters chosen on a 10% train
  * holdout, prints `<probe>/<metric> value` lines and writes a JSON record with the resolved
  * config, metrics, details and timings (default: `<checkpoint dir>/eval_<probe>.json`).
+ * Data is read strictly: unlabelled images, unknown class folders, missing annotations and
+ * unreadable files fail the run naming their paths, unless `--allow-missing` skips them (the
+ * count is printed and recorded). `--help` lists every flag; a refused command line exits 2.
  *
  * Example (2 shared cores; times in eval/README.md):
  *   deno task pretrain --method capi --preset tiny --data synthetic --steps 200 --out runs/capi
@@ -19,6 +22,7 @@
 import { dirname, join } from "node:path";
 import { BACKENDS, initBackend, parseBackend } from "../model/engine.ts";
 import { openDataset, parseDataSpec } from "../datasets/data_spec.ts";
+import { strictDataset } from "../datasets/strict_dataset.ts";
 import { extractFeatures } from "../eval/features.ts";
 import { datasetSource } from "../eval/dataset_source.ts";
 import { openEncoder } from "../eval/checkpoint_encoder.ts";
@@ -48,6 +52,10 @@ export const EVAL_CLI = {
     "no-cache": { type: "boolean", help: "extract features again, store nothing" },
     adapter: { type: "string", arg: "FILE.json", help: "outputs of an external ONNX encoder" },
     out: { type: "string", arg: "FILE.json", help: "the record (default <checkpoint dir>/eval_<probe>.json)" },
+    "allow-missing": {
+      type: "boolean",
+      help: "skip (and record) unlabelled images, unknown classes, missing annotations, unreadable files",
+    },
   },
 } as const satisfies CliSpec;
 
@@ -77,6 +85,7 @@ function checkArgs({ values }: ParsedArgs<typeof EVAL_CLI>) {
     cache: values["no-cache"] ? null : values.cache ?? ".cache/eval-features",
     adapter: values.adapter,
     out: values.out,
+    allowMissing: values["allow-missing"] ?? false,
   };
 }
 
@@ -87,10 +96,11 @@ async function main(o: ReturnType<typeof checkArgs>): Promise<void> {
   const spec = o.spec;
   const task = isSegmentation(probe) ? "segmentation" : "classification";
   const log = (line: string) => console.error(line);
-  const [trainDs, valDs] = [
-    await openDataset(spec, "train", { task, log }),
-    await openDataset(spec, "val", { task, log }),
-  ];
+  // Strict data: a split with problems fails here naming them, unless --allow-missing skips them.
+  const strict = { allowMissing: o.allowMissing, log };
+  const train = await strictDataset(await openDataset(spec, "train", { task, log }), strict);
+  const val = await strictDataset(await openDataset(spec, "val", { task, log }), strict);
+  const [trainDs, valDs] = [train.dataset, val.dataset];
 
   const t0 = performance.now();
   const opened = await openEncoder(o.checkpoint, { onnx: o.onnx, threads, adapterPath: o.adapter });
@@ -124,7 +134,13 @@ async function main(o: ReturnType<typeof checkArgs>): Promise<void> {
       checkpoint: { path: o.checkpoint, sha256: opened.sha256, method: opened.method, step: opened.step },
       model: opened.config,
       encoder: enc.info,
-      data: { spec: o.data, train: tr.n, val: va.n, classes: trainDs.numClasses },
+      data: {
+        spec: o.data,
+        train: tr.n,
+        val: va.n,
+        classes: trainDs.numClasses,
+        skipped: { train: train.skipped.length, val: val.skipped.length },
+      },
       timings: {
         extractTrainSec: tr.seconds,
         extractValSec: va.seconds,

@@ -36,6 +36,7 @@ export function fakePhases(opts: { dieAfterStep?: number } = {}): { phases: Benc
         split: spec.split,
         fileListHash: await sha256Hex(`${spec.kind}:${spec.root}:${spec.split}`),
         numFiles: 100,
+        skipped: { count: 0, examples: [] },
       };
     },
     async pretrain({ cell, checkpointDir }: PretrainContext): Promise<PretrainOutcome> {

@@ -27,7 +27,7 @@ import { createMethod, methodPreset } from "../model/methods.ts";
 import { Rng } from "../model/rng.ts";
 import { type BatchSource, CHECKPOINT_FILE, LOG_FILE, train } from "../model/trainer.ts";
 import { atomicWriteJson } from "../model/atomic_write.ts";
-import { DataLoader, openDataset, parseDataSpec } from "../datasets/mod.ts";
+import { DataLoader, openDataset, parseDataSpec, type Problem, strictDataset } from "../datasets/mod.ts";
 import { choiceFlag, type CliSpec, intFlag, type ParsedArgs, runCli, UsageError } from "./cli.ts";
 
 /**
@@ -81,32 +81,44 @@ const CROP_SCALE: Record<MethodName, [number, number]> = { capi: [0.6, 1], mae: 
 /**
  * The one data hook-up: `--data` spec -> a batch source that can start at any step.
  * `procedural` = the seeded generator above (no files); anything else is a `datasets` spec
- * (`synthetic`, `synthetic:ROOT`, `imagenet:ROOT`, `ade20k:ROOT`), train split, with the
- * method's RandomResizedCrop + horizontal flip; epochs follow each other, seeded by `seed`.
+ * (`synthetic`, `synthetic:ROOT`, `imagenet:ROOT`, `ade20k:ROOT`), train split, read strictly
+ * (problems fail here naming their paths unless `allowMissing`, which skips and returns them),
+ * with the method's RandomResizedCrop + horizontal flip; epochs follow each other, seeded by `seed`.
  */
-export function openPretrainData(
+export async function openPretrainData(
   spec: string,
-  o: { method: MethodName; seed: number; batch: number; imageSize: [number, number]; steps: number },
-): BatchSource {
+  o: {
+    method: MethodName;
+    seed: number;
+    batch: number;
+    imageSize: [number, number];
+    steps: number;
+    allowMissing?: boolean;
+  },
+): Promise<{ source: BatchSource; skipped: Problem[] }> {
   if (spec === "procedural") {
-    return (start: number) => ({
+    const source = (start: number) => ({
       async *[Symbol.asyncIterator]() {
         for (let i = start; i < o.steps; i++) yield syntheticBatch(o.seed, i, o.batch, ...o.imageSize);
       },
     });
+    return { source, skipped: [] };
   }
-  const parsed = parseDataSpec(spec); // fails early with the list of kinds
-  return (start: number) => ({
+  const log = (l: string) => console.error(l);
+  const { dataset: ds, skipped } = await strictDataset(
+    await openDataset(parseDataSpec(spec), "train", { log }),
+    { allowMissing: o.allowMissing ?? false, log },
+  );
+  const loader = new DataLoader(ds, {
+    batchSize: o.batch,
+    transform: { kind: "train", size: o.imageSize, scale: CROP_SCALE[o.method], ratio: [3 / 4, 4 / 3], hflip: 0.5 },
+    seed: o.seed,
+    dropLast: true,
+  });
+  const perEpoch = loader.batchesPerEpoch;
+  if (perEpoch < 1) throw new Error(`--data ${spec}: fewer than ${o.batch} training images (one batch)`);
+  const source = (start: number) => ({
     async *[Symbol.asyncIterator]() {
-      const ds = await openDataset(parsed, "train", { log: (l) => console.error(l) });
-      const loader = new DataLoader(ds, {
-        batchSize: o.batch,
-        transform: { kind: "train", size: o.imageSize, scale: CROP_SCALE[o.method], ratio: [3 / 4, 4 / 3], hflip: 0.5 },
-        seed: o.seed,
-        dropLast: true,
-      });
-      const perEpoch = loader.batchesPerEpoch;
-      if (perEpoch < 1) throw new Error(`--data ${spec}: fewer than ${o.batch} training images (one batch)`);
       let step = Math.floor(start / perEpoch) * perEpoch;
       for (let epoch = Math.floor(start / perEpoch); step < o.steps; epoch++) {
         for await (const b of loader.epoch(epoch)) {
@@ -116,6 +128,7 @@ export function openPretrainData(
       }
     },
   });
+  return { source, skipped };
 }
 
 function imageSizeOf(config: Record<string, unknown>): [number, number] {
@@ -147,6 +160,10 @@ export const PRETRAIN_CLI = {
     backend: { type: "string", arg: BACKENDS.join("|"), help: "tensor backend (default wasm)" },
     "log-every": { type: "string", arg: "N", default: "10", help: "steps between log lines (default 10)" },
     "ckpt-every": { type: "string", arg: "N", default: "200", help: "steps between checkpoints (default 200)" },
+    "allow-missing": {
+      type: "boolean",
+      help: "skip (and record) unlabelled images, unknown classes, missing annotations, unreadable files",
+    },
   },
 } as const satisfies CliSpec;
 
@@ -188,6 +205,7 @@ async function checkArgs({ values }: ParsedArgs<typeof PRETRAIN_CLI>) {
     );
   }
   const resume = values.resume ?? false, force = values.force ?? false;
+  const allowMissing = values["allow-missing"] ?? false;
   return {
     method,
     preset: values.preset,
@@ -201,6 +219,7 @@ async function checkArgs({ values }: ParsedArgs<typeof PRETRAIN_CLI>) {
     out,
     resume,
     force,
+    allowMissing,
   };
 }
 
@@ -216,13 +235,7 @@ async function pretrainMain(o: Awaited<ReturnType<typeof checkArgs>>): Promise<v
   try {
     const identity = { method: o.method, preset: o.preset, config, data: o.data, batch: o.batch, seed: o.seed };
     const imageSize = imageSizeOf({ imageSize: 224, ...config });
-    const data = openPretrainData(o.data, {
-      method: o.method,
-      seed: o.seed,
-      batch: o.batch,
-      imageSize,
-      steps: o.steps,
-    });
+    const { source: data, skipped } = await openPretrainData(o.data, { ...o, imageSize });
     console.error(
       `pretrain ${o.method}/${o.preset} on ${o.data}, ${o.steps} steps x ${o.batch} images, ${o.backend} -> ${o.out}`,
     );
@@ -236,7 +249,13 @@ async function pretrainMain(o: Awaited<ReturnType<typeof checkArgs>>): Promise<v
       logEvery: o.logEvery,
       checkpointEvery: o.ckptEvery,
     });
-    const run = { ...identity, backend: o.backend, result, wallSeconds: (performance.now() - t0) / 1000 };
+    const run = {
+      ...identity,
+      backend: o.backend,
+      skipped: { count: skipped.length, examples: skipped.slice(0, 20).map((p) => `${p.path}: ${p.problem}`) },
+      result,
+      wallSeconds: (performance.now() - t0) / 1000,
+    };
     await atomicWriteJson(`${o.out}/run.json`, run);
     console.log(
       `done: ${result.steps} steps, ${result.imagesSeen} images, ${result.imagesPerSec?.toFixed(1)} img/s, ` +

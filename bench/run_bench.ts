@@ -14,7 +14,7 @@
  * @module
  */
 import { BACKENDS, initBackend, parseBackend } from "../model/engine.ts";
-import { BENCH_PHASES } from "./bench_phases.ts";
+import { benchPhases } from "./bench_phases.ts";
 import { type CellReport, runCells } from "./cell_runner.ts";
 import { type CliSpec, type ParsedArgs, runCli } from "./cli.ts";
 import { RESULTS_DIR, writeLeaderboard } from "./leaderboard.ts";
@@ -42,6 +42,10 @@ export const BENCH_CLI = {
       help: "pretraining checkpoints, one folder per identity (default .cache/bench/pretrain)",
     },
     list: { type: "boolean", help: "print the cells and exit" },
+    "allow-missing": {
+      type: "boolean",
+      help: "skip (and record) unlabelled images, unknown classes, missing annotations, unreadable files",
+    },
   },
 } as const satisfies CliSpec;
 
@@ -52,6 +56,7 @@ function checkArgs({ values }: ParsedArgs<typeof BENCH_CLI>) {
     suite,
     shard: values.shard ? parseShard(values.shard) : null,
     list: values.list ?? false,
+    allowMissing: values["allow-missing"] ?? false,
     recordsDir: values.records ?? `${RESULTS_DIR}/runs`,
     outDir: values.out ?? RESULTS_DIR,
     checkpointsDir: values.checkpoints ?? ".cache/bench/pretrain",
@@ -92,7 +97,8 @@ async function benchMain(o: ReturnType<typeof checkArgs>): Promise<number> {
     return 0;
   }
   await initBackend(suite.runtime.backend);
-  const reports = await runCells(cells, BENCH_PHASES, {
+  const phases = benchPhases({ allowMissing: o.allowMissing, workers: suite.runtime.workers });
+  const reports = await runCells(cells, phases, {
     recordsDir: `${o.recordsDir}/${suite.name}`,
     checkpointsDir: o.checkpointsDir,
   });

@@ -14,7 +14,7 @@ import { z } from "zod";
 import { atomicWriteJson } from "../model/atomic_write.ts";
 import { PROBE_NAMES } from "./suite.ts";
 
-export const RUN_RECORD_SCHEMA_VERSION = 1;
+export const RUN_RECORD_SCHEMA_VERSION = 2;
 
 const Hash = z.string().regex(/^[0-9a-f]{64}$/).describe("SHA-256, lowercase hex");
 
@@ -26,6 +26,10 @@ export const ResolvedData = z.strictObject({
   split: z.string(),
   fileListHash: Hash,
   numFiles: z.number().int().nonnegative(),
+  skipped: z.strictObject({
+    count: z.number().int().nonnegative().describe("problems skipped with --allow-missing (0 without it: they fail)"),
+    examples: z.array(z.string()).max(20).describe("the first 'path: problem' lines"),
+  }).describe("what strict reading left out (datasets/strict_dataset.ts)"),
 });
 export type ResolvedData = z.infer<typeof ResolvedData>;
 
@@ -71,6 +75,9 @@ export const RunRecord = z.strictObject({
     resolved: z.record(z.string(), z.unknown()).describe("model/method config as the code resolved it"),
     runtime: z.record(z.string(), z.unknown()).describe("knobs outside the identity (backend, batches, cadence)"),
   }),
+  data: z.array(ResolvedData).min(1).describe(
+    "every split this cell read (pretraining, each probe's fitting and evaluation data), with what was skipped",
+  ),
   results: z.array(ProbeResult).min(1),
   metrics: z.record(z.string(), z.number()).describe("all probes' metrics, flattened"),
   pretraining: z.strictObject({

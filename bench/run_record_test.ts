@@ -27,7 +27,7 @@ Deno.test("parseRunRecord rejects unknown keys and names the file and the key", 
     () => parseRunRecord("x/rec.json", { ...r, timings: { ...r.timings, gpuSec: 1 } }),
     /'x\/rec\.json' is not a valid run record[\s\S]*gpuSec[\s\S]*timings/,
   );
-  assert.throws(() => parseRunRecord("y.json", { ...r, schemaVersion: 2 }), /schemaVersion/);
+  assert.throws(() => parseRunRecord("y.json", { ...r, schemaVersion: 1 }), /schemaVersion/);
 });
 
 Deno.test("toModelIndex maps each probe to an HF model-index result", async () => {
