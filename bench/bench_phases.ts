@@ -270,13 +270,9 @@ async function evaluate({ cell, checkpointDir, log }: EvaluateContext, open: Ope
 }
 
 /** Resolve a data spec: generate the synthetic data if needed, check it strictly, hash its file list. */
-async function resolveData(spec: DataSpec, open: OpenData): Promise<ResolvedData> {
+async function resolveData(spec: DataSpec, open: OpenData, log: (line: string) => void): Promise<ResolvedData> {
   if (spec.source === "synthetic") {
-    await ensureSynthetic({
-      root: rootOf(spec),
-      config: SyntheticConfig.parse(spec.synthetic ?? {}),
-      log: console.log,
-    });
+    await ensureSynthetic({ root: rootOf(spec), config: SyntheticConfig.parse(spec.synthetic ?? {}), log });
   }
   const { hash, numFiles } = await hashFileList(dataFolder(spec)).catch((err: Error) => {
     const hint = spec.kind === "imagenet" ? "IMAGENET_ROOT" : "ADE20K_ROOT";
@@ -299,7 +295,10 @@ async function resolveData(spec: DataSpec, open: OpenData): Promise<ResolvedData
  * images, unknown class folders, missing annotations, unreadable files) fails the run naming
  * them, unless `allowMissing`, which leaves those samples out and records how many.
  */
-export function benchPhases(data: { allowMissing: boolean; workers?: number }): BenchPhases {
+export function benchPhases(
+  data: { allowMissing: boolean; workers?: number; log?: (line: string) => void },
+): BenchPhases {
+  const log = data.log ?? ((line: string) => console.log(line));
   const opened = new Map<string, Promise<StrictDataset>>();
   const open: OpenData = (spec) => {
     const key = JSON.stringify([spec.kind, spec.source, spec.root, spec.split, spec.synthetic]);
@@ -307,14 +306,14 @@ export function benchPhases(data: { allowMissing: boolean; workers?: number }): 
       opened.set(
         key,
         openSpec(spec).then((ds) =>
-          strictDataset(ds, { allowMissing: data.allowMissing, concurrency: 4 * (data.workers ?? 2), log: console.log })
+          strictDataset(ds, { allowMissing: data.allowMissing, concurrency: 4 * (data.workers ?? 2), log })
         ),
       );
     }
     return opened.get(key)!;
   };
   return {
-    resolveData: (spec) => resolveData(spec, open),
+    resolveData: (spec) => resolveData(spec, open, log),
     pretrain: (ctx) => pretrain(ctx, open),
     evaluate: (ctx) => evaluate(ctx, open),
   };

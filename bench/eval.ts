@@ -28,7 +28,8 @@ import { datasetSource } from "../eval/dataset_source.ts";
 import { openEncoder } from "../eval/checkpoint_encoder.ts";
 import { isSegmentation, needsPatches, parseProbe, runProbe } from "../eval/probes.ts";
 import { atomicWriteJson } from "../model/atomic_write.ts";
-import { gitState, runtimeVersions } from "./provenance.ts";
+import { codeVersion } from "./code_version.ts";
+import { decoderVersions, deviceInfo, isCi, ortCpuEngine, runtimeVersions, tfjsEngine } from "./provenance.ts";
 import { type CliSpec, intFlag, type ParsedArgs, requiredFlag, runCli, UsageError } from "./cli.ts";
 import { PROBE_NAMES } from "./suite.ts";
 
@@ -103,6 +104,7 @@ async function main(o: ReturnType<typeof checkArgs>): Promise<void> {
   const [trainDs, valDs] = [train.dataset, val.dataset];
 
   const t0 = performance.now();
+  const startedAt = new Date().toISOString();
   const opened = await openEncoder(o.checkpoint, { onnx: o.onnx, threads, adapterPath: o.adapter });
   const enc = opened.encoder;
   try {
@@ -127,7 +129,7 @@ async function main(o: ReturnType<typeof checkArgs>): Promise<void> {
     });
     for (const [k, v] of Object.entries(out.metrics)) console.log(`${k} ${v.toFixed(4)}`);
     const record = {
-      format: "mim-eval-v1",
+      format: "mim-eval-v2",
       probe,
       metrics: out.metrics,
       config: { probe: out.config, batch, data: o.data, imageSize: size, onnx: o.onnx },
@@ -147,10 +149,20 @@ async function main(o: ReturnType<typeof checkArgs>): Promise<void> {
         probeSec: out.seconds,
         totalSec: (performance.now() - t0) / 1000,
       },
-      backend: o.onnx ? `onnxruntime-node (${threads} threads)` : backend,
-      git: await gitState(),
-      runtime: await runtimeVersions(),
       details: out.details,
+      provenance: {
+        code: await codeVersion("evalCli"),
+        // Probes train on tfjs; the encoder runs there too unless --onnx.
+        engine: await tfjsEngine(backend),
+        featureEngine: o.onnx ? await ortCpuEngine() : await tfjsEngine(backend),
+        onnxThreads: o.onnx ? threads : null,
+        decoder: await decoderVersions(),
+        runtime: runtimeVersions(),
+        device: await deviceInfo(),
+        ci: isCi(),
+        startedAt,
+        finishedAt: new Date().toISOString(),
+      },
     };
     const path = o.out ?? join(dirname(o.checkpoint), `eval_${probe}.json`);
     await atomicWriteJson(path, record);

@@ -29,6 +29,16 @@ import { type BatchSource, CHECKPOINT_FILE, LOG_FILE, train } from "../model/tra
 import { atomicWriteJson } from "../model/atomic_write.ts";
 import { DataLoader, openDataset, parseDataSpec, type Problem, strictDataset } from "../datasets/mod.ts";
 import { choiceFlag, type CliSpec, intFlag, type ParsedArgs, runCli, UsageError } from "./cli.ts";
+import { codeVersion } from "./code_version.ts";
+import {
+  decoderVersions,
+  deviceInfo,
+  engineKey,
+  engineLabel,
+  isCi,
+  runtimeVersions,
+  tfjsEngine,
+} from "./provenance.ts";
 
 /**
  * Seeded procedural images `[B, 3, H, W]`, roughly ImageNet-normalised: a few oriented
@@ -233,13 +243,30 @@ async function pretrainMain(o: Awaited<ReturnType<typeof checkArgs>>): Promise<v
   config.optim = { ...optim, totalIters: o.steps }; // schedules span exactly this run
   const m = createMethod(o.method, config, o.seed, { batchSize: o.batch });
   try {
-    const identity = { method: o.method, preset: o.preset, config, data: o.data, batch: o.batch, seed: o.seed };
+    // The checkpoint's identity: settings, and the code, engine and decoder that compute it (a
+    // --resume under another code version or engine is refused by the trainer).
+    const [code, engine, decoder] = [
+      await codeVersion("pretrainCli"),
+      await tfjsEngine(o.backend),
+      await decoderVersions(),
+    ];
+    const identity = {
+      method: o.method,
+      preset: o.preset,
+      config,
+      data: o.data,
+      batch: o.batch,
+      seed: o.seed,
+      computedBy: { code: code.sourceHash, engine: engineKey(engine), decoder },
+    };
     const imageSize = imageSizeOf({ imageSize: 224, ...config });
     const { source: data, skipped } = await openPretrainData(o.data, { ...o, imageSize });
     console.error(
-      `pretrain ${o.method}/${o.preset} on ${o.data}, ${o.steps} steps x ${o.batch} images, ${o.backend} -> ${o.out}`,
+      `pretrain ${o.method}/${o.preset} on ${o.data}, ${o.steps} steps x ${o.batch} images, ${engineLabel(engine)} ` +
+        `-> ${o.out}`,
     );
     const t0 = performance.now();
+    const startedAt = new Date().toISOString();
     const result = await train(m, data, {
       steps: o.steps,
       seed: o.seed,
@@ -251,10 +278,19 @@ async function pretrainMain(o: Awaited<ReturnType<typeof checkArgs>>): Promise<v
     });
     const run = {
       ...identity,
-      backend: o.backend,
       skipped: { count: skipped.length, examples: skipped.slice(0, 20).map((p) => `${p.path}: ${p.problem}`) },
       result,
       wallSeconds: (performance.now() - t0) / 1000,
+      provenance: {
+        code,
+        engine,
+        decoder,
+        runtime: runtimeVersions(),
+        device: await deviceInfo(),
+        ci: isCi(),
+        startedAt,
+        finishedAt: new Date().toISOString(),
+      },
     };
     await atomicWriteJson(`${o.out}/run.json`, run);
     console.log(

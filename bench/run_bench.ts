@@ -15,10 +15,12 @@
  */
 import { BACKENDS, initBackend, parseBackend } from "../model/engine.ts";
 import { benchPhases } from "./bench_phases.ts";
-import { type CellReport, runCells } from "./cell_runner.ts";
-import { type CliSpec, type ParsedArgs, runCli } from "./cli.ts";
+import { type CellReport, runCells, type RunContext } from "./cell_runner.ts";
+import { choiceFlag, type CliSpec, type ParsedArgs, runCli, UsageError } from "./cli.ts";
+import { codeVersion } from "./code_version.ts";
+import { decoderVersions, ortCpuEngine, tfjsEngine } from "./provenance.ts";
 import { RESULTS_DIR, writeLeaderboard } from "./leaderboard.ts";
-import { expandSuite, parseShard, selectShard } from "./suite.ts";
+import { ciMatrix, expandSuite, parseShard, selectShard } from "./suite.ts";
 import { loadSuite, SUITES } from "./suites/mod.ts";
 
 export const BENCH_CLI = {
@@ -46,13 +48,60 @@ export const BENCH_CLI = {
       type: "boolean",
       help: "skip (and record) unlabelled images, unknown classes, missing annotations, unreadable files",
     },
+    engine: {
+      type: "string",
+      arg: "tfjs|ort",
+      default: "tfjs",
+      help: "training engine (default tfjs; ort, the onnxruntime engine of issue 12, is not in this build yet)",
+    },
+    ep: { type: "string", arg: "cpu|cuda|webgpu", help: "onnxruntime execution provider (with --engine ort)" },
+    plan: {
+      type: "boolean",
+      help: "resolve data and identities, say what each cell would do (run, re-run and why, skip, reuse), exit",
+    },
+    json: { type: "boolean", help: "with --plan or --ci-matrix: JSON on stdout, everything else on stderr" },
+    "reuse-from": {
+      type: "string",
+      arg: "COMMIT",
+      help: "keep finished cells computed by COMMIT although code or engine differ (recorded as reused)",
+    },
+    "ci-matrix": { type: "boolean", help: "print the suite's GitHub Actions shard matrix (JSON) and exit" },
   },
+  notes: [
+    "A finished cell is skipped only when its record was computed by the same result-computing sources,",
+    "engine and library versions as this run; otherwise it re-runs (see --plan, --reuse-from).",
+  ],
 } as const satisfies CliSpec;
+
+const EPS = ["cpu", "cuda", "webgpu"] as const;
 
 function checkArgs({ values }: ParsedArgs<typeof BENCH_CLI>) {
   const suite = loadSuite(values.suite);
   if (values.backend) suite.runtime.backend = parseBackend(values.backend);
+  const engine = choiceFlag("engine", values.engine, ["tfjs", "ort"] as const);
+  if (values.ep !== undefined) {
+    choiceFlag("ep", values.ep, EPS);
+    if (engine !== "ort") throw new UsageError("--ep applies to --engine ort; the tfjs engine takes --backend");
+  }
+  if (engine === "ort") {
+    // The flag exists so that CI command lines (.github/workflows/bench.yml) are final; the engine
+    // arrives with issue 12 and replaces this refusal.
+    throw new UsageError(
+      "--engine ort: the onnxruntime training engine (issue 12) is not in this build yet; use --engine tfjs",
+    );
+  }
+  const reuseFrom = values["reuse-from"];
+  if (reuseFrom !== undefined && !/^[0-9a-f]{7,40}$/.test(reuseFrom)) {
+    throw new UsageError(`--reuse-from: expected a commit hash (7 to 40 hex digits), got '${reuseFrom}'`);
+  }
+  if (values.json && !values.plan && !values["ci-matrix"]) {
+    throw new UsageError("--json goes with --plan or --ci-matrix");
+  }
   return {
+    plan: values.plan ?? false,
+    json: values.json ?? false,
+    ciMatrix: values["ci-matrix"] ?? false,
+    reuseFrom: reuseFrom ?? null,
     suite,
     shard: values.shard ? parseShard(values.shard) : null,
     list: values.list ?? false,
@@ -82,40 +131,101 @@ function summaryTable(reports: CellReport[]): string {
   return [fmt(head), fmt(widths.map((w) => "-".repeat(w))), ...rows.map(fmt)].join("\n");
 }
 
+/** What computes this run's numbers, measured after the backend was initialised. */
+async function runContext(suite: ReturnType<typeof checkArgs>["suite"]): Promise<RunContext> {
+  const engine = await tfjsEngine(suite.runtime.backend);
+  return {
+    code: { pretraining: await codeVersion("pretraining"), evaluation: await codeVersion("evaluation") },
+    engine,
+    featureEngine: suite.runtime.encoderRuntime === "onnx" ? await ortCpuEngine() : engine,
+    decoder: await decoderVersions(),
+  };
+}
+
 async function benchMain(o: ReturnType<typeof checkArgs>): Promise<number> {
   const t0 = performance.now();
   const { suite, shard } = o;
+  // With --json, stdout carries the JSON only.
+  const log = o.json ? (line: string) => console.error(line) : (line: string) => console.log(line);
+  if (o.ciMatrix) {
+    const matrix = ciMatrix(suite);
+    if (o.json) console.log(JSON.stringify(matrix));
+    else for (const m of matrix.include) log(`shard ${m.shard}: ${m.cells.join(", ")}`);
+    return 0;
+  }
   const all = expandSuite(suite);
   const cells = shard ? selectShard(all, shard) : all;
   const shardText = shard ? ` in shard ${shard.index}/${shard.count}` : "";
-  console.log(
+  log(
     `bench: suite '${suite.name}' (${suite.description}): ${cells.length} of ${all.length} cells${shardText}, ` +
       `backend ${suite.runtime.backend}`,
   );
   if (o.list) {
-    for (const c of cells) console.log(`  ${c.name} ${c.model.preset} seed ${c.seed}`);
+    for (const c of cells) log(`  ${c.name} ${c.model.preset} seed ${c.seed}`);
     return 0;
   }
   await initBackend(suite.runtime.backend);
-  const phases = benchPhases({ allowMissing: o.allowMissing, workers: suite.runtime.workers });
+  const context = await runContext(suite);
+  if (context.engine.fallbackFrom) {
+    log(
+      `bench: backend '${context.engine.fallbackFrom}' is not available here, '${context.engine.device}' runs (records say so)`,
+    );
+  }
+  const phases = benchPhases({ allowMissing: o.allowMissing, workers: suite.runtime.workers, log });
   const reports = await runCells(cells, phases, {
     recordsDir: `${o.recordsDir}/${suite.name}`,
     checkpointsDir: o.checkpointsDir,
+    context,
+    reuseFrom: o.reuseFrom,
+    plan: o.plan,
+    log,
   });
-  console.log(`\n${summaryTable(reports)}\n`);
+  if (o.plan) {
+    const plans = reports.map((r) => planEntry(r));
+    if (o.json) {
+      const pretrainHashes = [...new Set(plans.flatMap((p) => (p.pretrainHash ? [p.pretrainHash] : [])))].sort();
+      console.log(
+        JSON.stringify({
+          suite: suite.name,
+          shard: shard ? `${shard.index}/${shard.count}` : null,
+          cells: plans,
+          pretrainHashes,
+        }),
+      );
+    }
+    const count = (k: string) => plans.filter((p) => p.decision === k).length;
+    log(
+      `bench --plan: ${count("run")} to run, ${count("re-run")} to re-run, ${count("skip")} to skip, ${
+        count("reuse")
+      } to reuse`,
+    );
+    return reports.some((r) => r.status === "failed") ? 1 : 0;
+  }
+  log(`\n${summaryTable(reports)}\n`);
   if (!shard) {
     const lb = await writeLeaderboard(o.recordsDir, o.outDir);
-    console.log(
-      `leaderboard: ${lb.rows.length} rows -> ${o.outDir}/leaderboard.{json,html}, ${o.outDir}/LEADERBOARD.md`,
-    );
-    for (const n of lb.notes.slice(1)) console.log(`  ${n}`);
+    log(`leaderboard: ${lb.rows.length} rows -> ${o.outDir}/leaderboard.{json,html}, ${o.outDir}/LEADERBOARD.md`);
+    for (const n of lb.notes.slice(1)) log(`  ${n}`);
   }
   const failed = reports.filter((r) => r.status === "failed").length;
-  console.log(
+  log(
     `bench: ${reports.length - failed} of ${reports.length} cells done, ${failed} failed, ` +
       `wall ${((performance.now() - t0) / 1000).toFixed(0)} s`,
   );
   return failed ? 1 : 0;
+}
+
+/** One cell of `--plan --json`. */
+function planEntry(r: CellReport) {
+  const d = r.decision;
+  return {
+    cell: `${r.cell.name} ${r.cell.model.preset} seed ${r.cell.seed}`,
+    identity: r.identity?.hash ?? null,
+    pretrainHash: r.identity?.pretrainHash ?? null,
+    decision: !d ? "failed" : d.kind === "run" ? (d.previous ? "re-run" : "run") : d.kind,
+    reasons: d && d.kind !== "skip" ? d.reasons : [],
+    error: r.error ?? null,
+  };
 }
 
 if (import.meta.main) Deno.exit(await runCli(BENCH_CLI, Deno.args, { check: checkArgs, run: benchMain }));
