@@ -6,8 +6,10 @@
  * Pretrains one method with the method-agnostic trainer (`model/trainer.ts`): a progress
  * bar on stderr, `DIR/log.jsonl` every `--log-every` steps, `DIR/checkpoint.safetensors`
  * (official parameter names, atomic) every `--ckpt-every` steps and at the end, and
- * `DIR/run.json` (resolved config, identity, throughput). The schedules are fitted to the
- * run: the method config's total iterations are set to `--steps`.
+ * `DIR/run.json` (resolved config, identity, throughput, what `--allow-missing` skipped, and the
+ * provenance: code version, engine as it ran, library versions, machine, start and finish). The
+ * checkpoint's identity includes the code version and engine, so `--resume` under other code or
+ * another engine is refused. The schedules are fitted to the run: total iterations = `--steps`.
  *
  * Data (`openPretrainData`, the one place it is hooked up): a `datasets` spec (`synthetic`,
  * generated on first use, `imagenet:ROOT`, `ade20k:ROOT`) or `procedural` (seeded images made

@@ -1,15 +1,20 @@
 /**
- * `deno task bench [--suite NAME] [--shard i/n] [--backend wasm|cpu|tensorflow|...] [--list]`
+ * `deno task bench [--suite NAME] [--shard i/n] [--backend wasm|cpu|tensorflow|...] [--list | --plan]
+ *   [--allow-missing] [--reuse-from COMMIT]` (`--help` lists every flag)
  *
  * Runs the cells of a suite (default: `default`, the embedded synthetic data on 2 CPU cores):
- * for each cell, pretrain (or reuse a finished checkpoint with the same identity, or resume an
- * interrupted one), extract features, run the probes and write one run record to
- * `results/runs/<suite>/`. Finished cells are skipped, so re-running costs seconds; killing it
+ * for each cell, pretrain (or reuse a finished checkpoint with the same pretraining identity, or
+ * resume an interrupted one), extract features, run the probes and write one run record to
+ * `results/runs/<suite>/`. A finished cell is skipped when its record was computed by the same
+ * result-computing code, engine and libraries; otherwise it re-runs and the log says why
+ * (`--plan` only says it; `--reuse-from COMMIT` keeps such records, recorded as reused). Data is
+ * read strictly: problems stop the run naming their paths unless `--allow-missing`. Killing it
  * loses nothing already written. Prints one line per cell (plus the trainer's bar) and a final
  * summary table, then rebuilds `results/leaderboard.{json,html}` and `results/LEADERBOARD.md`
  * from every record (with `--shard`, the merge job does that: `deno task leaderboard`).
  *
- * Exit status: 0 when every cell of the shard is done, 1 when any failed (the others still ran).
+ * Exit status: 0 when every cell of the shard is done, 1 when any failed (the others still ran)
+ * or the data has problems, 2 on a refused command line (one line and the usage, nothing run).
  *
  * @module
  */
