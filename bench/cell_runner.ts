@@ -14,14 +14,10 @@
  *
  * @module
  */
-import { z } from "zod";
-import { atomicWriteJson } from "../model/atomic_write.ts";
 import { type CellIdentity, cellIdentity, decide, type Decision, type RunContext } from "./cell_plan.ts";
 import { deviceInfo, engineLabel, isCi, peakRssBytes, runtimeVersions } from "./provenance.ts";
 import {
-  LossPoint,
   type OutdatedRecordError,
-  PhaseProvenance,
   type ProbeResult,
   readRunRecords,
   type ResolvedData,
@@ -29,9 +25,11 @@ import {
   type RunRecord,
   writeRunRecord,
 } from "./run_record.ts";
+import { type Machine, pretrainCell } from "./pretrain_cell.ts";
 import { type Cell, type DataSpec, type ProbeName, probeTask } from "./suite.ts";
 
 export { cellIdentity, type RunContext } from "./cell_plan.ts";
+export { PretrainDone } from "./pretrain_cell.ts";
 
 /** What the trainer reports back. */
 export interface PretrainOutcome {
@@ -41,22 +39,6 @@ export interface PretrainOutcome {
   imagesPerSec: number | null;
   resumedFromStep: number | null;
 }
-
-/** `pretrain_done.json` in a checkpoint folder: written once the pretraining finished. */
-export const PretrainDone = z.strictObject({
-  pretrainHash: z.string().regex(/^[0-9a-f]{64}$/),
-  identity: z.record(z.string(), z.unknown()).describe("what pretrainHash covers (settings, code, engine, decoder)"),
-  outcome: z.strictObject({
-    steps: z.number().int().nonnegative(),
-    imagesSeen: z.number().int().nonnegative(),
-    lossCurve: z.array(LossPoint),
-    imagesPerSec: z.number().nonnegative().nullable(),
-    resumedFromStep: z.number().int().nonnegative().nullable(),
-    wallSec: z.number().nonnegative().describe("wall time of the session that finished it"),
-  }),
-  provenance: PhaseProvenance,
-});
-export type PretrainDone = z.infer<typeof PretrainDone>;
 
 export interface PretrainContext {
   cell: Cell;
@@ -141,86 +123,6 @@ export function recordFileName(cell: Cell, hash: string): string {
 
 function higherIsBetter(metric: string): boolean {
   return !/(loss|error|err)$/i.test(metric);
-}
-
-/** A finished pretraining of exactly this identity, or null; anything else in the file is an error. */
-async function readPretrainDone(path: string, pretrainHash: string): Promise<PretrainDone | null> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return null;
-    throw err;
-  }
-  let parsed;
-  try {
-    parsed = PretrainDone.safeParse(JSON.parse(text));
-  } catch (err) {
-    throw new Error(`'${path}' is not valid JSON (${(err as Error).message}); delete it to pretrain again`);
-  }
-  if (!parsed.success) {
-    throw new Error(`'${path}' is not a valid pretrain_done.json; delete it to pretrain again:\n${parsed.error}`);
-  }
-  if (parsed.data.pretrainHash !== pretrainHash) {
-    throw new Error(`'${path}' belongs to pretraining ${parsed.data.pretrainHash}, not ${pretrainHash}`);
-  }
-  return parsed.data;
-}
-
-type Machine = Pick<PhaseProvenance, "device" | "ci">;
-
-/** Pretrain the cell, or reuse the finished checkpoint of its pretraining identity. */
-async function pretrainCell(
-  cell: Cell,
-  id: CellIdentity,
-  phases: BenchPhases,
-  opts: RunCellsOptions,
-  machine: Machine,
-  log: (line: string) => void,
-): Promise<{ pretraining: NonNullable<RunRecord["pretraining"]>; checkpointDir: string; sec: number }> {
-  const checkpointDir = `${opts.checkpointsDir}/${id.pretrainHash}`;
-  const donePath = `${checkpointDir}/pretrain_done.json`;
-  let done = await readPretrainDone(donePath, id.pretrainHash!);
-  const reused = done !== null;
-  if (done) log(`reusing finished pretraining ${checkpointDir}`);
-  else {
-    const startedAt = new Date().toISOString();
-    const t0 = performance.now();
-    const outcome = await phases.pretrain({ cell, checkpointDir, pretrainHash: id.pretrainHash!, log });
-    const c = opts.context;
-    done = {
-      pretrainHash: id.pretrainHash!,
-      identity: id.pretrainIdentity!,
-      outcome: { ...outcome, wallSec: (performance.now() - t0) / 1000 },
-      provenance: {
-        code: c.code.pretraining,
-        engine: c.engine,
-        decoder: c.decoder,
-        ...machine,
-        startedAt,
-        finishedAt: new Date().toISOString(),
-      },
-    };
-    await atomicWriteJson(donePath, done);
-  }
-  const o = done.outcome, last = o.lossCurve.at(-1);
-  log(
-    `pretrained ${o.steps} steps` + (o.imagesPerSec ? ` at ${o.imagesPerSec.toFixed(1)} img/s` : "") +
-      (last ? `, final loss ${last.loss.toFixed(4)}` : ""),
-  );
-  const pretraining = {
-    steps: o.steps,
-    imagesSeen: o.imagesSeen,
-    lossCurve: o.lossCurve,
-    finalLoss: last ? last.loss : null,
-    imagesPerSec: o.imagesPerSec,
-    resumedFromStep: o.resumedFromStep,
-    reusedCheckpoint: reused,
-    checkpoint: checkpointDir,
-    provenance: done.provenance,
-  };
-  // A reused checkpoint reports the wall time of the session that finished it.
-  return { pretraining, checkpointDir, sec: o.wallSec };
 }
 
 /** Run one cell end to end and write its record; returns the record's path and the record. */

@@ -5,7 +5,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { cellIdentity, type CellReport, runCells } from "./cell_runner.ts";
+import { cellIdentity, type CellReport, PretrainDone, runCells } from "./cell_runner.ts";
 import { FAKE_SUITE, fakeContext, fakePhases } from "./fake_phases.ts";
 import { readRunRecords, RunRecord, writeRunRecord } from "./run_record.ts";
 import { expandSuite, Suite } from "./suite.ts";
@@ -261,5 +261,25 @@ Deno.test("--plan decides without running or writing; a record of an older schem
   const again = await runCells(cells.slice(0, 1), fakePhases().phases, { ...dirs, ...quiet });
   assert.equal(again[0].status, "done");
   assert.equal((await readRunRecords(dirs.recordsDir))[0].record.schemaVersion, 2);
+  await Deno.remove(dirs.root, { recursive: true });
+});
+
+Deno.test("pretrain_done.json: written with the pretraining's identity and provenance; a broken one fails its cell", async () => {
+  const dirs = await tempDirs();
+  const cells = expandSuite(Suite.parse(FAKE_SUITE)).slice(0, 1);
+  const [r] = await runCells(cells, fakePhases().phases, { ...dirs, ...quiet });
+  const donePath = `${r.record!.pretraining!.checkpoint}/pretrain_done.json`;
+  const done = PretrainDone.parse(JSON.parse(await Deno.readTextFile(donePath)));
+  assert.equal(done.pretrainHash, r.record!.identity.pretrainHash);
+  assert.deepEqual(done.provenance, r.record!.pretraining!.provenance);
+  assert.ok(done.provenance.finishedAt <= r.record!.provenance.startedAt, "pretraining ends before evaluation starts");
+  await Deno.writeTextFile(donePath, JSON.stringify({ ...done, outcome: { steps: 5 } }));
+  const other = Suite.parse({ ...FAKE_SUITE, protocol: { ...FAKE_SUITE.protocol, id: "fake.other" } });
+  const [broken] = await runCells(expandSuite(other).slice(0, 1), fakePhases().phases, { ...dirs, ...quiet });
+  assert.equal(broken.status, "failed");
+  assert.match(
+    broken.error!,
+    new RegExp(`^'${donePath}' is not a valid pretrain_done.json; delete it to pretrain again`),
+  );
   await Deno.remove(dirs.root, { recursive: true });
 });
