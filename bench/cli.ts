@@ -125,9 +125,10 @@ function parseError(spec: CliSpec, err: Error & { code?: string }): UsageError {
     case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE": {
       const flag = quoted.replace(/^-+/, "");
       const f = spec.flags[flag];
-      return new UsageError(
-        f?.type === "boolean" ? `${quoted} takes no value` : `${quoted} needs a value (${f?.arg ?? "VALUE"})`,
-      );
+      if (f?.type === "boolean") return new UsageError(`${quoted} takes no value`);
+      // node:util reads `--seed -1` as a flag followed by another flag.
+      const dash = /ambiguous/.test(err.message) ? `; a value starting with '-' is written ${quoted}=-VALUE` : "";
+      return new UsageError(`${quoted} needs a value (${f?.arg ?? "VALUE"})${dash}`);
     }
     case "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL":
       return new UsageError(`unexpected argument '${/argument '([^']*)'/.exec(err.message)?.[1] ?? ""}'`);

@@ -60,7 +60,10 @@ Deno.test("parseFlags: one-line errors that name the flag", () => {
   assert.equal(refused(["--stpes", "3"]), "unknown flag '--stpes' (did you mean --steps?)");
   assert.equal(refused(["--zzz"]), "unknown flag '--zzz'");
   assert.equal(refused(["--steps"]), "--steps needs a value (N)");
-  assert.equal(refused(["--steps", "--list"]), "--steps needs a value (N)");
+  assert.equal(
+    refused(["--steps", "--list"]),
+    "--steps needs a value (N); a value starting with '-' is written --steps=-VALUE",
+  );
   assert.equal(refused(["--list=yes"]), "--list takes no value");
   assert.equal(refused(["extra"]), "unexpected argument 'extra'");
   assert.deepEqual(parseFlags(spec, ["--steps=4", "--list"]).values, { steps: "4", list: true });
