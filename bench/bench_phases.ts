@@ -14,6 +14,7 @@ import { ensureSynthetic, openSynthetic } from "../datasets/synthetic.ts";
 import { openImagenet } from "../datasets/imagenet.ts";
 import { openAde20k } from "../datasets/ade20k.ts";
 import type { ImageDataset, Split, Task } from "../datasets/dataset.ts";
+import { type StrictDataset, strictDataset } from "../datasets/strict_dataset.ts";
 import { DataLoader } from "../datasets/loader.ts";
 import type { VisionEncoder } from "../model/encoder.ts";
 import { initialValues, type MethodName, type MimMethod } from "../model/method.ts";
@@ -162,11 +163,14 @@ async function fullLossCurve(dir: string, result: TrainResult): Promise<TrainRes
   return [...byStep.entries()].sort((a, b) => a[0] - b[0]).map(([step, loss]) => ({ step, loss }));
 }
 
-async function pretrain({ cell, checkpointDir, pretrainHash }: PretrainContext) {
+/** Opens a data spec as strict reading allows (`strictDataset`), once per spec. */
+type OpenData = (spec: DataSpec) => Promise<StrictDataset>;
+
+async function pretrain({ cell, checkpointDir, pretrainHash }: PretrainContext, open: OpenData) {
   const pre = cell.pretrain!;
   const method = buildMethod(cell);
   const [h, w] = method.encoderInfo.imageSize;
-  const ds = await openSpec(pre.data);
+  const ds = (await open(pre.data)).dataset;
   const loader = new DataLoader(ds, {
     batchSize: pre.batchSize,
     transform: { kind: "train", size: [h, w], scale: CROP_SCALE[method.name], ratio: [3 / 4, 4 / 3], hflip: 0.5 },
@@ -236,7 +240,7 @@ async function encoderFor(cell: Cell, checkpointDir: string | null) {
   return { encoder, evalMethod: method.name as EvalMethod, config: methodConfig(method.name, cell), dispose: () => {} };
 }
 
-async function evaluate({ cell, checkpointDir, log }: EvaluateContext) {
+async function evaluate({ cell, checkpointDir, log }: EvaluateContext, open: OpenData) {
   const { encoder, evalMethod, config, dispose, ...rest } = await encoderFor(cell, checkpointDir);
   const checkpoint = "checkpoint" in rest ? rest.checkpoint : undefined;
   const keepPatches = cell.protocol.probes.some((p) => needsPatches(p.probe));
@@ -249,7 +253,7 @@ async function evaluate({ cell, checkpointDir, log }: EvaluateContext) {
         key,
         (async () => {
           const t0 = performance.now();
-          const ds = await openSpec(d);
+          const ds = (await open(d)).dataset;
           const src = datasetSource(ds, `${d.name}/${d.split}`, encoder.info.imageSize, {
             concurrency: 4 * cell.runtime.workers,
             limit,
@@ -291,21 +295,52 @@ async function evaluate({ cell, checkpointDir, log }: EvaluateContext) {
   }
 }
 
-/** Resolve a data spec: generate the synthetic data if needed, hash its file list. */
-async function resolveData(spec: DataSpec): Promise<ResolvedData> {
+/** Resolve a data spec: generate the synthetic data if needed, check it strictly, hash its file list. */
+async function resolveData(spec: DataSpec, open: OpenData, log: (line: string) => void): Promise<ResolvedData> {
   if (spec.source === "synthetic") {
-    await ensureSynthetic({
-      root: rootOf(spec),
-      config: SyntheticConfig.parse(spec.synthetic ?? {}),
-      log: console.log,
-    });
+    await ensureSynthetic({ root: rootOf(spec), config: SyntheticConfig.parse(spec.synthetic ?? {}), log });
   }
   const { hash, numFiles } = await hashFileList(dataFolder(spec)).catch((err: Error) => {
     const hint = spec.kind === "imagenet" ? "IMAGENET_ROOT" : "ADE20K_ROOT";
     throw new Error(`${err.message}; data '${spec.name}' (${spec.kind}, split ${spec.split}): point ${hint} at it`);
   });
-  return { kind: spec.kind, name: spec.name, root: rootOf(spec), split: spec.split, fileListHash: hash, numFiles };
+  const { skipped } = await open(spec);
+  return {
+    kind: spec.kind,
+    name: spec.name,
+    root: rootOf(spec),
+    split: spec.split,
+    fileListHash: hash,
+    numFiles,
+    skipped: { count: skipped.length, examples: skipped.slice(0, 20).map((p) => `${p.path}: ${p.problem}`) },
+  };
 }
 
-/** The phases `deno task bench` runs. */
-export const BENCH_PHASES: BenchPhases = { resolveData, pretrain, evaluate };
+/**
+ * The phases `deno task bench` runs. Data is read strictly: a split with problems (unlabelled
+ * images, unknown class folders, missing annotations, unreadable files) fails the run naming
+ * them, unless `allowMissing`, which leaves those samples out and records how many.
+ */
+export function benchPhases(
+  data: { allowMissing: boolean; workers?: number; log?: (line: string) => void },
+): BenchPhases {
+  const log = data.log ?? ((line: string) => console.log(line));
+  const opened = new Map<string, Promise<StrictDataset>>();
+  const open: OpenData = (spec) => {
+    const key = JSON.stringify([spec.kind, spec.source, spec.root, spec.split, spec.synthetic]);
+    if (!opened.has(key)) {
+      opened.set(
+        key,
+        openSpec(spec).then((ds) =>
+          strictDataset(ds, { allowMissing: data.allowMissing, concurrency: 4 * (data.workers ?? 2), log })
+        ),
+      );
+    }
+    return opened.get(key)!;
+  };
+  return {
+    resolveData: (spec) => resolveData(spec, open, log),
+    pretrain: (ctx) => pretrain(ctx, open),
+    evaluate: (ctx) => evaluate(ctx, open),
+  };
+}

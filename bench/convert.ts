@@ -14,18 +14,43 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { basename } from "node:path";
 import { releasedLayout } from "../model/released_encoder.ts";
 import { createSafetensorsWriter, type StreamedTensor } from "../model/safetensors.ts";
-import { sha256File } from "../model/sha256_file.ts";
+import { sha256File } from "../model/sha256.ts";
 import { checkParams, describeLoad } from "../model/state_dict.ts";
 import { openTensorSource } from "../model/tensor_source.ts";
 import { RELEASED_FORMAT } from "../eval/checkpoint_encoder.ts";
 import { parseConfigFlag, parseMethod, resolveCheckpoint } from "./checkpoint_arg.ts";
 
-const USAGE = "usage: deno task convert IN OUT.safetensors [--method capi|mae|simmim] [--preset P] [--config JSON] " +
-  "[--hub-cache DIR]";
+import { type CliSpec, type ParsedArgs, runCli } from "./cli.ts";
+
+export const CONVERT_CLI = {
+  name: "convert",
+  synopsis: "deno task convert IN OUT.safetensors [--method capi|mae|simmim] [--preset P]",
+  summary: "Released weights (.pth, official-name safetensors, hub name) -> float32 safetensors with our metadata.",
+  flags: {
+    method: { type: "string", arg: "capi|mae|simmim", help: "what the weights are (a hub name implies it)" },
+    preset: { type: "string", arg: "P", help: "the method's preset (e.g. vit_l, vit_b)" },
+    config: { type: "string", arg: "JSON", help: "config keys replacing the preset's" },
+    "hub-cache": { type: "string", arg: "DIR", help: "download cache of hub names (default .cache/hub)" },
+  },
+  positionals: { min: 2, max: 2 },
+} as const satisfies CliSpec;
+
+function checkArgs({ values, positionals }: ParsedArgs<typeof CONVERT_CLI>) {
+  parseMethod(values.method);
+  parseConfigFlag(values.config);
+  const [input, out] = positionals;
+  return {
+    input,
+    out,
+    method: values.method,
+    preset: values.preset,
+    config: values.config,
+    hubCache: values["hub-cache"],
+  };
+}
 
 /** Convert `input` (resolved) to `out`; returns the number of tensors written. */
 export async function convertReleased(
@@ -78,21 +103,10 @@ export async function convertReleased(
 }
 
 if (import.meta.main) {
-  try {
-    const { values, positionals } = parseArgs({
-      args: Deno.args,
-      allowPositionals: true,
-      options: {
-        method: { type: "string" },
-        preset: { type: "string" },
-        config: { type: "string" },
-        "hub-cache": { type: "string" },
-      },
-    });
-    if (positionals.length !== 2) throw new Error(USAGE);
-    await convertReleased(positionals[0], positionals[1], { ...values, hubCache: values["hub-cache"] });
-  } catch (e) {
-    console.error(`convert: ${(e as Error).message}`);
-    Deno.exit(1);
-  }
+  Deno.exit(
+    await runCli(CONVERT_CLI, Deno.args, {
+      check: checkArgs,
+      run: async (o) => void await convertReleased(o.input, o.out, o),
+    }),
+  );
 }

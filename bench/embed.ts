@@ -22,7 +22,6 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { openDataset, parseDataSpec } from "../datasets/data_spec.ts";
 import type { EncoderFeatures } from "../model/encoder.ts";
 import { initBackend, parseBackend } from "../model/engine.ts";
@@ -31,18 +30,35 @@ import { openEncoder } from "../eval/checkpoint_encoder.ts";
 import { datasetSource } from "../eval/dataset_source.ts";
 import { type EvalImageSource, progressLine, type SourceBatch } from "../eval/features.ts";
 import { parseConfigFlag, parseMethod, resolveCheckpoint } from "./checkpoint_arg.ts";
-import { gitState, peakRssBytes } from "./provenance.ts";
+import { BACKENDS } from "../model/engine.ts";
+import { choiceFlag, type CliSpec, intFlag, type ParsedArgs, requiredFlag, runCli, UsageError } from "./cli.ts";
+import { codeVersion } from "./code_version.ts";
+import { peakRssBytes, tfjsEngine } from "./provenance.ts";
 
-const USAGE = "usage: deno task embed --checkpoint FILE|DIR|HUB_NAME [--method capi|mae|simmim] [--preset P] " +
-  "[--config JSON] (--images FILE.safetensors | --data KIND:ROOT [--split val] [--image-size N] [--limit N]) " +
-  "--out OUT.safetensors [--backend wasm] [--batch 16] [--hub-cache DIR]";
-
-function positiveInt(v: string | undefined, flag: string): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`--${flag}: expected a positive integer, got '${v}'`);
-  return n;
-}
+export const EMBED_CLI = {
+  name: "embed",
+  synopsis: "deno task embed --checkpoint PATH (--images FILE.safetensors | --data KIND:ROOT) --out OUT.safetensors",
+  summary: "Write a frozen encoder's final-norm patch tokens and global representation as float32 safetensors.",
+  flags: {
+    checkpoint: {
+      type: "string",
+      arg: "PATH",
+      help: "a pretrain checkpoint or run directory, released weights (.pth, safetensors) or a hub name",
+    },
+    method: { type: "string", arg: "capi|mae|simmim", help: "what released weights are (a hub name implies it)" },
+    preset: { type: "string", arg: "P", help: "the method's preset for released weights (e.g. vit_l)" },
+    config: { type: "string", arg: "JSON", help: "config keys replacing the preset's" },
+    images: { type: "string", arg: "FILE", help: "safetensors holding normalised images [N, 3, H, W] named 'images'" },
+    data: { type: "string", arg: "KIND:ROOT", help: "a data set instead of --images (evaluation transform)" },
+    split: { type: "string", arg: "train|val", default: "val", help: "split of --data (default val)" },
+    "image-size": { type: "string", arg: "N", help: "resolution with --data (default the config's)" },
+    limit: { type: "string", arg: "N", help: "at most N images" },
+    out: { type: "string", arg: "FILE", help: "output safetensors (patches, global, labels with --data)" },
+    backend: { type: "string", arg: BACKENDS.join("|"), help: "tensor backend (default wasm)" },
+    batch: { type: "string", arg: "N", help: "images per forward (default 16)" },
+    "hub-cache": { type: "string", arg: "DIR", help: "download cache of hub names (default .cache/hub)" },
+  },
+} as const satisfies CliSpec;
 
 /** The global representation of one batch: the encoder's, or (SimMIM, encoders without one) the patch mean. */
 export function globalOf(f: EncoderFeatures): Float32Array {
@@ -88,47 +104,45 @@ async function imagesSource(path: string, limit?: number): Promise<{ src: EvalIm
   return { src, size: [h, w] };
 }
 
-/** Run `deno task embed` with command-line `args`; progress and notes go to `log`. */
-export async function runEmbed(args: string[], log: (line: string) => void = (l) => console.error(l)): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      checkpoint: { type: "string" },
-      method: { type: "string" },
-      preset: { type: "string" },
-      config: { type: "string" },
-      images: { type: "string" },
-      data: { type: "string" },
-      split: { type: "string", default: "val" },
-      "image-size": { type: "string" },
-      limit: { type: "string" },
-      out: { type: "string" },
-      backend: { type: "string" },
-      batch: { type: "string" },
-      "hub-cache": { type: "string" },
-    },
-  });
-  if (!values.checkpoint || !values.out || !values.images === !values.data) throw new Error(USAGE);
-  const method = parseMethod(values.method);
-  const overrides = parseConfigFlag(values.config);
-  const batch = positiveInt(values.batch, "batch") ?? 16;
-  const limit = positiveInt(values.limit, "limit");
-  const side = positiveInt(values["image-size"], "image-size");
-  if (values.split !== "train" && values.split !== "val") throw new Error(`--split: expected train or val`);
+/** The command line checked: a `UsageError` (exit 2) for anything refused, before anything runs. */
+export function checkEmbedArgs({ values }: ParsedArgs<typeof EMBED_CLI>) {
+  if (!values.images === !values.data) throw new UsageError("give exactly one of --images FILE and --data KIND:ROOT");
+  const side = intFlag("image-size", values["image-size"], { min: 1 });
+  return {
+    checkpoint: requiredFlag("checkpoint", values.checkpoint, "PATH"),
+    out: requiredFlag("out", values.out, "FILE"),
+    method: parseMethod(values.method),
+    preset: values.preset,
+    overrides: parseConfigFlag(values.config),
+    images: values.images,
+    data: values.data,
+    split: choiceFlag("split", values.split, ["train", "val"] as const),
+    imageSize: side === undefined ? undefined : [side, side] as [number, number],
+    limit: intFlag("limit", values.limit, { min: 1 }),
+    backend: parseBackend(values.backend),
+    batch: intFlag("batch", values.batch, { min: 1, fallback: 16 }),
+    hubCache: values["hub-cache"],
+  };
+}
+
+export type EmbedOptions = ReturnType<typeof checkEmbedArgs>;
+
+/** `deno task embed` with checked options; progress and notes go to `log`. */
+export async function runEmbed(o: EmbedOptions, log: (line: string) => void = (l) => console.error(l)): Promise<void> {
+  const { batch, limit, backend } = o;
   // The checkpoint first: a bad path or name fails before any data is touched.
-  const ckpt = await resolveCheckpoint(values.checkpoint, { hubCache: values["hub-cache"] });
-  const backend = parseBackend(values.backend);
+  const ckpt = await resolveCheckpoint(o.checkpoint, { hubCache: o.hubCache });
   await initBackend(backend);
 
-  let size: [number, number] | undefined = side ? [side, side] : undefined;
+  let size = o.imageSize;
   let src: EvalImageSource | undefined;
-  if (values.images) ({ src, size } = await imagesSource(values.images, limit));
+  if (o.images) ({ src, size } = await imagesSource(o.images, limit));
   const opened = await openEncoder(ckpt.path, {
     onnx: false,
     threads: 2,
-    method: method ?? ckpt.method,
-    preset: values.preset ?? (method ? undefined : ckpt.preset),
-    overrides,
+    method: o.method ?? ckpt.method,
+    preset: o.preset ?? (o.method ? undefined : ckpt.preset),
+    overrides: o.overrides,
     imageSize: size,
     log,
   });
@@ -137,17 +151,19 @@ export async function runEmbed(args: string[], log: (line: string) => void = (l)
   try {
     let labels: Int32Array | null = null;
     if (!src) {
-      const spec = parseDataSpec(values.data!);
+      const spec = parseDataSpec(o.data!);
       // ADE20K: the segmentation transform (resize to H x W); ImageNet layouts: resize + centre crop, with labels.
       const task = spec.kind === "ade20k" ? "segmentation" : "classification";
-      const ds = await openDataset(spec, values.split, { task, log });
-      src = datasetSource(ds, `${values.data} ${values.split}`, enc.info.imageSize, { limit });
+      const ds = await openDataset(spec, o.split, { task, log });
+      src = datasetSource(ds, `${o.data} ${o.split}`, enc.info.imageSize, { limit });
       if (task === "classification") labels = new Int32Array(src.length);
     }
     const [h, w] = enc.info.imageSize, p = enc.info.patchSize, d = enc.info.embedDim, n = src.length;
     const global = new Float32Array(n * d);
+    const code = await codeVersion("evaluation");
+    const engine = await tfjsEngine(backend);
     writer = await createSafetensorsWriter(
-      values.out,
+      o.out,
       [
         { name: "patches", dtype: "F32", shape: [n, h / p, w / p, d] },
         { name: "global", dtype: "F32", shape: [n, d] },
@@ -157,12 +173,12 @@ export async function runEmbed(args: string[], log: (line: string) => void = (l)
         format: "mim-embed-v1",
         method: opened.method,
         arch: enc.info.arch,
-        checkpoint: values.checkpoint,
+        checkpoint: o.checkpoint,
         checkpointSha256: opened.sha256,
         checkpointFormat: opened.format,
         config: JSON.stringify(opened.config),
-        backend,
-        commit: await gitState().then((g) => `${g.commit}${g.dirty ? " (dirty)" : ""}`),
+        engine: JSON.stringify(engine),
+        code: JSON.stringify(code),
       },
     );
     const t0 = performance.now();
@@ -181,9 +197,9 @@ export async function runEmbed(args: string[], log: (line: string) => void = (l)
     await writer.close();
     writer = undefined;
     log(
-      `wrote ${values.out}: patches [${n}, ${h / p}, ${
+      `wrote ${o.out}: patches [${n}, ${h / p}, ${
         w / p
-      }, ${d}], global [${n}, ${d}] (${opened.method}, ${backend})`,
+      }, ${d}], global [${n}, ${d}] (${opened.method}, ${engine.device})`,
     );
     const fileBytes = (await Deno.stat(ckpt.path)).size, peak = peakRssBytes();
     const ratio = fileBytes >= 2 ** 26 ? ` = ${(peak / fileBytes).toFixed(2)} x the checkpoint` : "";
@@ -194,11 +210,4 @@ export async function runEmbed(args: string[], log: (line: string) => void = (l)
   }
 }
 
-if (import.meta.main) {
-  try {
-    await runEmbed(Deno.args);
-  } catch (e) {
-    console.error(`embed: ${(e as Error).message}`);
-    Deno.exit(1);
-  }
-}
+if (import.meta.main) Deno.exit(await runCli(EMBED_CLI, Deno.args, { check: checkEmbedArgs, run: (o) => runEmbed(o) }));

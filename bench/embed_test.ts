@@ -6,19 +6,18 @@
  */
 import assert from "node:assert/strict";
 import { readSafetensors } from "../model/safetensors.ts";
-import { globalOf, runEmbed } from "./embed.ts";
+import { runCli } from "./cli.ts";
+import { checkEmbedArgs, EMBED_CLI, globalOf, runEmbed } from "./embed.ts";
 
 const DIR = new URL("../model/torch/testdata/released/", import.meta.url).pathname;
 
-/** The CLI in-process: exit code 1 and its message on failure, as `main` prints it. */
+/** The CLI in-process, as `deno task embed` runs it: exit code and everything it printed. */
 async function embed(args: string[]): Promise<{ code: number; stderr: string }> {
   const lines: string[] = [];
-  try {
-    await runEmbed(args, (l) => lines.push(l));
-    return { code: 0, stderr: lines.join("\n") };
-  } catch (e) {
-    return { code: 1, stderr: [...lines, `embed: ${(e as Error).message}`].join("\n") };
-  }
+  const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l) };
+  const run = (o: ReturnType<typeof checkEmbedArgs>) => runEmbed(o, (l) => lines.push(l));
+  const code = await runCli(EMBED_CLI, args, { check: checkEmbedArgs, run }, io);
+  return { code, stderr: lines.join("\n") };
 }
 
 /** max|ours - ref| / max|ref| */
@@ -71,26 +70,35 @@ Deno.test("embed: bad checkpoints, flags and images fail with one line that says
   const dir = await Deno.makeTempDir();
   const images = `${DIR}capi_tiny_images.safetensors`;
   try {
-    const cases: [string[], RegExp][] = [
+    // [args, expected line, exit code: 2 for a refused command line, 1 for a failed run]
+    const cases: [string[], RegExp, number][] = [
       [
         ["--checkpoint", `${DIR}capi_tiny.pth`],
         /released weights \(pth-zip, no deno task pretrain metadata\) need --method capi\|mae\|simmim/,
+        1,
       ],
       [
         ["--checkpoint", `${DIR}capi_tiny.pth`, "--method", "capi", "--preset", "vit_l"],
         /capi_tiny.pth: 'backbone.patch_embed.weight' has shape \[16,3,4,4\] in the file; CAPI preset vit_l expects \[1024,3,14,14\]/,
+        1,
       ],
-      [["--checkpoint", `${DIR}capi_tiny.pth`, "--method", "mae"], /no MAE encoder found .*is --method right\?/],
-      [["--checkpoint", dir, "--method", "capi"], /a directory without checkpoint.safetensors/],
+      [["--checkpoint", `${DIR}capi_tiny.pth`, "--method", "mae"], /no MAE encoder found .*is --method right\?/, 1],
+      [["--checkpoint", dir, "--method", "capi"], /a directory without checkpoint.safetensors/, 1],
       [
         ["--checkpoint", `${DIR}capi_tiny.pth`, "--method", "dino"],
         /--method: expected one of capi, mae, simmim, got 'dino'/,
+        2,
       ],
-      [["--checkpoint", `${DIR}capi_tiny.pth`, "--method", "capi", "--config", "{x"], /--config: not JSON/],
+      [["--checkpoint", `${DIR}capi_tiny.pth`, "--method", "capi", "--config", "{x"], /--config: not JSON/, 2],
+      [
+        ["--checkpoint", `${DIR}capi_tiny.pth`, "--method", "capi", "--no-such-flag"],
+        /unknown flag '--no-such-flag'/,
+        2,
+      ],
     ];
-    for (const [args, want] of cases) {
+    for (const [args, want, code] of cases) {
       const r = await embed([...args, "--images", images, "--out", `${dir}/o.safetensors`]);
-      assert.equal(r.code, 1, args.join(" "));
+      assert.equal(r.code, code, `${args.join(" ")}: ${r.stderr}`);
       assert.match(r.stderr, want);
       assert.equal(r.stderr.trim().split("\n").filter((l) => l.startsWith("embed:")).length, 1);
     }

@@ -13,7 +13,7 @@
  */
 import { z } from "zod";
 import type { MethodName } from "../model/method.ts";
-import { sha256File } from "../model/sha256_file.ts";
+import { sha256File } from "../model/sha256.ts";
 
 export interface HubEntry {
   url: string;

@@ -77,12 +77,13 @@ export function leaderboardMarkdown(lb: Leaderboard): string {
         `| ${r.subject} | ${budgetCell(r)} | ${r.seeds.join(", ")} | ${cells.join(" | ")} | ${versusSummary(r)} |`,
       );
     }
-    const prov = rows[0].provenance;
     out.push(
       "",
       `Protocol ${rows[0].protocol.id} v${rows[0].protocol.version} (${rows[0].protocol.hash.slice(0, 12)}); ` +
         `commits ${[...new Set(rows.flatMap((r) => r.provenance.commits))].map((c) => c.slice(0, 10)).join(", ")}` +
-        `${rows.some((r) => r.provenance.dirty) ? " (dirty tree)" : ""}; backends ${prov.backends.join(", ")}; ` +
+        `${rows.some((r) => r.provenance.dirty) ? " (dirty tree)" : ""}; ` +
+        `engines ${[...new Set(rows.flatMap((r) => r.provenance.engines))].join(", ")}; ` +
+        `features ${[...new Set(rows.flatMap((r) => r.provenance.featureEngines))].join(", ")}; ` +
         `devices ${[...new Set(rows.flatMap((r) => r.provenance.devices))].join(", ")}.`,
       "",
     );

@@ -57,9 +57,14 @@ export const LeaderboardRow = z.strictObject({
   lossCurve: z.array(z.strictObject({ step: z.number().int(), mean: z.number(), std: z.number(), n: z.number() }))
     .describe("pretraining loss averaged over seeds (at most 200 points); empty for baselines"),
   provenance: z.strictObject({
-    commits: z.array(z.string()),
-    dirty: z.boolean().describe("any record came from a tree with uncommitted changes"),
-    backends: z.array(z.string()),
+    commits: z.array(z.string()).describe("commits whose code computed the records (pretraining and evaluation)"),
+    dirty: z.boolean().describe("any record came from result sources with uncommitted changes"),
+    engines: z.array(z.string()).describe(
+      "engines as they ran, pretraining and probes, e.g. 'tfjs wasm (fallback from blas)'",
+    ),
+    featureEngines: z.array(z.string()).describe("what extracted the features, e.g. 'ort cpu'"),
+    sourceHashes: z.array(z.string()).describe("evaluation source hashes of the records (bench/code_version.ts)"),
+    reusedFrom: z.array(z.string()).describe("commits of records kept by `--reuse-from` instead of re-run"),
     devices: z.array(z.string()),
     ci: z.boolean().describe("every record was produced by CI"),
     records: z.array(z.string()).describe("identity hashes of the merged records"),

@@ -11,13 +11,13 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
-import { initBackend, parseBackend } from "../model/engine.ts";
+import { BACKENDS, initBackend, parseBackend } from "../model/engine.ts";
 import { loadFixture } from "../model/fixture.ts";
 import { ParityReport, type ParityRow } from "../model/parity.ts";
 import { createTfTrainEngine } from "../model/tf_train_engine.ts";
 import type { EngineFactory } from "../model/train_engine.ts";
 import { detectFixtureKind, PARITY_RUNNERS } from "./parity_runners.ts";
+import { type CliSpec, runCli } from "./cli.ts";
 
 const TABLE_HEADER = `  ${"status".padEnd(7)} ${"err".padStart(9)} ${"scale".padStart(9)}  tensor`;
 
@@ -70,17 +70,30 @@ export async function runParity(
   return allPassed;
 }
 
+export const PARITY_CLI = {
+  name: "parity",
+  synopsis: "deno task parity [--backend NAME] [--verbose] FILE.json [FILE.json ...]",
+  summary: "Golden-tensor parity: run every step a fixture describes and compare every reference tensor.",
+  flags: {
+    backend: { type: "string", arg: BACKENDS.join("|"), help: "tensor backend (default wasm)" },
+    verbose: { type: "boolean", short: "v", help: "print passing tensors too" },
+  },
+  positionals: { min: 1 },
+  notes: ["  FILE.json  mim-fixture-v1 manifests, e.g. model/testdata/*.json model/testdata/variants/*.json"],
+} as const satisfies CliSpec;
+
 if (import.meta.main) {
-  const { values, positionals } = parseArgs({
-    args: Deno.args,
-    allowPositionals: true,
-    options: { backend: { type: "string" }, verbose: { type: "boolean", short: "v" } },
-  });
-  if (positionals.length === 0) {
-    console.error("usage: deno task parity [--backend wasm|cpu|tensorflow] [--verbose] FILE.json [FILE.json ...]");
-    Deno.exit(2);
-  }
-  await initBackend(parseBackend(values.backend));
-  const ok = await runParity(positionals, { verbose: values.verbose });
-  Deno.exit(ok ? 0 : 1);
+  Deno.exit(
+    await runCli(PARITY_CLI, Deno.args, {
+      check: ({ values, positionals }) => ({
+        backend: parseBackend(values.backend),
+        verbose: values.verbose ?? false,
+        paths: positionals,
+      }),
+      run: async ({ backend, verbose, paths }) => {
+        await initBackend(backend);
+        return (await runParity(paths, { verbose })) ? 0 : 1;
+      },
+    }),
+  );
 }

@@ -1,12 +1,23 @@
 /**
- * Where a number came from: git state, runtime versions, device, CI flag, peak memory.
+ * Where a number came from, as it actually ran: the engine that computed it (what
+ * `model/engine.ts` initialised, a fallback recorded as the fallback), the versions of the
+ * numeric and image-decoding libraries, the runtime, the machine, CI, peak memory.
  *
- * Everything here is best-effort and never fails a run: a missing `git` gives commit
- * `unknown`, a missing `nvidia-smi` gives `gpu: null`.
+ * Engines are described with `EngineDescription` (model/train_engine.ts): `tfjs` with its
+ * backend as the device (`blas`, `wasm`, `cpu`, `webgpu`, `tensorflow`), or `ort` with its
+ * execution provider. Asking for `blas` on a machine without OpenBLAS runs `wasm`: the
+ * description then says `device: "wasm", fallbackFrom: "blas"`, and so do the records and the
+ * leaderboard.
+ *
+ * Machine facts are best-effort and never fail a run (no `nvidia-smi` gives `gpu: null`).
  *
  * @module
  */
 import { fileURLToPath } from "node:url";
+import { type Backend, tf } from "../model/engine.ts";
+import type { EngineDescription } from "../model/train_engine.ts";
+import { activeBlas } from "../model/kernels/blas_backend.ts";
+import { webgpuAdapterSummary } from "../model/webgpu/loader.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
@@ -19,16 +30,7 @@ async function run(cmd: string, args: string[]): Promise<string | null> {
   }
 }
 
-/**
- * HEAD commit and whether tracked or untracked files differ from it. `results/` is left out:
- * the harness writes its records there, which must not mark the next cell's code as dirty.
- */
-export async function gitState(): Promise<{ commit: string; dirty: boolean }> {
-  const commit = await run("git", ["rev-parse", "HEAD"]) ?? "unknown";
-  const status = await run("git", ["status", "--porcelain", "--", ".", ":(exclude)results"]);
-  return { commit, dirty: status === null ? true : status.length > 0 };
-}
-
+/** The version in an installed npm package's package.json (what `import` loads), or null. */
 async function packageVersion(name: string): Promise<string | null> {
   try {
     const text = await Deno.readTextFile(`${ROOT}node_modules/${name}/package.json`);
@@ -38,26 +40,71 @@ async function packageVersion(name: string): Promise<string | null> {
   }
 }
 
-/** Versions of the runtime and of the packages that compute the numbers. */
-export async function runtimeVersions(): Promise<Record<string, string>> {
-  const out: Record<string, string> = {
-    deno: Deno.version.deno,
-    v8: Deno.version.v8,
-    typescript: Deno.version.typescript,
-  };
-  const pkgs: [string, string][] = [
-    ["tfjs", "@tensorflow/tfjs"],
-    ["tfjsBackendWasm", "@tensorflow/tfjs-backend-wasm"],
-    ["tfjsNodeGpu", "@tensorflow/tfjs-node-gpu"],
-    ["onnxruntime", "onnxruntime-node"],
-    ["sharp", "sharp"],
-    ["zod", "zod"],
-  ];
-  for (const [key, pkg] of pkgs) {
-    const v = await packageVersion(pkg);
-    if (v) out[key] = v;
+/**
+ * The tfjs engine as `initBackend(asked)` left it: `tf.getBackend()` is the device, and the
+ * versions are those of the packages and libraries that backend computes with.
+ */
+export async function tfjsEngine(asked: Backend): Promise<EngineDescription> {
+  const device = tf.getBackend();
+  const versions: Record<string, string> = { "@tensorflow/tfjs-core": tf.version["tfjs-core"] };
+  if (device === "wasm" || device === "blas") {
+    versions["@tensorflow/tfjs-backend-wasm"] = (await import("@tensorflow/tfjs-backend-wasm")).version_wasm;
   }
+  if (device === "blas") {
+    // e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Haswell MAX_THREADS=64": the kernel family matters too.
+    versions.blas = activeBlas()?.description ?? "unknown";
+  }
+  if (device === "webgpu") {
+    versions["@tensorflow/tfjs-backend-webgpu"] = await packageVersion("@tensorflow/tfjs-backend-webgpu") ??
+      "unknown";
+    const a = webgpuAdapterSummary();
+    if (a) versions.webgpuAdapter = `${a.vendor} ${a.architecture} ${a.device} (${a.description})`;
+  }
+  if (device === "tensorflow") {
+    versions["@tensorflow/tfjs-node-gpu"] = await packageVersion("@tensorflow/tfjs-node-gpu") ?? "unknown";
+    const binding = (tf.backend() as unknown as { binding?: { TF_Version?: string } }).binding;
+    if (binding?.TF_Version) versions.libtensorflow = binding.TF_Version;
+  }
+  return { engine: "tfjs", device, ...(device !== asked ? { fallbackFrom: asked } : {}), versions };
+}
+
+/**
+ * The engine that extracts features when a cell's `encoderRuntime` is `onnx`: onnxruntime-node on
+ * its CPU execution provider (model/onnx/ort_encoder.ts asks for `cpu` and nothing else).
+ */
+export async function ortCpuEngine(): Promise<EngineDescription> {
+  return {
+    engine: "ort",
+    device: "cpu",
+    versions: { "onnxruntime-node": await packageVersion("onnxruntime-node") ?? "unknown" },
+  };
+}
+
+/** One line for logs and the leaderboard: `tfjs wasm (fallback from blas)`, `ort cuda`. */
+export function engineLabel(e: EngineDescription): string {
+  return `${e.engine} ${e.device}${e.fallbackFrom ? ` (fallback from ${e.fallbackFrom})` : ""}`;
+}
+
+/**
+ * What makes two engines compute the same numbers: engine, device and library versions. Not
+ * `fallbackFrom`: a `wasm` run that fell back from `blas` computes what a `wasm` run computes.
+ */
+export function engineKey(e: EngineDescription): { engine: string; device: string; versions: Record<string, string> } {
+  return { engine: e.engine, device: e.device, versions: e.versions };
+}
+
+/** Versions of the image decoder (sharp and libvips decode and resize every input image). */
+export async function decoderVersions(): Promise<Record<string, string>> {
+  const { default: sharp } = await import("sharp");
+  const v = sharp.versions as Record<string, string | undefined>;
+  const out: Record<string, string> = {};
+  for (const k of ["sharp", "vips", "mozjpeg", "spng", "png"]) if (v[k]) out[k] = v[k]!;
   return out;
+}
+
+/** Versions of the runtime itself (recorded; they decide nothing). */
+export function runtimeVersions(): Record<string, string> {
+  return { deno: Deno.version.deno, v8: Deno.version.v8, typescript: Deno.version.typescript };
 }
 
 async function cpuModel(): Promise<string> {

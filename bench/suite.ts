@@ -137,6 +137,15 @@ export const RuntimeConfig = z.strictObject({
 });
 export type RuntimeConfig = z.infer<typeof RuntimeConfig>;
 
+/** How `.github/workflows/bench.yml` spreads the suite over GPU runners (not part of any identity). */
+export const CiPlan = z.strictObject({
+  shards: z.number().int().positive().describe(
+    "matrix jobs, each running `--shard i/n`; chosen so that every shard holds at most one pretraining, " +
+      "whose identity keys that job's checkpoint cache",
+  ),
+});
+export type CiPlan = z.infer<typeof CiPlan>;
+
 export const Suite = z.strictObject({
   name: z.string().regex(/^[a-z0-9_]+$/),
   description: z.string(),
@@ -146,6 +155,7 @@ export const Suite = z.strictObject({
   protocol: ProbeProtocol,
   seeds: z.array(z.number().int().nonnegative()).min(1).describe("at least 2 to show the seed spread"),
   runtime: RuntimeConfig.default(RuntimeConfig.parse({})),
+  ci: CiPlan.default({ shards: 1 }),
 });
 export type Suite = z.infer<typeof Suite>;
 export type SuiteInput = z.input<typeof Suite>;
@@ -211,4 +221,33 @@ export function parseShard(text: string): { index: number; count: number } {
 /** The cells shard `index` of `count` runs: round-robin over the deterministic order. */
 export function selectShard<T>(cells: T[], shard: { index: number; count: number }): T[] {
   return cells.filter((_, i) => i % shard.count === shard.index - 1);
+}
+
+/** The settings that make a pretraining (its identity adds data file lists, code, engine): one per key. */
+export function pretrainingKey(cell: Cell): string | null {
+  if (!cell.pretrain || cell.subject.kind !== "pretrained") return null;
+  return JSON.stringify([cell.subject.method, cell.model, cell.pretrain, cell.seed]);
+}
+
+/**
+ * The GitHub Actions matrix of a suite: one job per `--shard i/n` of `suite.ci.shards`, with the
+ * cells each runs. Refuses a shard count that leaves a shard empty or gives one shard two
+ * pretrainings (its checkpoint cache is keyed by the one pretraining it holds).
+ */
+export function ciMatrix(suite: Suite): { include: { shard: string; cells: string[] }[] } {
+  const all = expandSuite(suite);
+  const n = suite.ci.shards;
+  const include = [];
+  for (let i = 1; i <= n; i++) {
+    const cells = selectShard(all, { index: i, count: n });
+    const pretrainings = new Set(cells.map(pretrainingKey).filter((k) => k !== null));
+    if (cells.length === 0 || pretrainings.size > 1) {
+      throw new Error(
+        `suite '${suite.name}': ci.shards ${n} gives shard ${i}/${n} ${cells.length} cells and ` +
+          `${pretrainings.size} pretrainings; choose a count where every shard has cells and at most one pretraining`,
+      );
+    }
+    include.push({ shard: `${i}/${n}`, cells: cells.map((c) => `${c.name} seed ${c.seed}`) });
+  }
+  return { include };
 }

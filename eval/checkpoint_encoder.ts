@@ -14,7 +14,6 @@
  */
 import { readSafetensors } from "../model/safetensors.ts";
 import { loadReleasedEncoder, type ReleasedSpec } from "../model/released_encoder.ts";
-import { sha256File } from "../model/sha256_file.ts";
 import { describeLoad, type LoadReport } from "../model/state_dict.ts";
 import { type ActivationShape, encodeBudgetBytes, imagesPerCall, MicroBatchEncoder } from "./micro_batch_encoder.ts";
 import { openTensorSource } from "../model/tensor_source.ts";
@@ -27,6 +26,7 @@ import { ortEncoderFor } from "../model/onnx/export.ts";
 import { tfEncoder } from "../model/tf_train_engine.ts";
 import { OnnxAdapterConfig, OrtEncoder } from "../model/onnx/ort_encoder.ts";
 import type { EvalMethod } from "./feature_sources.ts";
+import { sha256File } from "../model/sha256.ts";
 
 /** Metadata `format` of `deno task convert` output: released weights under official names. */
 export const RELEASED_FORMAT = "mim-released-v1";

@@ -55,7 +55,7 @@ export {
   type LoadReport,
 } from "./state_dict.ts";
 export { loadReleasedEncoder, releasedLayout, type ReleasedSpec } from "./released_encoder.ts";
-export { sha256File } from "./sha256_file.ts";
+export { sha256File, sha256Hex } from "./sha256.ts";
 export { CAPI_PRESETS, CapiConfig, capiConfig } from "./capi/config.ts";
 export { CapiEncoderForward, CapiMethod } from "./capi/method.ts";
 export { MAE_PRESETS, MaeConfig, maeConfig } from "./mae/config.ts";

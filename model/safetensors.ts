@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { atomicWriteFile } from "./atomic_write.ts";
 import { DTYPE_BYTES, isDType, toFloat32, toInt32 } from "./dtypes.ts";
 import type { HostTensor } from "./fixture.ts";
 import type { TensorEntry, TensorSource } from "./tensor_source.ts";
@@ -148,18 +149,6 @@ export async function openSafetensors(path: string): Promise<TensorSource> {
     return { path, format: "safetensors", tensors, metadata, opaque: new Map(), close: () => file.close() };
   } catch (e) {
     file.close();
-    throw e;
-  }
-}
-
-/** Write `bytes` to `path` atomically: temp file beside it, then rename. */
-export async function atomicWriteFile(path: string, bytes: Uint8Array): Promise<void> {
-  const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
-  try {
-    await Deno.writeFile(tmp, bytes);
-    await Deno.rename(tmp, path);
-  } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
     throw e;
   }
 }

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { runCells } from "../cell_runner.ts";
-import { fakePhases } from "../fake_phases.ts";
+import { fakeContext, fakePhases } from "../fake_phases.ts";
 import { buildLeaderboard } from "../leaderboard_build.ts";
 import { leaderboardMarkdown } from "../leaderboard_markdown.ts";
 import { expandSuite, Suite } from "../suite.ts";
@@ -42,6 +42,7 @@ Deno.test("released rows: records carry published numbers outside the identity; 
       recordsDir: `${dir}/a`,
       checkpointsDir: `${dir}/ck`,
       log: () => {},
+      context: fakeContext(),
     });
     assert.equal(rep.status, "done", rep.error ?? "");
     const rec = rep.record!;
@@ -65,6 +66,7 @@ Deno.test("released rows: records carry published numbers outside the identity; 
       recordsDir: `${dir}/a`,
       checkpointsDir: `${dir}/ck`,
       log: () => {},
+      context: fakeContext(),
     });
     assert.equal(again.status, "skipped");
 
