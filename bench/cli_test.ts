@@ -15,6 +15,8 @@ import { LEADERBOARD_CLI } from "./leaderboard.ts";
 import { SPEED_CLI } from "./speed.ts";
 import { PARITY_CLI } from "./parity.ts";
 import { DATA_CLI } from "../datasets/data_cli.ts";
+import { EMBED_CLI } from "./embed.ts";
+import { CONVERT_CLI } from "./convert.ts";
 import { assertRefused, REPO_ROOT, runTask, twoAtATime } from "./run_task.ts";
 
 const ROOT = REPO_ROOT;
@@ -28,6 +30,8 @@ const ENTRY_POINTS: [string, string, CliSpec][] = [
   ["leaderboard", "bench/leaderboard.ts", LEADERBOARD_CLI],
   ["speed", "bench/speed.ts", SPEED_CLI],
   ["parity", "bench/parity.ts", PARITY_CLI],
+  ["embed", "bench/embed.ts", EMBED_CLI],
+  ["convert", "bench/convert.ts", CONVERT_CLI],
 ];
 
 Deno.test("usage lists every flag of every entry point, and --help", () => {
@@ -121,7 +125,7 @@ Deno.test("entry points: --help exits 0; invalid values exit 2 naming the flag",
     assertRefused(
       suite,
       "bench",
-      "bench: unknown suite 'nope': choose one of default, in1k_vit_s, in1k_vit_l14, ade20k",
+      "bench: unknown suite 'nope': choose one of default, in1k_vit_s, in1k_vit_l14, ade20k, released",
     );
     assert.deepEqual([...Deno.readDirSync(cwd)], []);
   } finally {

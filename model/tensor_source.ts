@@ -78,8 +78,12 @@ export async function openTensorSource(path: string): Promise<TensorSource> {
   } catch (e) {
     throw new Error(`${path}: cannot read checkpoint: ${(e as Error).message}`);
   }
+  // Safetensors first: its 8-byte little-endian header length can start with 0x80 too (a 32,384-byte
+  // header does), but its high bytes are zero and the JSON header follows. A legacy pickle starts
+  // 80 02 8a 0a followed by its magic number, never with zeros then `{`.
+  const safetensors = head.length === 9 && head[8] === 0x7b && head[5] === 0 && head[6] === 0 && head[7] === 0;
+  if (safetensors) return await openSafetensors(path);
   if ((head[0] === 0x50 && head[1] === 0x4b) || head[0] === 0x80) return await openTorchCheckpoint(path);
-  if (head.length === 9 && head[8] === 0x7b) return await openSafetensors(path);
   throw new Error(
     `${path}: not a checkpoint this suite reads (first bytes ${
       [...head].map((b) => b.toString(16).padStart(2, "0")).join(" ")

@@ -92,6 +92,8 @@ export function releasedSuite(o: {
     // Released weights are deterministic; probe seeds would only measure the probes' own noise.
     seeds: [0],
     runtime: { backend: "tensorflow", evalBatchSize: 128, workers: 8 },
+    // One GPU job per released file (and one for raw pixels): each embeds IN-1k and ADE20K once.
+    ci: { shards: o.weights.length + 1 },
   };
 }
 

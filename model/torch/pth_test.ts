@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { missingTensorError } from "../tensor_source.ts";
+import { missingTensorError, openTensorSource } from "../tensor_source.ts";
 import { openTorchCheckpoint } from "./pth.ts";
 
 const dir = new URL("./testdata/", import.meta.url).pathname;
@@ -102,5 +102,29 @@ Deno.test("openTorchCheckpoint: a tensor built by an unknown global is a placeho
     );
   } finally {
     ck.close();
+  }
+});
+
+Deno.test("openTensorSource: safetensors whose header length starts with 0x80 is not taken for a pickle", async () => {
+  // A 32,384-byte header: length bytes 80 7e 00 .., the first byte of a pickle's PROTO opcode.
+  const header = JSON.stringify({ w: { dtype: "F32", shape: [1], data_offsets: [0, 4] } });
+  const padded = header.padEnd(0x7e80, " ");
+  const path = await Deno.makeTempFile({ suffix: ".safetensors" });
+  try {
+    const bytes = new Uint8Array(8 + padded.length + 4);
+    new DataView(bytes.buffer).setBigUint64(0, BigInt(padded.length), true);
+    bytes.set(new TextEncoder().encode(padded), 8);
+    new DataView(bytes.buffer).setFloat32(8 + padded.length, 2.5, true);
+    assert.equal(bytes[0], 0x80);
+    await Deno.writeFile(path, bytes);
+    const src = await openTensorSource(path);
+    try {
+      assert.equal(src.format, "safetensors");
+      assert.deepEqual([...(await src.tensors.get("w")!.read()).data], [2.5]);
+    } finally {
+      src.close();
+    }
+  } finally {
+    await Deno.remove(path);
   }
 });
