@@ -28,9 +28,11 @@ import type { Cell, DataSpec } from "./suite.ts";
 /** What computes the numbers of this run (measured once per run, before any cell). */
 export interface RunContext {
   code: { pretraining: CodeVersion; evaluation: CodeVersion };
-  /** The tfjs engine as initialised: pretraining and probes run on it. */
+  /** What pretrains: the `ort` engine on its execution provider, or tfjs on its backend. */
+  trainEngine: EngineDescription;
+  /** The tfjs engine as initialised: the probe heads train on it. */
   engine: EngineDescription;
-  /** What extracts features: onnxruntime (`encoderRuntime: onnx`) or the tfjs engine. */
+  /** What extracts features: the same engine as pretraining. */
   featureEngine: EngineDescription;
   /** Image decoder versions (sharp, libvips): they decode every input. */
   decoder: Record<string, string>;
@@ -86,7 +88,7 @@ export async function cellIdentity(
   const pretrainIdentity = pretrain
     ? {
       ...pretrain,
-      computedBy: { code: ctx.code.pretraining.sourceHash, engine: engineKey(ctx.engine), decoder: ctx.decoder },
+      computedBy: { code: ctx.code.pretraining.sourceHash, engine: engineKey(ctx.trainEngine), decoder: ctx.decoder },
     }
     : null;
   return {

@@ -230,9 +230,9 @@ export async function runCells(cells: Cell[], phases: BenchPhases, opts: RunCell
   log(
     `bench: code ${c.code.evaluation.commit.slice(0, 10)}${c.code.evaluation.dirty ? " (dirty)" : ""}, ` +
       `evaluation sources ${c.code.evaluation.sourceHash.slice(0, 12)}, pretraining sources ` +
-      `${c.code.pretraining.sourceHash.slice(0, 12)}; engine ${engineLabel(c.engine)}, features ${
+      `${c.code.pretraining.sourceHash.slice(0, 12)}; pretraining ${engineLabel(c.trainEngine)}, features ${
         engineLabel(c.featureEngine)
-      }`,
+      }, probes ${engineLabel(c.engine)}`,
   );
   // Resolve every dataset first (generating the synthetic one, checking each strictly): a missing
   // folder or a data problem stops the run here with one clear message instead of failing every cell.

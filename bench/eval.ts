@@ -1,12 +1,12 @@
 /**
  * `deno task eval --checkpoint FILE|RUN_DIR|HUB_NAME --probe linear|attentive|knn|seg_knn|seg_logreg --data KIND:ROOT
  *   [--method capi|mae|simmim] [--preset P] [--config JSON] [--image-size N] [--hub-cache DIR]
- *   [--backend wasm|cpu|tensorflow] [--onnx] [--allow-missing] [--threads 2] [--batch 32] [--limit-train N] [--limit-val N]
+ *   [--engine tfjs|ort] [--ep cpu|webgpu|cuda] [--backend NAME] [--allow-missing] [--threads 2] [--batch 32] [--limit-train N] [--limit-val N]
  *   [--probe-config JSON] [--cache DIR | --no-cache] [--adapter FILE.json] [--out FILE.json]`
  *
  * One frozen-encoder evaluation (SPEC 1.10): opens the encoder of a `deno task pretrain`
- * checkpoint or run directory (tfjs, or `--onnx`: exported from the same weights and run by
- * onnxruntime), of released weights (a `.pth` in the CAPI / MAE / SimMIM layout, official-name
+ * checkpoint or run directory (on the chosen engine: tfjs on `--backend`, or the one-graph
+ * onnxruntime engine on `--ep`; the probe heads train on tfjs), of released weights (a `.pth` in the CAPI / MAE / SimMIM layout, official-name
  * safetensors, a hub name such as `capi_vitl14_in1k`: `--method`/`--preset` say what to
  * build, a hub name implies them), or an external `.onnx` with `--adapter`; the checkpoint is
  * checked before any data is opened. Extracts train and val features (cached by checkpoint
@@ -25,7 +25,8 @@
  * @module
  */
 import { dirname, join } from "node:path";
-import { BACKENDS, initBackend, parseBackend } from "../model/engine.ts";
+import { describeChoice, ENGINE_FLAG_HELP, parseEngineChoice, startEngine } from "../model/engine_choice.ts";
+import { tfEngineDescription } from "../model/tf_train_engine.ts";
 import { openDataset, parseDataSpec } from "../datasets/data_spec.ts";
 import { strictDataset } from "../datasets/strict_dataset.ts";
 import { extractFeatures } from "../eval/features.ts";
@@ -36,7 +37,7 @@ import { parseConfigFlag, parseMethod, resolveCheckpoint } from "./checkpoint_ar
 import { isSegmentation, needsPatches, parseProbe, runProbe } from "../eval/probes.ts";
 import { atomicWriteJson } from "../model/atomic_write.ts";
 import { codeVersion } from "./code_version.ts";
-import { decoderVersions, deviceInfo, isCi, ortCpuEngine, runtimeVersions, tfjsEngine } from "./provenance.ts";
+import { decoderVersions, deviceInfo, isCi, runtimeVersions } from "./provenance.ts";
 import { type CliSpec, intFlag, type ParsedArgs, requiredFlag, runCli, UsageError } from "./cli.ts";
 import { PROBE_NAMES } from "./suite.ts";
 
@@ -63,8 +64,9 @@ export const EVAL_CLI = {
     "hub-cache": { type: "string", arg: "DIR", help: "download cache of hub names (default .cache/hub)" },
     probe: { type: "string", arg: PROBE_NAMES.join("|"), help: "the probe" },
     data: { type: "string", arg: "KIND:ROOT", help: "imagenet:DIR, ade20k:DIR, synthetic or synthetic:DIR" },
-    backend: { type: "string", arg: BACKENDS.join("|"), help: "tensor backend (default wasm)" },
-    onnx: { type: "boolean", help: "run the encoder through onnxruntime (exported from the same weights)" },
+    engine: { type: "string", arg: "tfjs|ort", help: `${ENGINE_FLAG_HELP.engine} (default tfjs)` },
+    ep: { type: "string", arg: "cpu|webgpu|cuda", help: ENGINE_FLAG_HELP.ep },
+    backend: { type: "string", arg: "NAME", help: `${ENGINE_FLAG_HELP.backend} (default wasm)` },
     threads: { type: "string", arg: "N", help: "onnxruntime threads (default 2)" },
     batch: { type: "string", arg: "N", help: "feature extraction batch (default 32)" },
     "limit-train": { type: "string", arg: "N", help: "use N training samples" },
@@ -112,8 +114,7 @@ async function checkArgs({ values }: ParsedArgs<typeof EVAL_CLI>) {
     probe: parseProbe(requiredFlag("probe", values.probe, "NAME")),
     data,
     spec: parseDataSpec(data),
-    backend: parseBackend(values.backend),
-    onnx: values.onnx ?? false,
+    choice: parseEngineChoice(values),
     threads: intFlag("threads", values.threads, { min: 1, fallback: 2 }),
     batch: intFlag("batch", values.batch, { min: 1, fallback: 32 }),
     limitTrain: intFlag("limit-train", values["limit-train"], { min: 1 }),
@@ -127,16 +128,17 @@ async function checkArgs({ values }: ParsedArgs<typeof EVAL_CLI>) {
 }
 
 async function main(o: Awaited<ReturnType<typeof checkArgs>>): Promise<void> {
-  const { probe, backend, threads, batch } = o;
+  const { probe, threads, batch } = o;
   const ckpt = await resolveCheckpoint(o.checkpoint, { hubCache: o.hubCache });
-  await initBackend(backend);
+  const started = await startEngine(o.choice.engine === "ort" ? { ...o.choice, threads } : o.choice);
+  console.error(`eval: features on ${describeChoice(o.choice)}`);
 
   const log = (line: string) => console.error(line);
   const t0 = performance.now();
   const startedAt = new Date().toISOString();
   // The encoder before the data: an unreadable checkpoint fails before any data is listed.
   const opened = await openEncoder(ckpt.path, {
-    onnx: o.onnx,
+    engine: started,
     threads,
     adapterPath: o.adapter,
     method: o.method ?? ckpt.method,
@@ -156,7 +158,7 @@ async function main(o: Awaited<ReturnType<typeof checkArgs>>): Promise<void> {
     const size = enc.info.imageSize;
     const cache = o.cache === null ? undefined : {
       dir: o.cache,
-      encoderKey: `${opened.sha256} ${o.onnx ? "onnx" : "tfjs"}`,
+      encoderKey: `${opened.sha256} ${started.description.engine} ${started.description.device}`,
     };
     const extract = async (ds: typeof trainDs, split: string, limit?: number) => {
       const t = performance.now();
@@ -177,7 +179,7 @@ async function main(o: Awaited<ReturnType<typeof checkArgs>>): Promise<void> {
       format: "mim-eval-v2",
       probe,
       metrics: out.metrics,
-      config: { probe: out.config, batch, data: o.data, imageSize: size, onnx: o.onnx },
+      config: { probe: out.config, batch, data: o.data, imageSize: size, engine: o.choice },
       checkpoint: {
         path: o.checkpoint,
         file: ckpt.path,
@@ -207,10 +209,10 @@ async function main(o: Awaited<ReturnType<typeof checkArgs>>): Promise<void> {
       details: out.details,
       provenance: {
         code: await codeVersion("evalCli"),
-        // Probes train on tfjs; the encoder runs there too unless --onnx.
-        engine: await tfjsEngine(backend),
-        featureEngine: o.onnx ? await ortCpuEngine() : await tfjsEngine(backend),
-        onnxThreads: o.onnx ? threads : null,
+        // Probe heads train on tfjs; features come from the chosen engine.
+        engine: tfEngineDescription(),
+        featureEngine: started.description,
+        onnxThreads: o.choice.engine === "ort" ? threads : null,
         decoder: await decoderVersions(),
         runtime: runtimeVersions(),
         device: await deviceInfo(),

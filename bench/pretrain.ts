@@ -1,6 +1,7 @@
 /**
  * `deno task pretrain --method capi --preset tiny --data synthetic --steps N --out DIR
- *   [--resume | --force] [--backend wasm|cpu|tensorflow] [--batch 64] [--seed 0] [--log-every 10] [--ckpt-every 200]`
+ *   [--resume | --force] [--engine tfjs|ort] [--ep cpu|webgpu|cuda] [--backend NAME] [--batch 64] [--seed 0]
+ *   [--log-every 10] [--ckpt-every 200]`
  *   (`--help` lists every flag)
  *
  * Pretrains one method with the method-agnostic trainer (`model/trainer.ts`): a progress
@@ -22,7 +23,7 @@
  *
  * @module
  */
-import { BACKENDS, initBackend, parseBackend } from "../model/engine.ts";
+import { ENGINE_FLAG_HELP, parseEngineChoice, startEngine } from "../model/engine_choice.ts";
 import type { HostTensor } from "../model/fixture.ts";
 import { METHOD_NAMES, type MethodName } from "../model/method.ts";
 import { createMethod, methodPreset } from "../model/methods.ts";
@@ -32,15 +33,7 @@ import { atomicWriteJson } from "../model/atomic_write.ts";
 import { DataLoader, openDataset, parseDataSpec, type Problem, strictDataset } from "../datasets/mod.ts";
 import { choiceFlag, type CliSpec, intFlag, type ParsedArgs, runCli, UsageError } from "./cli.ts";
 import { codeVersion } from "./code_version.ts";
-import {
-  decoderVersions,
-  deviceInfo,
-  engineKey,
-  engineLabel,
-  isCi,
-  runtimeVersions,
-  tfjsEngine,
-} from "./provenance.ts";
+import { decoderVersions, deviceInfo, engineKey, engineLabel, isCi, runtimeVersions } from "./provenance.ts";
 
 /**
  * Seeded procedural images `[B, 3, H, W]`, roughly ImageNet-normalised: a few oriented
@@ -169,7 +162,9 @@ export const PRETRAIN_CLI = {
     out: { type: "string", arg: "DIR", help: "run folder (default runs/<method>_<preset>_<data>_s<seed>)" },
     resume: { type: "boolean", help: "continue the run in --out from its last checkpoint" },
     force: { type: "boolean", help: "start over in an --out that holds a run (deletes its checkpoint and logs)" },
-    backend: { type: "string", arg: BACKENDS.join("|"), help: "tensor backend (default wasm)" },
+    engine: { type: "string", arg: "tfjs|ort", help: `${ENGINE_FLAG_HELP.engine} (default tfjs)` },
+    ep: { type: "string", arg: "cpu|webgpu|cuda", help: ENGINE_FLAG_HELP.ep },
+    backend: { type: "string", arg: "NAME", help: `${ENGINE_FLAG_HELP.backend} (default wasm)` },
     "log-every": { type: "string", arg: "N", default: "10", help: "steps between log lines (default 10)" },
     "ckpt-every": { type: "string", arg: "N", default: "200", help: "steps between checkpoints (default 200)" },
     "allow-missing": {
@@ -204,7 +199,7 @@ async function checkArgs({ values }: ParsedArgs<typeof PRETRAIN_CLI>) {
   const seed = intFlag("seed", values.seed, { min: 0, fallback: 0 });
   const logEvery = intFlag("log-every", values["log-every"], { min: 1, fallback: 10 });
   const ckptEvery = intFlag("ckpt-every", values["ckpt-every"], { min: 1, fallback: 200 });
-  const backend = parseBackend(values.backend);
+  const choice = parseEngineChoice(values);
   if (values.resume && values.force) {
     throw new UsageError("--resume and --force exclude each other: continue the run, or start it over");
   }
@@ -227,7 +222,7 @@ async function checkArgs({ values }: ParsedArgs<typeof PRETRAIN_CLI>) {
     seed,
     logEvery,
     ckptEvery,
-    backend,
+    choice,
     out,
     resume,
     force,
@@ -239,7 +234,7 @@ async function pretrainMain(o: Awaited<ReturnType<typeof checkArgs>>): Promise<v
   if (o.force) {
     for (const name of await runFilesIn(o.out)) await Deno.remove(`${o.out}/${name}`);
   }
-  await initBackend(o.backend);
+  const started = await startEngine(o.choice);
   const config = methodPreset(o.method, o.preset);
   const optim = (config.optim ?? {}) as Record<string, unknown>;
   config.optim = { ...optim, totalIters: o.steps }; // schedules span exactly this run
@@ -248,7 +243,7 @@ async function pretrainMain(o: Awaited<ReturnType<typeof checkArgs>>): Promise<v
   // --resume under another code version or engine is refused by the trainer).
   const [code, engine, decoder] = [
     await codeVersion("pretrainCli"),
-    await tfjsEngine(o.backend),
+    started.description,
     await decoderVersions(),
   ];
   const identity = {
@@ -276,6 +271,7 @@ async function pretrainMain(o: Awaited<ReturnType<typeof checkArgs>>): Promise<v
     identity,
     logEvery: o.logEvery,
     checkpointEvery: o.ckptEvery,
+    engine: started.factory,
   });
   const run = {
     ...identity,

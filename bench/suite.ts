@@ -14,6 +14,7 @@
  */
 import { z } from "zod";
 import { BACKENDS } from "../model/engine.ts";
+import { ENGINE_NAMES, ORT_EPS } from "../model/engine_choice.ts";
 import { METHOD_NAMES } from "../model/method.ts";
 
 export const DATA_KINDS = ["imagenet", "ade20k"] as const;
@@ -116,12 +117,15 @@ export type ProbeProtocol = z.infer<typeof ProbeProtocol>;
 
 /** Runtime knobs: they do not change results and are not in any identity hash. */
 export const RuntimeConfig = z.strictObject({
-  backend: z.enum(BACKENDS).default("wasm").describe("wasm runs everywhere; tensorflow on GPU runners"),
+  engine: z.enum(ENGINE_NAMES).default("ort").describe(
+    "what pretrains and extracts features: ort (each step one ONNX graph on onnxruntime) or tfjs (eager)",
+  ),
+  ep: z.enum(ORT_EPS).default("cpu").describe("onnxruntime execution provider of the ort engine"),
+  backend: z.enum(BACKENDS).default("wasm").describe(
+    "tfjs backend: probe heads always, pretraining and features with engine tfjs (wasm runs everywhere)",
+  ),
   batchPerDevice: z.number().int().positive().optional().describe("micro-batch; defaults to the global batch"),
   evalBatchSize: z.number().int().positive().default(64).describe("feature extraction batch"),
-  encoderRuntime: z.enum(["onnx", "tfjs"]).default("onnx").describe(
-    "feature extraction through onnxruntime (several times faster on CPU; parity-tested) or the tfjs model",
-  ),
   limitTrain: z.number().int().positive().optional().describe(
     "smoke runs only: at most this many probe-training images (changes results, so it enters the identity)",
   ),

@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { backendFallback, tf } from "./engine.ts";
+import { backendFallback, backendVersions, tf } from "./engine.ts";
 import { AdamW, clipGradNorm } from "./adamw.ts";
 import { EngineEncoder, evalOnlySpec } from "./engine_encoder.ts";
 import type { HostTensor } from "./fixture.ts";
@@ -40,11 +40,17 @@ export interface TfTrainEngineOptions {
   fused?: boolean;
 }
 
-/** What the running tfjs backend is, for records. */
+/**
+ * What the running tfjs backend is, for records: `tf.getBackend()` as the device (a fallback from
+ * what was asked recorded as such: `blas` without OpenBLAS runs `wasm`), the versions of the
+ * packages it computes with and, on `blas`, the BLAS library and kernel family
+ * (e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Haswell MAX_THREADS=64").
+ */
 export function tfEngineDescription(): EngineDescription {
   const device = tf.getBackend();
   const from = backendFallback();
-  const versions: Record<string, string> = { "@tensorflow/tfjs": tf.version_core };
+  const versions = backendVersions();
+  if (device !== "webgpu") delete versions.webgpuAdapter;
   const blas = device === "blas" ? activeBlas() : null;
   if (blas) versions.blas = blas.description;
   return { engine: "tfjs", device, ...(from ? { fallbackFrom: from } : {}), versions };

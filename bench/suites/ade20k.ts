@@ -4,7 +4,7 @@
  * same budget as `in1k_vit_l14` (the same pretraining identity: finished checkpoints are reused).
  *
  *   IMAGENET_ROOT=/data/imagenet ADE20K_ROOT=/data/ADEChallengeData2016 \
- *     deno task bench --suite ade20k --backend tensorflow --shard i/n
+ *     deno task bench --suite ade20k --shard i/n    (engine ort on CUDA; --engine tfjs --backend tensorflow also works)
  *
  * Cost: pretraining as `in1k_vit_l14` (~120,000 GPU-hours, an estimate: see its header), reused
  * when done: its shards hold the same pretrainings as `in1k_vit_l14`'s, so each shard restores
@@ -32,6 +32,14 @@ export const ADE20K_SUITE: SuiteInput = {
     probes: segmentationProbes(ade20k(ADE20K_ROOT, "train"), ade20k(ADE20K_ROOT, "val")),
   },
   seeds: [0],
-  runtime: { backend: "tensorflow", batchPerDevice: 64, evalBatchSize: 128, workers: 8, checkpointEvery: 5000 },
+  runtime: {
+    engine: "ort",
+    ep: "cuda",
+    backend: "blas",
+    batchPerDevice: 64,
+    evalBatchSize: 128,
+    workers: 8,
+    checkpointEvery: 5000,
+  },
   ci: { shards: 7 },
 };

@@ -3,7 +3,7 @@
  * 16384, 500k iterations, here on ImageNet-1k (a released CAPI model's data), attentive, linear
  * and kNN probes on ImageNet-1k val.
  *
- *   IMAGENET_ROOT=/data/imagenet deno task bench --suite in1k_vit_l14 --backend tensorflow --shard i/n
+ *   IMAGENET_ROOT=/data/imagenet deno task bench --suite in1k_vit_l14 --shard i/n   (engine ort on CUDA)
  *
  * Cost (7 cells; 3 pretrain 500k x 16,384 = 8.2e9 images each). Measured: nothing at ViT-L.
  * Estimate at the fp32 rate PyTorch reached on an H100 (~19 TFLOP/s, results/gpu): CAPI ~48 img/s
@@ -33,6 +33,14 @@ export const IN1K_VIT_L14_SUITE: SuiteInput = {
   },
   // One seed: at this cost the paper reports one run; the leaderboard then marks 'no_ranking'.
   seeds: [0],
-  runtime: { backend: "tensorflow", batchPerDevice: 64, evalBatchSize: 256, workers: 8, checkpointEvery: 5000 },
+  runtime: {
+    engine: "ort",
+    ep: "cuda",
+    backend: "blas",
+    batchPerDevice: 64,
+    evalBatchSize: 256,
+    workers: 8,
+    checkpointEvery: 5000,
+  },
   ci: { shards: 7 },
 };

@@ -2,7 +2,7 @@
  * Suite `in1k_vit_s`: ViT-S/16-sized models pretrained on ImageNet-1k, classification probes on
  * ImageNet-1k val. The mid-size setting for a GPU runner fleet.
  *
- *   IMAGENET_ROOT=/data/imagenet deno task bench --suite in1k_vit_s --backend tensorflow --shard i/n
+ *   IMAGENET_ROOT=/data/imagenet deno task bench --suite in1k_vit_s --shard i/n   (engine ort on CUDA)
  *   deno task leaderboard
  *
  * Cost (14 cells; 6 pretrain 100 epochs = 128M images each). Measured: nothing at ViT-S (no GPU
@@ -36,6 +36,14 @@ export const IN1K_VIT_S_SUITE: SuiteInput = {
     probes: classificationProbes(imagenet(IMAGENET_ROOT, "train"), imagenet(IMAGENET_ROOT, "val")),
   },
   seeds: [0, 1],
-  runtime: { backend: "tensorflow", batchPerDevice: 256, evalBatchSize: 256, workers: 8, checkpointEvery: 2000 },
+  runtime: {
+    engine: "ort",
+    ep: "cuda",
+    backend: "blas",
+    batchPerDevice: 256,
+    evalBatchSize: 256,
+    workers: 8,
+    checkpointEvery: 2000,
+  },
   ci: { shards: 7 },
 };
