@@ -187,6 +187,7 @@ async function pretrain({ cell, checkpointDir, pretrainHash }: PretrainContext, 
     outDir: checkpointDir,
     logEvery: cell.runtime.logEvery,
     checkpointEvery: cell.runtime.checkpointEvery,
+    batchPerDevice: cell.runtime.batchPerDevice,
     resume: true,
     identity: { pretrainHash },
   });
