@@ -17,7 +17,7 @@
 import type * as ort from "onnxruntime-node";
 import type { HostTensor } from "../fixture.ts";
 import type { Ops, Tensor } from "./ops.ts";
-import { adamwScalars, type StepDraws, type StepHyper, type TrainStepSpec } from "../train_step.ts";
+import { adamwScalars, type MicroBatch, type StepDraws, type StepHyper, type TrainStepSpec } from "../train_step.ts";
 import type {
   EngineDescription,
   EngineState,
@@ -31,6 +31,7 @@ import { GraphOps } from "./graph_ops.ts";
 import { lowerToOnnx } from "./onnx_lower.ts";
 import { defaultThreads, type Feed, ORT_VERSION, OrtProgram } from "./ort_program.ts";
 import { keepFreedMemory, release } from "./host_memory.ts";
+import { OrtMicroStep } from "./ort_micro_step.ts";
 
 export interface OrtTrainEngineOptions {
   /** Intra-op threads (default: all cores). */
@@ -72,6 +73,7 @@ export class OrtTrainEngine implements TrainEngine {
   readonly #steps = new Map<string, number>();
   readonly #programs = new Map<string, Promise<Compiled>>();
   readonly #evals = new Map<string, Promise<OrtProgram>>();
+  readonly #micro: OrtMicroStep;
   #disposed = false;
   #tail: Promise<unknown> = Promise.resolve();
 
@@ -85,6 +87,7 @@ export class OrtTrainEngine implements TrainEngine {
     for (const [name, p] of spec.params) this.#params.set(name, Float32Array.from(p.value.data));
     for (const opt of spec.optimizers) this.#steps.set(opt.id, 0);
     this.description = { engine: "ort", device: "cpu", versions: { "onnxruntime-node": ORT_VERSION } };
+    this.#micro = new OrtMicroStep(spec, { threads: this.#threads, spin: this.#spin });
   }
 
   #live(): void {
@@ -129,14 +132,43 @@ export class OrtTrainEngine implements TrainEngine {
   async #step(draws: StepDraws, hyper: StepHyper, opts: StepOptions): Promise<StepResult> {
     this.#live();
     const { step, program } = await this.#compiled(draws, opts);
+    const feeds = this.#stateFeeds(program, step, hyper);
+    const want = new Set(program.inputNames);
+    for (const [name, d] of Object.entries(draws)) if (want.has(`draw.${name}`)) feeds[`draw.${name}`] = d;
+    const out = await program.run(feeds);
+    const peakTensorBytes = this.#stateBytes() + Object.values(out).reduce((s, t) => s + 4 * t.size, 0);
+    this.#commit(step, out);
+
+    const scalars: Record<string, number> = { loss: f32Of(out.loss, "loss")[0] };
+    for (const m of step.metrics) scalars[m] = f32Of(out[`metric.${m}`], m)[0];
+    const host = (name: string): HostTensor<Float32Array> => ({
+      shape: out[name].dims.map(Number),
+      data: f32Of(out[name], name),
+    });
+    return {
+      read: () => Promise.resolve({ ...scalars }),
+      traced: opts.trace ? new Map(step.traces.map((t) => [t, host(`trace.${t}`)])) : undefined,
+      grads: opts.grads ? new Map([...step.updated.values()].flat().map((p) => [p, host(`grad.${p}`)])) : undefined,
+      peakTensorBytes, // the state arrays beside the program's outputs (onnxruntime's own arena is not visible)
+      dispose: () => {},
+    };
+  }
+
+  /** Bytes of the parameters and AdamW moments the engine holds. */
+  #stateBytes(): number {
+    let n = 0;
+    for (const p of this.#params.values()) n += p.byteLength;
+    for (const m of this.#moments.values()) n += m.m.byteLength + m.v.byteLength;
+    return n;
+  }
+
+  /** Feeds of the engine's state that `program` reads: parameters, AdamW moments and scalars, EMA momentum. */
+  #stateFeeds(program: OrtProgram, step: TrainStepGraph, hyper: StepHyper): Record<string, Feed> {
     const feeds: Record<string, Feed> = {};
     const want = new Set(program.inputNames);
-    for (const [name, value] of this.#params) {
-      if (want.has(`param.${name}`)) {
-        feeds[`param.${name}`] = { shape: this.#spec.params.get(name)!.value.shape, data: value };
-      }
+    for (const name of this.#params.keys()) {
+      if (want.has(`param.${name}`)) feeds[`param.${name}`] = this.#paramFeed(name);
     }
-    for (const [name, d] of Object.entries(draws)) if (want.has(`draw.${name}`)) feeds[`draw.${name}`] = d;
     for (const opt of this.#spec.optimizers) {
       const t = this.#steps.get(opt.id)! + 1;
       const groups = hyper.groups[opt.id];
@@ -162,8 +194,15 @@ export class OrtTrainEngine implements TrainEngine {
       feeds[hyperInput.emaMomentum] = scalar(m);
       if (want.has(hyperInput.emaOneMinus)) feeds[hyperInput.emaOneMinus] = scalar(1 - m); // float64 on the host
     }
+    return feeds;
+  }
 
-    const out = await program.run(feeds);
+  #paramFeed(name: string): Feed {
+    return { shape: this.#spec.params.get(name)!.value.shape, data: this.#params.get(name)! };
+  }
+
+  /** Adopt the parameters, moments and EMA targets a step program returned. */
+  #commit(step: TrainStepGraph, out: Record<string, ort.Tensor>): void {
     const replaced: Float32Array[] = [];
     const swap = (p: string, data: Float32Array) => {
       replaced.push(this.#params.get(p)!);
@@ -180,19 +219,36 @@ export class OrtTrainEngine implements TrainEngine {
     }
     for (const e of step.emaTargets) swap(e, f32Of(out[`new.param.${e}`], e));
     for (const a of replaced) release(a); // only the engine holds its state arrays (snapshot copies)
+  }
 
-    const scalars: Record<string, number> = { loss: f32Of(out.loss, "loss")[0] };
-    for (const m of step.metrics) scalars[m] = f32Of(out[`metric.${m}`], m)[0];
-    const host = (name: string): HostTensor<Float32Array> => ({
-      shape: out[name].dims.map(Number),
-      data: f32Of(out[name], name),
+  /**
+   * The accumulated step (ort_micro_step.ts): statistics passes and each micro-batch's gradients,
+   * then one apply program (clipping, AdamW, EMA) fed and committed like a one-shot step.
+   */
+  stepMicro(micro: MicroBatch[], hyper: StepHyper, opts: StepOptions = {}): Promise<StepResult> {
+    if (micro.length === 1) return this.step(micro[0].draws, hyper, opts);
+    return this.#serial(async () => {
+      this.#live();
+      const acc = await this.#micro.accumulate(micro, opts, (n) => this.#paramFeed(n));
+      const { graph, program } = await this.#micro.apply([...acc.grads.keys()]);
+      const feeds = this.#stateFeeds(program, graph, hyper);
+      for (const [p, g] of acc.grads) feeds[`grad.${p}`] = { shape: this.#spec.params.get(p)!.value.shape, data: g };
+      const stateBytes = this.#stateBytes(), gradBytes = [...acc.grads.values()].reduce((s, g) => s + g.byteLength, 0);
+      // Held at once: the state beside the passes' and gradients' arrays, then old and new state beside the gradients.
+      const peakTensorBytes = Math.max(stateBytes + acc.peakBytes, 2 * stateBytes + gradBytes);
+      this.#commit(graph, await program.run(feeds));
+      const grads = opts.grads
+        ? new Map([...acc.grads].map(([p, g]) => [p, { shape: [...this.#spec.params.get(p)!.value.shape], data: g }]))
+        : undefined;
+      if (!grads) { for (const g of acc.grads.values()) release(g); }
+      return {
+        read: () => Promise.resolve({ ...acc.scalars }),
+        tracedMicro: acc.tracedMicro,
+        grads,
+        peakTensorBytes,
+        dispose: () => {},
+      };
     });
-    return {
-      read: () => Promise.resolve({ ...scalars }),
-      traced: opts.trace ? new Map(step.traces.map((t) => [t, host(`trace.${t}`)])) : undefined,
-      grads: opts.grads ? new Map([...step.updated.values()].flat().map((p) => [p, host(`grad.${p}`)])) : undefined,
-      dispose: () => {},
-    };
   }
 
   #momentsOf(p: string): { m: Float32Array; v: Float32Array } {
@@ -348,6 +404,7 @@ export class OrtTrainEngine implements TrainEngine {
     this.#disposed = true;
     for (const c of this.#programs.values()) c.then((x) => x.program.release(), () => {});
     for (const p of this.#evals.values()) p.then((x) => x.release(), () => {});
+    this.#micro.release();
     this.#programs.clear();
     this.#evals.clear();
   }
