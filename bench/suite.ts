@@ -115,7 +115,7 @@ export const ProbeProtocol = z.strictObject({
 });
 export type ProbeProtocol = z.infer<typeof ProbeProtocol>;
 
-/** Runtime knobs: they do not change results and are not in any identity hash. */
+/** Runtime knobs: they do not change results and are not in any identity hash (`batchPerDevice` aside). */
 export const RuntimeConfig = z.strictObject({
   engine: z.enum(ENGINE_NAMES).default("ort").describe(
     "what pretrains and extracts features: ort (each step one ONNX graph on onnxruntime) or tfjs (eager)",
@@ -124,7 +124,11 @@ export const RuntimeConfig = z.strictObject({
   backend: z.enum(BACKENDS).default("wasm").describe(
     "tfjs backend: probe heads always, pretraining and features with engine tfjs (wasm runs everywhere)",
   ),
-  batchPerDevice: z.number().int().positive().optional().describe("micro-batch; defaults to the global batch"),
+  batchPerDevice: z.number().int().positive().optional().describe(
+    "micro-batch of pretraining (gradients accumulated; must divide the global batch); defaults to the global " +
+      "batch. The one knob here that changes results (CAPI's per-micro-batch stochastic depth, rounding): a split " +
+      "batch enters the pretraining identity",
+  ),
   evalBatchSize: z.number().int().positive().default(64).describe("feature extraction batch"),
   limitTrain: z.number().int().positive().optional().describe(
     "smoke runs only: at most this many probe-training images (changes results, so it enters the identity)",
@@ -160,6 +164,17 @@ export const Suite = z.strictObject({
   seeds: z.array(z.number().int().nonnegative()).min(1).describe("at least 2 to show the seed spread"),
   runtime: RuntimeConfig.default(RuntimeConfig.parse({})),
   ci: CiPlan.default({ shards: 1 }),
+}).superRefine((s, ctx) => {
+  const m = s.runtime.batchPerDevice;
+  for (const [i, p] of s.pretraining.entries()) {
+    if (m !== undefined && m < p.batchSize && p.batchSize % m !== 0) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["runtime", "batchPerDevice"],
+        message: `${m} does not divide pretraining[${i}].batchSize ${p.batchSize} (micro-batches are equal shares)`,
+      });
+    }
+  }
 });
 export type Suite = z.infer<typeof Suite>;
 export type SuiteInput = z.input<typeof Suite>;
