@@ -40,16 +40,21 @@ Deno.test("runCells writes one valid record per cell, then skips them all on a r
   await Deno.remove(dirs.root, { recursive: true });
 });
 
-Deno.test("the identity ignores runtime knobs and covers seed, data file list, budget and protocol", async () => {
+Deno.test("the identity ignores runtime knobs and covers seed, data file list, budget, micro-batches and protocol", async () => {
   const { phases } = fakePhases();
   const base = Suite.parse(FAKE_SUITE);
   const id = async (s: Suite, i = 0) => (await cellIdentity(expandSuite(s)[i], phases.resolveData, fakeContext())).hash;
   const h = await id(base);
   const knobs = Suite.parse({
     ...FAKE_SUITE,
-    runtime: { backend: "cpu", batchPerDevice: 2, workers: 7, logEvery: 1, checkpointEvery: 3, evalBatchSize: 5 },
+    runtime: { backend: "cpu", workers: 7, logEvery: 1, checkpointEvery: 3, evalBatchSize: 5 },
   });
   assert.equal(await id(knobs), h);
+  // A micro-batch that splits the batch changes results (CAPI's stochastic depth per micro-batch); one that does not, nothing.
+  const batch = FAKE_SUITE.pretraining[0].batchSize;
+  const split = Suite.parse({ ...FAKE_SUITE, runtime: { batchPerDevice: batch / 2 } });
+  assert.notEqual(await id(split), h);
+  assert.equal(await id(Suite.parse({ ...FAKE_SUITE, runtime: { batchPerDevice: batch } })), h);
   assert.notEqual(await id(base, 1), h); // same subject, seed 1
   const budget = Suite.parse({ ...FAKE_SUITE, pretraining: [{ ...FAKE_SUITE.pretraining[0], steps: 6 }] });
   assert.notEqual(await id(budget), h);
