@@ -14,19 +14,23 @@ import { ensureSynthetic, openSynthetic } from "../datasets/synthetic.ts";
 import { openImagenet } from "../datasets/imagenet.ts";
 import { openAde20k } from "../datasets/ade20k.ts";
 import type { ImageDataset, Split, Task } from "../datasets/dataset.ts";
+import { type StrictDataset, strictDataset } from "../datasets/strict_dataset.ts";
 import { DataLoader } from "../datasets/loader.ts";
 import type { VisionEncoder } from "../model/encoder.ts";
-import type { MethodName, MimMethod } from "../model/method.ts";
+import { initialValues, type MethodName, type MimMethod } from "../model/method.ts";
+import { EngineEncoder, evalOnlySpec } from "../model/engine_encoder.ts";
+import type { StartedEngine } from "../model/engine_choice.ts";
 import { createMethod, methodPreset } from "../model/methods.ts";
 import { readSafetensors } from "../model/safetensors.ts";
 import { CHECKPOINT_FILE, LOG_FILE, train, type TrainResult } from "../model/trainer.ts";
 import type { HostTensor } from "../model/fixture.ts";
 import { CapiConfig } from "../model/capi/config.ts";
-import { ortEncoderFor } from "../model/onnx/export.ts";
 import { datasetSource } from "../eval/dataset_source.ts";
 import { type ExtractedFeatures, extractFeatures } from "../eval/features.ts";
 import type { EvalMethod } from "../eval/feature_sources.ts";
 import { needsPatches, runProbe } from "../eval/probes.ts";
+import { openEncoder } from "../eval/checkpoint_encoder.ts";
+import { resolveCheckpoint } from "./checkpoint_arg.ts";
 import { defaultSyntheticRoot, SyntheticConfig } from "../datasets/synthetic.ts";
 import type { BenchPhases, EvaluateContext, PretrainContext, ProbeOutcome } from "./cell_runner.ts";
 import { hashFileList } from "./identity.ts";
@@ -99,24 +103,30 @@ export function methodConfig(method: MethodName, cell: Cell): Record<string, unk
 }
 
 function buildMethod(cell: Cell): MimMethod {
-  if (cell.subject.kind === "raw_pixels") throw new Error("raw_pixels has no method");
+  if (cell.subject.kind === "raw_pixels" || cell.subject.kind === "released") {
+    throw new Error(`${cell.subject.kind} has no method to build`);
+  }
   const method = cell.subject.method;
   return createMethod(method, methodConfig(method, cell), cell.seed, { batchSize: cell.pretrain?.batchSize });
 }
 
-/** Load a finished checkpoint's parameters (optimizer state skipped) into `method`. */
-async function loadWeights(method: MimMethod, dir: string): Promise<void> {
+/** A finished checkpoint's parameters (optimizer state skipped); every name of `names` must be there. */
+async function loadWeights(
+  method: MimMethod,
+  names: string[],
+  dir: string,
+): Promise<Map<string, HostTensor<Float32Array>>> {
   const path = `${dir}/${CHECKPOINT_FILE}`;
   const f = await readSafetensors(path);
   const params = new Map<string, HostTensor<Float32Array>>();
   for (const [name, t] of f.tensors) {
     if (!name.startsWith("optim.") && t.data instanceof Float32Array) params.set(name, t as HostTensor<Float32Array>);
   }
-  const missing = method.params.names().filter((n) => !params.has(n));
+  const missing = names.filter((n) => !params.has(n));
   if (missing.length) {
     throw new Error(`${path}: lacks ${missing.length} parameters of ${method.name}, e.g. '${missing[0]}'`);
   }
-  method.params.assign(params);
+  return params;
 }
 
 /** Training images from iteration `start` on: whole epochs are skipped unread, then `start % perEpoch` batches. */
@@ -190,45 +200,46 @@ async function runCurves(
   return { lossCurve, curves };
 }
 
-async function pretrain({ cell, checkpointDir, pretrainHash }: PretrainContext) {
+/** Opens a data spec as strict reading allows (`strictDataset`), once per spec. */
+type OpenData = (spec: DataSpec) => Promise<StrictDataset>;
+
+async function pretrain({ cell, checkpointDir, pretrainHash }: PretrainContext, open: OpenData, engine: StartedEngine) {
   const pre = cell.pretrain!;
   const method = buildMethod(cell);
-  try {
-    const [h, w] = method.encoder().info.imageSize;
-    const ds = await openSpec(pre.data);
-    const loader = new DataLoader(ds, {
-      batchSize: pre.batchSize,
-      transform: { kind: "train", size: [h, w], scale: CROP_SCALE[method.name], ratio: [3 / 4, 4 / 3], hflip: 0.5 },
-      seed: cell.seed,
-      shuffle: true,
-      dropLast: true,
-      concurrency: 4 * cell.runtime.workers,
-    });
-    const perEpoch = loader.batchesPerEpoch;
-    if (perEpoch < 1) throw new Error(`pretraining data '${pre.data.name}' has fewer images than one batch`);
-    const result = await train(method, (start) => imagesFrom(loader, perEpoch, start), {
-      steps: pre.steps,
-      seed: cell.seed,
-      outDir: checkpointDir,
-      logEvery: cell.runtime.logEvery,
-      checkpointEvery: cell.runtime.checkpointEvery,
-      resume: true,
-      identity: { pretrainHash },
-    });
-    // Schedule values the method logs beside its losses (lr, momentum) are not loss components.
-    const scheduleKeys = Object.keys(method.logScalars?.(0) ?? {});
-    return { ...result, ...(await runCurves(checkpointDir, result, scheduleKeys)) };
-  } finally {
-    method.dispose();
-  }
+  const [h, w] = method.encoderInfo.imageSize;
+  const ds = (await open(pre.data)).dataset;
+  const loader = new DataLoader(ds, {
+    batchSize: pre.batchSize,
+    transform: { kind: "train", size: [h, w], scale: CROP_SCALE[method.name], ratio: [3 / 4, 4 / 3], hflip: 0.5 },
+    seed: cell.seed,
+    shuffle: true,
+    dropLast: true,
+    concurrency: 4 * cell.runtime.workers,
+  });
+  const perEpoch = loader.batchesPerEpoch;
+  if (perEpoch < 1) throw new Error(`pretraining data '${pre.data.name}' has fewer images than one batch`);
+  const result = await train(method, (start) => imagesFrom(loader, perEpoch, start), {
+    steps: pre.steps,
+    seed: cell.seed,
+    outDir: checkpointDir,
+    logEvery: cell.runtime.logEvery,
+    checkpointEvery: cell.runtime.checkpointEvery,
+    batchPerDevice: cell.runtime.batchPerDevice,
+    resume: true,
+    identity: { pretrainHash },
+    engine: engine.factory,
+  });
+  // Schedule values the method logs beside its losses (lr, momentum) are not loss components.
+  const scheduleKeys = Object.keys(method.logScalars(0));
+  return { ...result, ...(await runCurves(checkpointDir, result, scheduleKeys)) };
 }
 
 /**
- * The encoder a cell evaluates. Methods run through onnxruntime (exported from the same
- * weights; eval/ tests its parity with tfjs at 1e-4), several times faster than tfjs-wasm:
- * `runtime.encoderRuntime` is a runtime knob, not part of the identity.
+ * The encoder a cell evaluates, on the engine that pretrains (`runtime.engine`/`ep`, a runtime
+ * knob outside the identity): the method's own `encode` (its one definition) with the
+ * checkpoint's weights, released weights read from their file, or raw pixels.
  */
-async function encoderFor(cell: Cell, checkpointDir: string | null) {
+async function encoderFor(cell: Cell, checkpointDir: string | null, engine: StartedEngine) {
   if (cell.subject.kind === "raw_pixels") {
     // Raw pixels at the resolution and patch size the methods' encoders see for this preset.
     const c = CapiConfig.parse(merge(methodPreset("capi", cell.model.preset), cell.model.overrides));
@@ -240,44 +251,60 @@ async function encoderFor(cell: Cell, checkpointDir: string | null) {
       dispose: () => {},
     };
   }
-  const method = buildMethod(cell);
-  try {
-    if (cell.subject.kind === "pretrained") await loadWeights(method, checkpointDir!);
-    const encoder: VisionEncoder = cell.runtime.encoderRuntime === "onnx"
-      ? await ortEncoderFor(method, cell.runtime.workers)
-      : method.encoder();
+  if (cell.subject.kind === "released") {
+    const s = cell.subject;
+    const ckpt = await resolveCheckpoint(s.checkpoint, { hubCache: cell.runtime.hubCache });
+    const opened = await openEncoder(ckpt.path, {
+      engine,
+      threads: cell.runtime.workers,
+      method: s.method,
+      preset: s.preset,
+      overrides: s.overrides,
+    });
     return {
-      encoder,
-      evalMethod: method.name as EvalMethod,
-      config: methodConfig(method.name, cell),
-      dispose: () => method.dispose(),
+      encoder: opened.encoder,
+      evalMethod: s.method as EvalMethod,
+      config: opened.config ?? {},
+      checkpoint: { name: s.checkpoint, sha256: opened.sha256, format: opened.format },
+      dispose: () => {}, // the caller disposes the encoder
     };
-  } catch (err) {
-    method.dispose();
-    throw err;
   }
+  const method = buildMethod(cell);
+  const spec = method.stepSpec();
+  const params = cell.subject.kind === "pretrained"
+    ? await loadWeights(method, [...spec.params.keys()], checkpointDir!)
+    : initialValues(spec);
+  const encoder = new EngineEncoder(await engine.factory(evalOnlySpec(params)), method, true);
+  return {
+    encoder: encoder as VisionEncoder,
+    evalMethod: method.name as EvalMethod,
+    config: methodConfig(method.name, cell),
+    dispose: () => {}, // the caller disposes the encoder, which owns its engine
+  };
 }
 
-async function evaluate({ cell, checkpointDir, log }: EvaluateContext) {
-  const { encoder, evalMethod, config, dispose } = await encoderFor(cell, checkpointDir);
+async function evaluate({ cell, checkpointDir, log }: EvaluateContext, open: OpenData, engine: StartedEngine) {
+  const { encoder, evalMethod, config, dispose, ...rest } = await encoderFor(cell, checkpointDir, engine);
+  const checkpoint = "checkpoint" in rest ? rest.checkpoint : undefined;
   const keepPatches = cell.protocol.probes.some((p) => needsPatches(p.probe));
   const cache = new Map<string, Promise<{ feats: ExtractedFeatures; classes: number }>>();
   let extractSec = 0;
-  const features = (d: DataSpec) => {
-    const key = JSON.stringify([d.kind, d.source, d.root, d.split, d.synthetic]);
+  const features = (d: DataSpec, limit: number | undefined) => {
+    const key = JSON.stringify([d.kind, d.source, d.root, d.split, d.synthetic, limit]);
     if (!cache.has(key)) {
       cache.set(
         key,
         (async () => {
           const t0 = performance.now();
-          const ds = await openSpec(d);
+          const ds = (await open(d)).dataset;
           const src = datasetSource(ds, `${d.name}/${d.split}`, encoder.info.imageSize, {
             concurrency: 4 * cell.runtime.workers,
+            limit,
           });
           const feats = await extractFeatures(encoder, src, { batchSize: cell.runtime.evalBatchSize, keepPatches });
           const sec = (performance.now() - t0) / 1000;
           extractSec += sec;
-          log(`  features ${d.name}/${d.split}: ${ds.length} images in ${sec.toFixed(1)}s`);
+          log(`  features ${d.name}/${d.split}: ${src.length} images in ${sec.toFixed(1)}s`);
           return { feats, classes: ds.numClasses };
         })(),
       );
@@ -287,7 +314,8 @@ async function evaluate({ cell, checkpointDir, log }: EvaluateContext) {
   try {
     const probes: ProbeOutcome[] = [];
     for (const spec of cell.protocol.probes) {
-      const [tr, va] = [await features(spec.train), await features(spec.eval)];
+      const { limitTrain, limitVal } = cell.runtime;
+      const [tr, va] = [await features(spec.train, limitTrain), await features(spec.eval, limitVal)];
       const out = await runProbe(spec.probe, tr.feats, va.feats, {
         method: evalMethod,
         classes: tr.classes,
@@ -297,28 +325,65 @@ async function evaluate({ cell, checkpointDir, log }: EvaluateContext) {
       log(`  ${spec.probe}: ${main}=${out.metrics[main]?.toFixed(4)} (${out.seconds.toFixed(1)}s)`);
       probes.push({ probe: spec.probe, metrics: out.metrics, config: out.config, seconds: out.seconds });
     }
-    return { arch: encoder.info.arch, resolvedConfig: config, extractSec, probes };
+    return {
+      arch: encoder.info.arch,
+      resolvedConfig: config,
+      extractSec,
+      probes,
+      ...(checkpoint ? { checkpoint } : {}),
+    };
   } finally {
     encoder.dispose();
     dispose();
   }
 }
 
-/** Resolve a data spec: generate the synthetic data if needed, hash its file list. */
-async function resolveData(spec: DataSpec): Promise<ResolvedData> {
+/** Resolve a data spec: generate the synthetic data if needed, check it strictly, hash its file list. */
+async function resolveData(spec: DataSpec, open: OpenData, log: (line: string) => void): Promise<ResolvedData> {
   if (spec.source === "synthetic") {
-    await ensureSynthetic({
-      root: rootOf(spec),
-      config: SyntheticConfig.parse(spec.synthetic ?? {}),
-      log: console.log,
-    });
+    await ensureSynthetic({ root: rootOf(spec), config: SyntheticConfig.parse(spec.synthetic ?? {}), log });
   }
   const { hash, numFiles } = await hashFileList(dataFolder(spec)).catch((err: Error) => {
     const hint = spec.kind === "imagenet" ? "IMAGENET_ROOT" : "ADE20K_ROOT";
     throw new Error(`${err.message}; data '${spec.name}' (${spec.kind}, split ${spec.split}): point ${hint} at it`);
   });
-  return { kind: spec.kind, name: spec.name, root: rootOf(spec), split: spec.split, fileListHash: hash, numFiles };
+  const { skipped } = await open(spec);
+  return {
+    kind: spec.kind,
+    name: spec.name,
+    root: rootOf(spec),
+    split: spec.split,
+    fileListHash: hash,
+    numFiles,
+    skipped: { count: skipped.length, examples: skipped.slice(0, 20).map((p) => `${p.path}: ${p.problem}`) },
+  };
 }
 
-/** The phases `deno task bench` runs. */
-export const BENCH_PHASES: BenchPhases = { resolveData, pretrain, evaluate };
+/**
+ * The phases `deno task bench` runs. Data is read strictly: a split with problems (unlabelled
+ * images, unknown class folders, missing annotations, unreadable files) fails the run naming
+ * them, unless `allowMissing`, which leaves those samples out and records how many.
+ */
+export function benchPhases(
+  data: { allowMissing: boolean; engine: StartedEngine; workers?: number; log?: (line: string) => void },
+): BenchPhases {
+  const log = data.log ?? ((line: string) => console.log(line));
+  const opened = new Map<string, Promise<StrictDataset>>();
+  const open: OpenData = (spec) => {
+    const key = JSON.stringify([spec.kind, spec.source, spec.root, spec.split, spec.synthetic]);
+    if (!opened.has(key)) {
+      opened.set(
+        key,
+        openSpec(spec).then((ds) =>
+          strictDataset(ds, { allowMissing: data.allowMissing, concurrency: 4 * (data.workers ?? 2), log })
+        ),
+      );
+    }
+    return opened.get(key)!;
+  };
+  return {
+    resolveData: (spec) => resolveData(spec, open, log),
+    pretrain: (ctx) => pretrain(ctx, open, data.engine),
+    evaluate: (ctx) => evaluate(ctx, open, data.engine),
+  };
+}

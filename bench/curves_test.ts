@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { curvesFromLog } from "./bench_phases.ts";
 import { runCells } from "./cell_runner.ts";
-import { FAKE_SUITE, fakePhases } from "./fake_phases.ts";
+import { FAKE_SUITE, fakeContext, fakePhases } from "./fake_phases.ts";
 import { buildLeaderboard } from "./leaderboard_build.ts";
 import { leaderboardHtml } from "./leaderboard_html.ts";
 import { parseRunRecord, readRunRecords } from "./run_record.ts";
@@ -40,6 +40,7 @@ Deno.test("records keep the curves; misaligned or unordered curves are refused, 
     recordsDir: `${root}/runs`,
     checkpointsDir: `${root}/ckpt`,
     log: () => {},
+    context: fakeContext(),
   });
   const records = await readRunRecords(`${root}/runs`);
   const capi = records.find((r) => r.record.row.subject === "capi" && r.record.seed === 0)!.record;
@@ -84,6 +85,7 @@ Deno.test("rows built from records without curves (written before them) still dr
     recordsDir: `${root}/runs`,
     checkpointsDir: `${root}/ckpt`,
     log: () => {},
+    context: fakeContext(),
   });
   const records = (await readRunRecords(`${root}/runs`)).map(({ path, record }) => {
     if (!record.pretraining) return { path, record };
@@ -108,6 +110,7 @@ Deno.test("the budgets of one method get distinct colours in its curve charts", 
     recordsDir: `${root}/runs`,
     checkpointsDir: `${root}/ckpt`,
     log: () => {},
+    context: fakeContext(),
   });
   const html = leaderboardHtml(buildLeaderboard(await readRunRecords(`${root}/runs`)));
   const chart = html.split("<svg ").find((c) => c.includes("pretraining loss_clustering: capi"))!;

@@ -5,8 +5,10 @@
  *
  * @module
  */
-import { sha256Hex } from "./identity.ts";
+import { sha256Hex } from "../model/sha256.ts";
 import type { BenchPhases, EvaluateContext, PretrainContext, PretrainOutcome } from "./cell_runner.ts";
+import type { RunContext } from "./cell_plan.ts";
+import type { EngineDescription } from "../model/train_engine.ts";
 import type { DataSpec, SuiteInput } from "./suite.ts";
 
 export interface FakeCalls {
@@ -36,6 +38,7 @@ export function fakePhases(opts: { dieAfterStep?: number } = {}): { phases: Benc
         split: spec.split,
         fileListHash: await sha256Hex(`${spec.kind}:${spec.root}:${spec.split}`),
         numFiles: 100,
+        skipped: { count: 0, examples: [] },
       };
     },
     async pretrain({ cell, checkpointDir }: PretrainContext): Promise<PretrainOutcome> {
@@ -131,3 +134,45 @@ export const FAKE_SUITE: SuiteInput = {
   },
   seeds: [0, 1],
 };
+
+/**
+ * A run context for tests: code versions and engines as given (defaults: commit `c0ffee...`,
+ * sources `a...`/`b...`, tfjs on `blas` with fixed versions training and probing (`engine` changes
+ * both unless `trainEngine` is given), features on ORT's CPU EP).
+ */
+export function fakeContext(o: {
+  commit?: string;
+  pretrainingSources?: string;
+  evaluationSources?: string;
+  engine?: Partial<EngineDescription>;
+  trainEngine?: EngineDescription;
+} = {}): RunContext {
+  const commit = o.commit ?? "c0ffee".padEnd(40, "0");
+  const code = (sources: "pretraining" | "evaluation", sourceHash: string) => ({
+    commit,
+    dirty: false,
+    sources,
+    sourceHash,
+    files: 120,
+  });
+  const engine: EngineDescription = {
+    engine: "tfjs",
+    device: "blas",
+    versions: {
+      "@tensorflow/tfjs-core": "4.22.0",
+      "@tensorflow/tfjs-backend-wasm": "4.22.0",
+      blas: "OpenBLAS 0.3.21",
+    },
+    ...o.engine,
+  };
+  return {
+    code: {
+      pretraining: code("pretraining", o.pretrainingSources ?? "a".repeat(64)),
+      evaluation: code("evaluation", o.evaluationSources ?? "b".repeat(64)),
+    },
+    engine,
+    trainEngine: o.trainEngine ?? engine,
+    featureEngine: { engine: "ort", device: "cpu", versions: { "onnxruntime-node": "1.30.0" } },
+    decoder: { sharp: "0.34.5", vips: "8.17.3" },
+  };
+}

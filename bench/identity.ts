@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { sha256Hex } from "../model/sha256.ts";
 
 /** Deterministic JSON text of `value` with object keys sorted at every level. */
 export function canonicalJson(value: unknown): string {
@@ -31,12 +32,6 @@ function sortKeys(value: unknown): unknown {
     throw new Error(`canonicalJson: non-finite number ${value} cannot be part of an identity`);
   }
   return value;
-}
-
-/** SHA-256 of `text` (UTF-8) as lowercase hex. */
-export async function sha256Hex(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** The identity hash of a settings object: SHA-256 of its canonical JSON. */

@@ -7,7 +7,7 @@
  * @module
  */
 import { z } from "zod";
-import { atomicWriteTextFile } from "./atomic_write.ts";
+import { atomicWriteFile } from "../model/atomic_write.ts";
 import { Leaderboard } from "./leaderboard_schema.ts";
 import { RunRecord } from "./run_record.ts";
 
@@ -25,7 +25,7 @@ export function jsonSchemas(): Record<string, string> {
 export async function writeJsonSchemas(dir: string): Promise<string[]> {
   const written = [];
   for (const [name, text] of Object.entries(jsonSchemas())) {
-    await atomicWriteTextFile(`${dir}/${name}`, text);
+    await atomicWriteFile(`${dir}/${name}`, text);
     written.push(`${dir}/${name}`);
   }
   return written;

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { jsonSchemas } from "./json_schemas.ts";
 import { runCells } from "./cell_runner.ts";
-import { FAKE_SUITE, fakePhases } from "./fake_phases.ts";
+import { FAKE_SUITE, fakeContext, fakePhases } from "./fake_phases.ts";
 import { writeLeaderboard } from "./leaderboard.ts";
 import { expandSuite, Suite } from "./suite.ts";
 
@@ -51,6 +51,7 @@ Deno.test({
       recordsDir: `${root}/runs`,
       checkpointsDir: `${root}/ckpt`,
       log: () => {},
+      context: fakeContext(),
     });
     await writeLeaderboard(`${root}/runs`, root);
     const schemas = jsonSchemas();

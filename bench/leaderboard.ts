@@ -9,9 +9,9 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
-import { atomicWriteJson, atomicWriteTextFile } from "./atomic_write.ts";
+import { atomicWriteFile, atomicWriteJson } from "../model/atomic_write.ts";
+import { type CliSpec, runCli } from "./cli.ts";
 import { writeJsonSchemas } from "./json_schemas.ts";
 import { buildLeaderboard } from "./leaderboard_build.ts";
 import { leaderboardHtml } from "./leaderboard_html.ts";
@@ -26,31 +26,36 @@ export async function writeLeaderboard(recordsDir: string, outDir: string): Prom
   const records = await readRunRecords(recordsDir);
   const lb = buildLeaderboard(records);
   await atomicWriteJson(`${outDir}/leaderboard.json`, lb);
-  await atomicWriteTextFile(`${outDir}/LEADERBOARD.md`, leaderboardMarkdown(lb));
-  await atomicWriteTextFile(`${outDir}/leaderboard.html`, leaderboardHtml(lb));
+  await atomicWriteFile(`${outDir}/LEADERBOARD.md`, leaderboardMarkdown(lb));
+  await atomicWriteFile(`${outDir}/leaderboard.html`, leaderboardHtml(lb));
   await writeJsonSchemas(`${outDir}/schema`);
   return lb;
 }
 
+export const LEADERBOARD_CLI = {
+  name: "leaderboard",
+  synopsis: "deno task leaderboard [--records DIR] [--out DIR]",
+  summary: "Build leaderboard.json, LEADERBOARD.md, leaderboard.html and the JSON Schemas from run records.",
+  flags: {
+    records: { type: "string", arg: "DIR", help: "run records, read recursively (default <out>/runs)" },
+    out: { type: "string", arg: "DIR", help: "where the leaderboard files go (default results)" },
+  },
+} as const satisfies CliSpec;
+
 if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: { records: { type: "string" }, out: { type: "string" }, help: { type: "boolean", short: "h" } },
-  });
-  if (values.help) {
-    console.log("usage: deno task leaderboard [--records results/runs] [--out results]");
-    Deno.exit(0);
-  }
-  const out = values.out ?? RESULTS_DIR;
-  const records = values.records ?? `${out}/runs`;
-  try {
-    const lb = await writeLeaderboard(records, out);
-    console.log(
-      `leaderboard: ${lb.rows.length} rows from ${records} -> ${out}/leaderboard.{json,html}, LEADERBOARD.md`,
-    );
-    for (const n of lb.notes.slice(1)) console.log(`  ${n}`);
-  } catch (err) {
-    console.error(`leaderboard: ${(err as Error).message}`);
-    Deno.exit(1);
-  }
+  Deno.exit(
+    await runCli(LEADERBOARD_CLI, Deno.args, {
+      check: ({ values }) => {
+        const out = values.out ?? RESULTS_DIR;
+        return { out, records: values.records ?? `${out}/runs` };
+      },
+      run: async ({ out, records }) => {
+        const lb = await writeLeaderboard(records, out);
+        console.log(
+          `leaderboard: ${lb.rows.length} rows from ${records} -> ${out}/leaderboard.{json,html}, LEADERBOARD.md`,
+        );
+        for (const n of lb.notes.slice(1)) console.log(`  ${n}`);
+      },
+    }),
+  );
 }

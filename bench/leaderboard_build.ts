@@ -10,6 +10,7 @@
  * @module
  */
 import { canonicalJson } from "./identity.ts";
+import { engineLabel } from "./provenance.ts";
 import type { RunRecord } from "./run_record.ts";
 import {
   Leaderboard,
@@ -18,7 +19,9 @@ import {
   type MetricStats,
 } from "./leaderboard_schema.ts";
 
-const KIND_ORDER = { pretrained: 0, random_init: 1, raw_pixels: 2 } as const;
+const KIND_ORDER = { released: 0, pretrained: 0, random_init: 1, raw_pixels: 2 } as const;
+/** Rows of models (trained here, or released weights) as opposed to the baselines. */
+const isModel = (r: { subjectKind: string }) => r.subjectKind === "pretrained" || r.subjectKind === "released";
 const MAX_CURVE_POINTS = 200;
 
 export const TIE_RULE = "Marks compare means only where the seed spread allows it: a row whose min-max range " +
@@ -119,6 +122,9 @@ function meanCurve(curves: Map<number, number>[]): LeaderboardRow["lossCurve"] {
   });
 }
 
+/** The pretraining phase's provenance, when the record has one. */
+const phases = (r: RunRecord) => (r.pretraining ? [r.pretraining.provenance] : []);
+
 function buildRow(entries: Entry[]): LeaderboardRow {
   const recs = entries.map((e) => e.record).sort((a, b) => a.seed - b.seed);
   const dupSeed = recs.find((r, i) => i > 0 && r.seed === recs[i - 1].seed);
@@ -148,15 +154,19 @@ function buildRow(entries: Entry[]): LeaderboardRow {
     data: { name: first.row.data.name, kind: first.row.data.kind, fileListHash: first.row.data.fileListHash },
     budget: { ...first.row.budget, imagesSeen: first.row.budget.steps * first.row.budget.batchSize },
     protocol: first.protocol,
+    ...(first.row.published ? { published: first.row.published } : {}),
     seeds: recs.map((r) => r.seed),
     mainScores: uniq(first.results.map((p) => p.mainScore)),
     metrics,
     lossCurve: lossCurve(recs),
     curves: componentCurves(recs),
     provenance: {
-      commits: uniq(recs.map((r) => r.provenance.git.commit)),
-      dirty: recs.some((r) => r.provenance.git.dirty),
-      backends: uniq(recs.map((r) => r.provenance.backend)),
+      commits: uniq(recs.flatMap((r) => [r.provenance.code.commit, ...phases(r).map((p) => p.code.commit)])),
+      dirty: recs.some((r) => r.provenance.code.dirty || phases(r).some((p) => p.code.dirty)),
+      engines: uniq(recs.flatMap((r) => [r.provenance.engine, ...phases(r).map((p) => p.engine)]).map(engineLabel)),
+      featureEngines: uniq(recs.map((r) => engineLabel(r.provenance.featureEngine))),
+      sourceHashes: uniq(recs.map((r) => r.provenance.code.sourceHash)),
+      reusedFrom: uniq(recs.flatMap((r) => (r.provenance.reuse ? [r.provenance.reuse.fromCommit] : []))),
       devices: uniq(recs.map((r) => r.provenance.device.gpu ?? r.provenance.device.cpu)),
       ci: recs.every((r) => r.provenance.ci),
       records: recs.map((r) => r.identity.hash),
@@ -183,8 +193,8 @@ function markGroup(rows: LeaderboardRow[]): void {
       if (s.n < 2 || best.metrics[m].n < 2) s.mark = "no_ranking";
       else if (r === best) s.mark = "best";
       else s.mark = separate(s, best.metrics[m]) === -1 ? "below" : "tied_best";
-      if (r.subjectKind !== "pretrained") continue;
-      for (const base of have.filter((b) => b.subjectKind !== "pretrained")) {
+      if (!isModel(r)) continue;
+      for (const base of have.filter((b) => !isModel(b))) {
         if (base.subjectKind === "random_init" && base.method !== r.method) continue;
         s.versus[base.subject] = (["below", "tie", "above"] as const)[separate(s, base.metrics[m]) + 1];
       }
@@ -196,8 +206,8 @@ function markGroup(rows: LeaderboardRow[]): void {
 function verdicts(rows: LeaderboardRow[]): string[] {
   const groups = [...new Set(rows.map((r) => r.group))];
   return groups.map((g) => {
-    const inGroup = rows.filter((r) => r.group === g && r.subjectKind === "pretrained");
-    if (!rows.some((r) => r.group === g && r.subjectKind !== "pretrained")) {
+    const inGroup = rows.filter((r) => r.group === g && isModel(r));
+    if (!rows.some((r) => r.group === g && !isModel(r))) {
       return `${g}: no baseline rows (random init, raw pixels) in this group yet, so nothing here says whether ` +
         `pretraining helped; run the suite's baseline cells.`;
     }
@@ -214,16 +224,30 @@ function verdicts(rows: LeaderboardRow[]): string[] {
   });
 }
 
-/** A caution per group whose records come from more than one commit (the code may differ). */
-function commitNotes(rows: LeaderboardRow[]): string[] {
+/**
+ * A caution per group whose records were computed by more than one version of the evaluation
+ * sources or engine, or were kept by `--reuse-from` (a fresh `deno task bench` re-runs stale cells).
+ */
+function provenanceNotes(rows: LeaderboardRow[]): string[] {
   return [...new Set(rows.map((r) => r.group))].flatMap((g) => {
-    const commits = [...new Set(rows.filter((r) => r.group === g).flatMap((r) => r.provenance.commits))];
-    return commits.length > 1
-      ? [
-        `${g}: records come from ${commits.length} commits; the identity covers settings, not code, so ` +
-        `bump the protocol version when a code change moves the numbers.`,
-      ]
-      : [];
+    const inGroup = rows.filter((r) => r.group === g);
+    const all = (f: (r: LeaderboardRow) => string[]) => [...new Set(inGroup.flatMap(f))];
+    const notes = [];
+    const sources = all((r) => r.provenance.sourceHashes), engines = all((r) => r.provenance.engines);
+    if (sources.length > 1 || engines.length > 1) {
+      notes.push(
+        `${g}: records were computed by ${sources.length} version(s) of the evaluation sources on ` +
+          `${engines.join(", ")}; \`deno task bench\` re-runs the cells whose code or engine differ from its own.`,
+      );
+    }
+    const reused = all((r) => r.provenance.reusedFrom);
+    if (reused.length) {
+      notes.push(
+        `${g}: some records were kept from commit(s) ${reused.map((c) => c.slice(0, 10)).join(", ")} ` +
+          "by --reuse-from rather than recomputed by the current code.",
+      );
+    }
+    return notes;
   });
 }
 
@@ -245,6 +269,6 @@ export function buildLeaderboard(entries: Entry[]): Leaderboard {
     schemaVersion: LEADERBOARD_SCHEMA_VERSION,
     kind: "mim-bench-leaderboard",
     rows,
-    notes: [TIE_RULE, ...verdicts(rows), ...commitNotes(rows)],
+    notes: [TIE_RULE, ...verdicts(rows), ...provenanceNotes(rows)],
   });
 }

@@ -26,7 +26,7 @@ export function formatMetric(s: MetricStats | undefined): string {
 
 /** Which main metrics clear every baseline, and which fall below one, beyond the seed spread. */
 export function versusSummary(r: LeaderboardRow): string {
-  if (r.subjectKind !== "pretrained") return "baseline";
+  if (r.subjectKind !== "pretrained" && r.subjectKind !== "released") return "baseline";
   const above: string[] = [], below: string[] = [], tied: string[] = [];
   for (const m of r.mainScores) {
     const v = Object.values(r.metrics[m]?.versus ?? {});
@@ -70,17 +70,20 @@ export function leaderboardMarkdown(lb: Leaderboard): string {
     );
     out.push(`| --- | --- | --- | ${mains.map(() => "---").join(" | ")} | --- |`);
     for (const r of rows) {
-      const cells = mains.map((m) => formatMetric(r.metrics[m]));
+      // Released weights: the authors' number beside ours.
+      const published = (m: string) => (r.published?.[m] !== undefined ? ` (published ${pct(r.published[m])})` : "");
+      const cells = mains.map((m) => formatMetric(r.metrics[m]) + published(m));
       out.push(
         `| ${r.subject} | ${budgetCell(r)} | ${r.seeds.join(", ")} | ${cells.join(" | ")} | ${versusSummary(r)} |`,
       );
     }
-    const prov = rows[0].provenance;
     out.push(
       "",
       `Protocol ${rows[0].protocol.id} v${rows[0].protocol.version} (${rows[0].protocol.hash.slice(0, 12)}); ` +
         `commits ${[...new Set(rows.flatMap((r) => r.provenance.commits))].map((c) => c.slice(0, 10)).join(", ")}` +
-        `${rows.some((r) => r.provenance.dirty) ? " (dirty tree)" : ""}; backends ${prov.backends.join(", ")}; ` +
+        `${rows.some((r) => r.provenance.dirty) ? " (dirty tree)" : ""}; ` +
+        `engines ${[...new Set(rows.flatMap((r) => r.provenance.engines))].join(", ")}; ` +
+        `features ${[...new Set(rows.flatMap((r) => r.provenance.featureEngines))].join(", ")}; ` +
         `devices ${[...new Set(rows.flatMap((r) => r.provenance.devices))].join(", ")}.`,
       "",
     );

@@ -40,7 +40,7 @@ export const CurvePoint = z.strictObject({ step: z.number().int(), mean: z.numbe
 export const LeaderboardRow = z.strictObject({
   group: z.string().describe("model | pretraining data | protocol: rows are only compared within a group"),
   subject: z.string(),
-  subjectKind: z.enum(["pretrained", "random_init", "raw_pixels"]),
+  subjectKind: z.enum(["pretrained", "random_init", "raw_pixels", "released"]),
   method: z.string().nullable(),
   model: z.string(),
   arch: z.string().nullable(),
@@ -51,6 +51,9 @@ export const LeaderboardRow = z.strictObject({
     imagesSeen: z.number().int().nonnegative(),
   }),
   protocol: z.strictObject({ id: z.string(), version: z.number().int(), hash: z.string() }),
+  published: z.record(z.string(), z.number()).optional().describe(
+    "released weights: the authors' numbers by metric key (fractions), shown beside ours",
+  ),
   seeds: z.array(z.number().int()),
   mainScores: z.array(z.string()).describe("the protocol's main metric per probe"),
   metrics: z.record(z.string(), MetricStats),
@@ -63,9 +66,14 @@ export const LeaderboardRow = z.strictObject({
       "each); empty for baselines and for records without curves",
   ),
   provenance: z.strictObject({
-    commits: z.array(z.string()),
-    dirty: z.boolean().describe("any record came from a tree with uncommitted changes"),
-    backends: z.array(z.string()),
+    commits: z.array(z.string()).describe("commits whose code computed the records (pretraining and evaluation)"),
+    dirty: z.boolean().describe("any record came from result sources with uncommitted changes"),
+    engines: z.array(z.string()).describe(
+      "engines as they ran, pretraining and probes, e.g. 'tfjs wasm (fallback from blas)'",
+    ),
+    featureEngines: z.array(z.string()).describe("what extracted the features, e.g. 'ort cpu'"),
+    sourceHashes: z.array(z.string()).describe("evaluation source hashes of the records (bench/code_version.ts)"),
+    reusedFrom: z.array(z.string()).describe("commits of records kept by `--reuse-from` instead of re-run"),
     devices: z.array(z.string()),
     ci: z.boolean().describe("every record was produced by CI"),
     records: z.array(z.string()).describe("identity hashes of the merged records"),

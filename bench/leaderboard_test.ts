@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { runCells } from "./cell_runner.ts";
-import { FAKE_SUITE, fakePhases } from "./fake_phases.ts";
+import { FAKE_SUITE, fakeContext, fakePhases } from "./fake_phases.ts";
 import { buildLeaderboard } from "./leaderboard_build.ts";
 import { writeLeaderboard } from "./leaderboard.ts";
 import { Leaderboard } from "./leaderboard_schema.ts";
@@ -14,7 +14,7 @@ import { leaderboardMarkdown } from "./leaderboard_markdown.ts";
 import { readRunRecords, type RunRecord } from "./run_record.ts";
 import { expandSuite, selectShard, Suite } from "./suite.ts";
 
-const quiet = { log: () => {} };
+const quiet = { log: () => {}, context: fakeContext() };
 
 Deno.test("the leaderboard of two shards' records equals the unsharded run's, byte for byte", async () => {
   const root = await Deno.makeTempDir({ prefix: "bench_lb_test_" });

@@ -15,3 +15,7 @@ export { leaderboardMarkdown } from "./leaderboard_markdown.ts";
 export { leaderboardHtml } from "./leaderboard_html.ts";
 export { jsonSchemas } from "./json_schemas.ts";
 export { RawPixelEncoder } from "./raw_pixels.ts";
+export { downloadCached, HUB, hubCheckpoint, type HubEntry } from "./hub.ts";
+export { resolveCheckpoint, type ResolvedCheckpoint } from "./checkpoint_arg.ts";
+export { runEmbed } from "./embed.ts";
+export { convertReleased } from "./convert.ts";

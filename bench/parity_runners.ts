@@ -5,6 +5,7 @@
  */
 import type { Fixture } from "../model/fixture.ts";
 import type { ParityReport } from "../model/parity.ts";
+import type { EngineFactory } from "../model/train_engine.ts";
 import { runCapiParity } from "../model/capi/parity.ts";
 import { runMaeParity } from "../model/mae/parity.ts";
 import { runSimmimParity } from "../model/simmim/parity.ts";
@@ -13,7 +14,8 @@ import { runProbeParity } from "../eval/probe_parity.ts";
 export const FIXTURE_KINDS = ["capi", "capi_probe", "mae", "simmim"] as const;
 export type FixtureKind = typeof FIXTURE_KINDS[number];
 
-export type ParityRunner = (fx: Fixture, report: ParityReport) => Promise<void>;
+/** Runs a fixture's checks; method runners run the method's training step on the engine `createEngine` builds. */
+export type ParityRunner = (fx: Fixture, report: ParityReport, createEngine: EngineFactory) => Promise<void>;
 
 /** Tell a fixture's kind from the tensors it holds (file names are not trusted). */
 export function detectFixtureKind(fx: Fixture): FixtureKind {
@@ -28,7 +30,7 @@ export function detectFixtureKind(fx: Fixture): FixtureKind {
 
 export const PARITY_RUNNERS: Record<FixtureKind, ParityRunner> = {
   capi: runCapiParity,
-  capi_probe: runProbeParity,
+  capi_probe: (fx, report) => runProbeParity(fx, report),
   mae: runMaeParity,
   simmim: runSimmimParity,
 };

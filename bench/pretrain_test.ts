@@ -11,7 +11,8 @@ async function collect(src: AsyncIterable<HostTensor<Float32Array>>): Promise<Ho
 
 Deno.test("procedural data: seeded, restartable at any step, [B, 3, H, W]", async () => {
   const o = { method: "capi" as const, seed: 4, batch: 2, imageSize: [8, 12] as [number, number], steps: 5 };
-  const source = openPretrainData("procedural", o);
+  const { source, skipped } = await openPretrainData("procedural", o);
+  assert.deepEqual(skipped, []);
   assert.equal(typeof source, "function");
   const open = source as (start: number) => AsyncIterable<HostTensor<Float32Array>>;
   const all = await collect(open(0));
@@ -21,5 +22,5 @@ Deno.test("procedural data: seeded, restartable at any step, [B, 3, H, W]", asyn
   assert.deepEqual(all[0].shape, [2, 3, 8, 12]);
   assert.deepEqual(all[1], syntheticBatch(4, 1, 2, 8, 12));
   assert.notDeepEqual(all[0].data, all[1].data);
-  assert.throws(() => openPretrainData("nope:/x", o), /unknown kind 'nope'/);
+  await assert.rejects(openPretrainData("nope:/x", o), /unknown kind 'nope'/);
 });

@@ -1,12 +1,21 @@
 /**
- * Where a number came from: git state, runtime versions, device, CI flag, peak memory.
+ * Where a number came from, as it actually ran: the engine that computed it (what
+ * `model/engine.ts` initialised, a fallback recorded as the fallback), the versions of the
+ * numeric and image-decoding libraries, the runtime, the machine, CI, peak memory.
  *
- * Everything here is best-effort and never fails a run: a missing `git` gives commit
- * `unknown`, a missing `nvidia-smi` gives `gpu: null`.
+ * Engines are described with `EngineDescription` (model/train_engine.ts), by the engines
+ * themselves (`tfEngineDescription`, `OrtTrainEngine.description`; model/engine_choice.ts starts
+ * them): `tfjs` with its backend as the device (`blas`, `wasm`, `cpu`, `webgpu`, `tensorflow`), or
+ * `ort` with its execution provider. Asking for `blas` on a machine without OpenBLAS runs `wasm`:
+ * the description then says `device: "wasm", fallbackFrom: "blas"`, and so do the records and
+ * the leaderboard.
+ *
+ * Machine facts are best-effort and never fail a run (no `nvidia-smi` gives `gpu: null`).
  *
  * @module
  */
 import { fileURLToPath } from "node:url";
+import type { EngineDescription } from "../model/train_engine.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
@@ -19,45 +28,31 @@ async function run(cmd: string, args: string[]): Promise<string | null> {
   }
 }
 
+/** One line for logs and the leaderboard: `tfjs wasm (fallback from blas)`, `ort cuda`. */
+export function engineLabel(e: EngineDescription): string {
+  return `${e.engine} ${e.device}${e.fallbackFrom ? ` (fallback from ${e.fallbackFrom})` : ""}`;
+}
+
 /**
- * HEAD commit and whether tracked or untracked files differ from it. `results/` is left out:
- * the harness writes its records there, which must not mark the next cell's code as dirty.
+ * What makes two engines compute the same numbers: engine, device and library versions. Not
+ * `fallbackFrom`: a `wasm` run that fell back from `blas` computes what a `wasm` run computes.
  */
-export async function gitState(): Promise<{ commit: string; dirty: boolean }> {
-  const commit = await run("git", ["rev-parse", "HEAD"]) ?? "unknown";
-  const status = await run("git", ["status", "--porcelain", "--", ".", ":(exclude)results"]);
-  return { commit, dirty: status === null ? true : status.length > 0 };
+export function engineKey(e: EngineDescription): { engine: string; device: string; versions: Record<string, string> } {
+  return { engine: e.engine, device: e.device, versions: e.versions };
 }
 
-async function packageVersion(name: string): Promise<string | null> {
-  try {
-    const text = await Deno.readTextFile(`${ROOT}node_modules/${name}/package.json`);
-    return (JSON.parse(text) as { version?: string }).version ?? null;
-  } catch {
-    return null;
-  }
-}
-
-/** Versions of the runtime and of the packages that compute the numbers. */
-export async function runtimeVersions(): Promise<Record<string, string>> {
-  const out: Record<string, string> = {
-    deno: Deno.version.deno,
-    v8: Deno.version.v8,
-    typescript: Deno.version.typescript,
-  };
-  const pkgs: [string, string][] = [
-    ["tfjs", "@tensorflow/tfjs"],
-    ["tfjsBackendWasm", "@tensorflow/tfjs-backend-wasm"],
-    ["tfjsNodeGpu", "@tensorflow/tfjs-node-gpu"],
-    ["onnxruntime", "onnxruntime-node"],
-    ["sharp", "sharp"],
-    ["zod", "zod"],
-  ];
-  for (const [key, pkg] of pkgs) {
-    const v = await packageVersion(pkg);
-    if (v) out[key] = v;
-  }
+/** Versions of the image decoder (sharp and libvips decode and resize every input image). */
+export async function decoderVersions(): Promise<Record<string, string>> {
+  const { default: sharp } = await import("sharp");
+  const v = sharp.versions as Record<string, string | undefined>;
+  const out: Record<string, string> = {};
+  for (const k of ["sharp", "vips", "mozjpeg", "spng", "png"]) if (v[k]) out[k] = v[k]!;
   return out;
+}
+
+/** Versions of the runtime itself (recorded; they decide nothing). */
+export function runtimeVersions(): Record<string, string> {
+  return { deno: Deno.version.deno, v8: Deno.version.v8, typescript: Deno.version.typescript };
 }
 
 async function cpuModel(): Promise<string> {

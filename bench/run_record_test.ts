@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { runCells } from "./cell_runner.ts";
-import { FAKE_SUITE, fakePhases } from "./fake_phases.ts";
+import { FAKE_SUITE, fakeContext, fakePhases } from "./fake_phases.ts";
 import { parseRunRecord, toModelIndex } from "./run_record.ts";
 import { expandSuite, Suite } from "./suite.ts";
 
@@ -16,6 +16,7 @@ async function oneRecord() {
     recordsDir: `${root}/runs`,
     checkpointsDir: `${root}/ckpt`,
     log: () => {},
+    context: fakeContext(),
   });
   await Deno.remove(root, { recursive: true });
   return report.record!;
@@ -27,7 +28,10 @@ Deno.test("parseRunRecord rejects unknown keys and names the file and the key", 
     () => parseRunRecord("x/rec.json", { ...r, timings: { ...r.timings, gpuSec: 1 } }),
     /'x\/rec\.json' is not a valid run record[\s\S]*gpuSec[\s\S]*timings/,
   );
-  assert.throws(() => parseRunRecord("y.json", { ...r, schemaVersion: 2 }), /schemaVersion/);
+  assert.throws(
+    () => parseRunRecord("y.json", { ...r, schemaVersion: 1 }),
+    /^OutdatedRecordError: 'y\.json' is a run record of schema v1; this code reads v2: run `deno task bench` to recompute its cell, or move the file away$/,
+  );
 });
 
 Deno.test("toModelIndex maps each probe to an HF model-index result", async () => {

@@ -11,7 +11,8 @@
  * same config with as many threads as the BLAS (`--rounds R`: R alternating rounds, best of each
  * side), prints the same per CPU-second of each process, and ends with
  *   speed: train img/s ours=<a> torch=<b> ratio=<a/b>
- * `--method capi|mae|simmim` times that method's `tiny` preset instead (no torch twin).
+ * `--method capi|mae|simmim` times that method's `tiny` preset instead (no torch twin) through the tfjs training
+ * engine (`--grads` and `--blocks` apply to it too).
  * Measured 2026-11-27 08:08-08:14 UTC on 2 vCPUs shared with other jobs (load 3.6-6, details in
  * model/kernels/README.md), `--rounds 3 --steps 5 --warmup 2`: `--threads 1` ours 56.3 img/s, torch
  * 78.7 (ratio 0.72); 2 threads ours 54.4, torch 20.4 (2.67; torch's OpenMP collapses under load).
@@ -20,9 +21,9 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import process from "node:process";
-import { initBackend, parseBackend, tf } from "../model/engine.ts";
+import { BACKENDS, initBackend, parseBackend, tf } from "../model/engine.ts";
+import { choiceFlag, type CliSpec, intFlag, type ParsedArgs, runCli } from "./cli.ts";
 import { AdamW } from "../model/adamw.ts";
 import { Rng } from "../model/rng.ts";
 import { KernelProfile } from "../model/kernels/kernel_profile.ts";
@@ -32,6 +33,7 @@ import { blasThreadsWanted } from "../model/kernels/blas.ts";
 import { patchifyHost, SPEED_VIT, SpeedVit } from "../model/kernels/speed_vit.ts";
 import { runTorchSpeed, type TorchSpeed } from "./speed_torch_runner.ts";
 import { timeMethod } from "./speed_method.ts";
+import { tfEngineFactory } from "../model/tf_train_engine.ts";
 import { METHOD_NAMES } from "../model/method.ts";
 
 /** `vit`: the reference ViT (torch twin in speed_torch.py); the others: the method's `tiny` preset. */
@@ -150,74 +152,82 @@ function printProfile(profile: KernelProfile, perStepMs: number, steps: number):
   }
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      method: { type: "string", default: "vit" },
-      backend: { type: "string", default: "blas" },
-      steps: { type: "string", default: "10" },
-      warmup: { type: "string", default: "3" },
-      batch: { type: "string", default: "64" },
-      "profile-steps": { type: "string", default: "2" },
-      // Threads for our BLAS and for torch alike (default: every logical core). On a machine shared
-      // with other jobs, --threads 1 gives the steadier comparison.
-      threads: { type: "string" },
-      rounds: { type: "string", default: "1" },
-      "no-profile": { type: "boolean", default: false },
-      "vs-torch": { type: "boolean", default: false },
-      // lean: model/kernels/lean_grads.ts frees saved tensors and gradients during the backward
-      // pass (same values, about half the peak heap: what lets batch 128 fit); tfjs: tf.variableGrads.
-      grads: { type: "string", default: "lean" },
-      // fused: GELU and LayerNorm from model/kernels/fused_*.ts (one kernel each way on blas, the nn
-      // functions elsewhere); nn: model/nn's mlp and layerNorm.
-      blocks: { type: "string", default: "fused" },
-    },
-  });
-  const int = (key: string, v: string, min: number) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new Error(`--${key}: expected an integer >= ${min}, got '${v}'`);
-    return n;
+export const SPEED_CLI = {
+  name: "speed",
+  synopsis: "deno task speed [--method vit|capi|mae|simmim] [--backend NAME] [--vs-torch [--rounds R]] [flags]",
+  summary: "Training throughput on this machine (img/s, ms/step, peak RSS, kernel profile), optionally vs PyTorch.",
+  flags: {
+    method: { type: "string", arg: METHODS.join("|"), default: "vit", help: "what to time (default vit)" },
+    backend: { type: "string", arg: BACKENDS.join("|"), default: "blas", help: "tensor backend (default blas)" },
+    steps: { type: "string", arg: "N", default: "10", help: "timed steps (default 10)" },
+    warmup: { type: "string", arg: "N", default: "3", help: "untimed steps first (default 3)" },
+    batch: { type: "string", arg: "N", default: "64", help: "images per step (default 64)" },
+    "profile-steps": { type: "string", arg: "N", default: "2", help: "steps of the kernel profile (default 2)" },
+    // On a machine shared with other jobs, --threads 1 gives the steadier comparison.
+    threads: { type: "string", arg: "N", help: "threads for our BLAS and for torch alike (default: every core)" },
+    rounds: { type: "string", arg: "R", default: "1", help: "alternating ours/torch rounds, best of each (default 1)" },
+    "no-profile": { type: "boolean", help: "skip the kernel profile" },
+    "vs-torch": { type: "boolean", help: "time bench/speed_torch.py on the same config (reference ViT only)" },
+    // lean: model/kernels/lean_grads.ts frees saved tensors and gradients during the backward
+    // pass (same values, about half the peak heap: what lets batch 128 fit); tfjs: tf.variableGrads.
+    grads: { type: "string", arg: "lean|tfjs", default: "lean", help: "gradient implementation (default lean)" },
+    // fused: GELU and LayerNorm from model/kernels/fused_*.ts (one kernel each way on blas, the nn
+    // functions elsewhere); nn: model/nn's mlp and layerNorm.
+    blocks: { type: "string", arg: "fused|nn", default: "fused", help: "ViT block kernels (default fused)" },
+  },
+} as const satisfies CliSpec;
+
+function checkArgs({ values }: ParsedArgs<typeof SPEED_CLI>) {
+  const int = (key: string, v: string, min: number) => intFlag(key, v, { min, fallback: min });
+  return {
+    method: choiceFlag("method", values.method, METHODS),
+    backend: parseBackend(values.backend),
+    steps: int("steps", values.steps, 1),
+    warmup: int("warmup", values.warmup, 1),
+    batch: int("batch", values.batch, 1),
+    profileSteps: values["no-profile"] ? 0 : int("profile-steps", values["profile-steps"], 0),
+    threads: intFlag("threads", values.threads, { min: 1 }),
+    rounds: int("rounds", values.rounds, 1),
+    vsTorch: values["vs-torch"] ?? false,
+    grads: choiceFlag("grads", values.grads, ["lean", "tfjs"] as const),
+    blocks: choiceFlag("blocks", values.blocks, ["fused", "nn"] as const),
   };
-  const method = values.method;
-  if (!(METHODS as readonly string[]).includes(method)) {
-    throw new Error(`--method: '${method}' is not timed yet; expected one of ${METHODS.join(", ")}`);
-  }
-  const backend = parseBackend(values.backend);
-  const steps = int("steps", values.steps, 1), warmup = int("warmup", values.warmup, 1);
-  const batch = int("batch", values.batch, 1);
-  const profileSteps = values["no-profile"] ? 0 : int("profile-steps", values["profile-steps"], 0);
-  const blocks = values.blocks;
-  if (blocks !== "nn" && blocks !== "fused") throw new Error(`--blocks: expected 'nn' or 'fused', got '${blocks}'`);
-  if (values.grads !== "lean" && values.grads !== "tfjs") {
-    throw new Error(`--grads: expected 'lean' or 'tfjs', got '${values.grads}'`);
-  }
-  if (values.threads !== undefined) Deno.env.set("BLAS_THREADS", String(int("threads", values.threads, 1)));
+}
+
+async function main(o: ReturnType<typeof checkArgs>): Promise<void> {
+  const { method, backend, steps, warmup, batch, profileSteps, blocks } = o;
+  if (o.threads !== undefined) Deno.env.set("BLAS_THREADS", String(o.threads));
   await initBackend(backend);
   const blas = activeBlas();
   const running = tf.getBackend();
   console.log(
     `speed: ${method} batch ${batch}, backend ${running}` +
       (running === "blas" && blas ? ` (${blas.description}, ${blas.threads ?? "?"} threads)` : "") +
-      `, ${values.grads} grads, ${
-        method === "vit" ? `${values.blocks} blocks, ` : ""
-      }${steps} steps after ${warmup} warm-up, ${navigator.hardwareConcurrency} logical cores, ` +
+      `, ${o.grads} grads, ${blocks} blocks, ${steps} steps after ${warmup} warm-up, ` +
+      `${navigator.hardwareConcurrency} logical cores, ` +
       `load ${Deno.loadavg().map((l) => l.toFixed(2)).join(" ")}`,
   );
-  const lean = values.grads === "lean";
+  const lean = o.grads === "lean";
   let result: SpeedResult, profile: KernelProfile | null = null, profiledMs = 0, profiledSteps = profileSteps;
   if (method === "vit") {
     ({ result, profile, profiledMs } = await timeVit(batch, steps, warmup, profileSteps, lean, blocks));
   } else {
     const m = method as typeof METHOD_NAMES[number];
-    const { msPerStep } = await timeMethod(m, batch, steps, warmup, lean);
-    result = { imgPerSec: batch / (msPerStep / 1000), msPerStep, peakRssMb: peakRssMb(), wasmHeapMb: wasmHeapMb() };
+    const engine = tfEngineFactory({ grads: lean ? "lean" : "tfjs", fused: blocks === "fused" });
+    const { msPerStep, cpuMsPerStep } = await timeMethod(m, batch, steps, warmup, engine);
+    result = {
+      imgPerSec: batch / (msPerStep / 1000),
+      msPerStep,
+      peakRssMb: peakRssMb(),
+      wasmHeapMb: wasmHeapMb(),
+      cpuMsPerStep,
+    };
     if (profileSteps > 0) {
       const prof = new KernelProfile(tf.getBackend());
       // One untimed warm-up step, then the counters restart: the profile covers the timed steps
       // (the last of which reads the loss).
       let p0 = 0, seen = 0;
-      await timeMethod(m, batch, profileSteps, 1, lean, () => {
+      await timeMethod(m, batch, profileSteps, 1, engine, () => {
         if (++seen === 1) {
           prof.reset();
           p0 = performance.now();
@@ -236,13 +246,13 @@ async function main(): Promise<void> {
       (result.cpuMsPerStep ? `, ${result.cpuMsPerStep.toFixed(0)} CPU-ms/step` : ""),
   );
   if (profile) printProfile(profile, profiledMs, profiledSteps);
-  if (!values["vs-torch"]) return;
+  if (!o.vsTorch) return;
   if (method !== "vit") {
     console.log(`speed: torch comparison skipped: bench/speed_torch.py has the reference ViT only (--method vit)`);
     return;
   }
   const threads = blas?.threads ?? blasThreadsWanted();
-  const rounds = int("rounds", values.rounds, 1);
+  const rounds = o.rounds;
   // Alternate ours and torch `rounds` times and keep each side's best round: on a machine shared
   // with other jobs the fastest round is the one least disturbed, for both alike.
   const ours = [result];
@@ -279,4 +289,4 @@ async function main(): Promise<void> {
   console.log(`speed: train img/s ours=${a.toFixed(1)} torch=${b.toFixed(1)} ratio=${(a / b).toFixed(2)}`);
 }
 
-if (import.meta.main) await main();
+if (import.meta.main) Deno.exit(await runCli(SPEED_CLI, Deno.args, { check: checkArgs, run: main }));

@@ -14,6 +14,7 @@
  */
 import { z } from "zod";
 import { BACKENDS } from "../model/engine.ts";
+import { ENGINE_NAMES, ORT_EPS } from "../model/engine_choice.ts";
 import { METHOD_NAMES } from "../model/method.ts";
 
 export const DATA_KINDS = ["imagenet", "ade20k"] as const;
@@ -34,8 +35,24 @@ export const DataSpec = z.strictObject({
 export type DataSpec = z.infer<typeof DataSpec>;
 export type DataSpecInput = z.input<typeof DataSpec>;
 
+/** Published weights evaluated as they are (issue 14): no pretraining cell, the file is the subject. */
+export const ReleasedSubject = z.strictObject({
+  kind: z.literal("released"),
+  name: z.string().regex(/^[a-z0-9_.]+$/).describe("row name, e.g. capi_vitl14_in1k"),
+  method: z.enum(METHOD_NAMES),
+  checkpoint: z.string().min(1).describe("hub name (bench/hub.ts) or a checkpoint file"),
+  preset: z.string().optional().describe("the method's preset the file is checked against; none: read from shapes"),
+  overrides: z.record(z.string(), z.unknown()).optional().describe("config keys replacing the preset's"),
+  published: z.record(z.string(), z.number()).default({}).describe(
+    "the authors' numbers by metric key (fractions, e.g. {'attentive/top1': 0.829}), shown beside ours; " +
+      "not part of the identity",
+  ),
+});
+export type ReleasedSubject = z.infer<typeof ReleasedSubject>;
+
 export const Subject = z.discriminatedUnion("kind", [
   z.strictObject({ kind: z.literal("pretrained"), method: z.enum(METHOD_NAMES) }),
+  ReleasedSubject,
   z.strictObject({
     kind: z.literal("random_init"),
     method: z.enum(METHOD_NAMES).describe("whose encoder, at its seeded initialisation, is the floor"),
@@ -53,6 +70,8 @@ export function subjectName(s: Subject): string {
       return `random_init.${s.method}`;
     case "raw_pixels":
       return "raw_pixels";
+    case "released":
+      return s.name;
   }
 }
 
@@ -96,14 +115,28 @@ export const ProbeProtocol = z.strictObject({
 });
 export type ProbeProtocol = z.infer<typeof ProbeProtocol>;
 
-/** Runtime knobs: they do not change results and are not in any identity hash. */
+/** Runtime knobs: they do not change results and are not in any identity hash (`batchPerDevice` aside). */
 export const RuntimeConfig = z.strictObject({
-  backend: z.enum(BACKENDS).default("wasm").describe("wasm runs everywhere; tensorflow on GPU runners"),
-  batchPerDevice: z.number().int().positive().optional().describe("micro-batch; defaults to the global batch"),
-  evalBatchSize: z.number().int().positive().default(64).describe("feature extraction batch"),
-  encoderRuntime: z.enum(["onnx", "tfjs"]).default("onnx").describe(
-    "feature extraction through onnxruntime (several times faster on CPU; parity-tested) or the tfjs model",
+  engine: z.enum(ENGINE_NAMES).default("ort").describe(
+    "what pretrains and extracts features: ort (each step one ONNX graph on onnxruntime) or tfjs (eager)",
   ),
+  ep: z.enum(ORT_EPS).default("cpu").describe("onnxruntime execution provider of the ort engine"),
+  backend: z.enum(BACKENDS).default("wasm").describe(
+    "tfjs backend: probe heads always, pretraining and features with engine tfjs (wasm runs everywhere)",
+  ),
+  batchPerDevice: z.number().int().positive().optional().describe(
+    "micro-batch of pretraining (gradients accumulated; must divide the global batch); defaults to the global " +
+      "batch. The one knob here that changes results (CAPI's per-micro-batch stochastic depth, rounding): a split " +
+      "batch enters the pretraining identity",
+  ),
+  evalBatchSize: z.number().int().positive().default(64).describe("feature extraction batch"),
+  limitTrain: z.number().int().positive().optional().describe(
+    "smoke runs only: at most this many probe-training images (changes results, so it enters the identity)",
+  ),
+  limitVal: z.number().int().positive().optional().describe(
+    "smoke runs only: at most this many evaluation images (changes results, so it enters the identity)",
+  ),
+  hubCache: z.string().optional().describe("download cache of released weights (default .cache/hub)"),
   workers: z.number().int().positive().default(2).describe(
     "CPU threads: decode concurrency / 4 and onnxruntime intra-op threads",
   ),
@@ -111,6 +144,15 @@ export const RuntimeConfig = z.strictObject({
   checkpointEvery: z.number().int().positive().default(50).describe("steps between resumable checkpoints"),
 });
 export type RuntimeConfig = z.infer<typeof RuntimeConfig>;
+
+/** How `.github/workflows/bench.yml` spreads the suite over GPU runners (not part of any identity). */
+export const CiPlan = z.strictObject({
+  shards: z.number().int().positive().describe(
+    "matrix jobs, each running `--shard i/n`; chosen so that every shard holds at most one pretraining, " +
+      "whose identity keys that job's checkpoint cache",
+  ),
+});
+export type CiPlan = z.infer<typeof CiPlan>;
 
 export const Suite = z.strictObject({
   name: z.string().regex(/^[a-z0-9_]+$/),
@@ -121,6 +163,18 @@ export const Suite = z.strictObject({
   protocol: ProbeProtocol,
   seeds: z.array(z.number().int().nonnegative()).min(1).describe("at least 2 to show the seed spread"),
   runtime: RuntimeConfig.default(RuntimeConfig.parse({})),
+  ci: CiPlan.default({ shards: 1 }),
+}).superRefine((s, ctx) => {
+  const m = s.runtime.batchPerDevice;
+  for (const [i, p] of s.pretraining.entries()) {
+    if (m !== undefined && m < p.batchSize && p.batchSize % m !== 0) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["runtime", "batchPerDevice"],
+        message: `${m} does not divide pretraining[${i}].batchSize ${p.batchSize} (micro-batches are equal shares)`,
+      });
+    }
+  }
 });
 export type Suite = z.infer<typeof Suite>;
 export type SuiteInput = z.input<typeof Suite>;
@@ -186,4 +240,33 @@ export function parseShard(text: string): { index: number; count: number } {
 /** The cells shard `index` of `count` runs: round-robin over the deterministic order. */
 export function selectShard<T>(cells: T[], shard: { index: number; count: number }): T[] {
   return cells.filter((_, i) => i % shard.count === shard.index - 1);
+}
+
+/** The settings that make a pretraining (its identity adds data file lists, code, engine): one per key. */
+export function pretrainingKey(cell: Cell): string | null {
+  if (!cell.pretrain || cell.subject.kind !== "pretrained") return null;
+  return JSON.stringify([cell.subject.method, cell.model, cell.pretrain, cell.seed]);
+}
+
+/**
+ * The GitHub Actions matrix of a suite: one job per `--shard i/n` of `suite.ci.shards`, with the
+ * cells each runs. Refuses a shard count that leaves a shard empty or gives one shard two
+ * pretrainings (its checkpoint cache is keyed by the one pretraining it holds).
+ */
+export function ciMatrix(suite: Suite): { include: { shard: string; cells: string[] }[] } {
+  const all = expandSuite(suite);
+  const n = suite.ci.shards;
+  const include = [];
+  for (let i = 1; i <= n; i++) {
+    const cells = selectShard(all, { index: i, count: n });
+    const pretrainings = new Set(cells.map(pretrainingKey).filter((k) => k !== null));
+    if (cells.length === 0 || pretrainings.size > 1) {
+      throw new Error(
+        `suite '${suite.name}': ci.shards ${n} gives shard ${i}/${n} ${cells.length} cells and ` +
+          `${pretrainings.size} pretrainings; choose a count where every shard has cells and at most one pretraining`,
+      );
+    }
+    include.push({ shard: `${i}/${n}`, cells: cells.map((c) => `${c.name} seed ${c.seed}`) });
+  }
+  return { include };
 }

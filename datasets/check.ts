@@ -19,6 +19,8 @@ export interface CheckReport {
   /** Segmentation: pixel count per label value 0..255 over readable samples. */
   labelHistogram: Float64Array | null;
   problems: Problem[];
+  /** Indices of the samples that failed to load (unreadable, missing annotation, bad labels), ascending. */
+  badSamples: number[];
 }
 
 /** Decode every sample of `ds` (bounded concurrency) and collect its problems. */
@@ -30,6 +32,7 @@ export async function checkDataset(
   const seg = ds.task === "segmentation";
   const histogram = seg ? new Float64Array(256) : null;
   const perClass = new Int32Array(ds.numClasses);
+  const badSamples: number[] = [];
   let next = 0, done = 0;
   const worker = async () => {
     while (next < ds.length) {
@@ -40,6 +43,7 @@ export async function checkDataset(
         else perClass[s.label]++;
       } catch (e) {
         if (!(e instanceof BadSampleError)) throw e;
+        badSamples.push(i);
         // A missing annotation is already listed by the layout scan.
         if (!problems.some((p) => p.path === e.path && e.reason.startsWith("missing annotation"))) {
           problems.push({ path: e.path, problem: e.reason });
@@ -62,6 +66,7 @@ export async function checkDataset(
     expected: ds.expected,
     labelHistogram: histogram,
     problems,
+    badSamples: badSamples.sort((a, b) => a - b),
   };
 }
 

@@ -17,7 +17,7 @@ const TINY = { trainPerClass: 2, valPerClass: 1, segTrain: 3, segVal: 2 };
 
 async function run(args: string[]): Promise<{ code: number; out: string }> {
   const lines: string[] = [];
-  const code = await main(args, (l) => lines.push(l));
+  const code = await main(args, { out: (l) => lines.push(l), err: (l) => lines.push(l) });
   return { code, out: lines.join("\n") };
 }
 
@@ -136,10 +136,47 @@ Deno.test("ADE20K problems: missing annotation, label out of range, size mismatc
   }
 });
 
-Deno.test("usage errors exit 2 with a message", async () => {
-  assertEquals((await run(["check", "--kind", "coco", "--root", "/x"])).code, 2);
-  assertEquals((await run(["check", "--kind", "synthetic", "--concurrency", "many"])).code, 2);
-  const r = await run(["check", "--kind", "imagenet"]);
-  assertEquals(r.code, 2);
-  ok(r.out.includes("--root DIR is required"), r.out);
+Deno.test("usage errors exit 2 with one line naming the flag, then the usage", async () => {
+  const first = async (args: string[]) => {
+    const r = await run(args);
+    assertEquals(r.code, 2, r.out);
+    ok(r.out.split("\n")[1].startsWith("usage: deno task data check|generate"), r.out);
+    return r.out.split("\n")[0];
+  };
+  assertEquals(
+    await first(["check", "--kind", "coco", "--root", "/x"]),
+    "data: --kind must be one of imagenet, ade20k, synthetic, got 'coco'",
+  );
+  assertEquals(
+    await first(["check", "--kind", "synthetic", "--concurrency", "many"]),
+    "data: --concurrency: expected an integer >= 1, got 'many'",
+  );
+  assertEquals(await first(["check", "--kind", "imagenet"]), "data: --root DIR is required for --kind imagenet");
+  assertEquals(
+    await first(["check", "--kind", "imagenet", "--root", "/no/such/dir"]),
+    "data: --root /no/such/dir: folder not found",
+  );
+  assertEquals(await first(["chek"]), "data: unknown command 'chek'; expected check or generate");
+  assertEquals(await first(["check", "--knd", "imagenet"]), "data: unknown flag '--knd' (did you mean --kind?)");
+});
+
+Deno.test("data check never generates: a synthetic --root that does not exist is refused and not created", async () => {
+  const tmp = await Deno.makeTempDir();
+  try {
+    const typo = `${tmp}/TYPO`;
+    const r = await run(["check", "--kind", "synthetic", "--root", typo]);
+    assertEquals(r.code, 2, r.out);
+    assertEquals(
+      r.out.split("\n")[0],
+      `data: ${typo}: not found; make one with \`deno task data generate --root ${typo}\``,
+    );
+    await rejects(Deno.stat(typo), Deno.errors.NotFound);
+    await Deno.mkdir(typo);
+    const empty = await run(["check", "--kind", "synthetic", "--root", typo]);
+    assertEquals(empty.code, 2, empty.out);
+    ok(empty.out.startsWith(`data: ${typo}: holds no finished synthetic dataset (no synthetic.json)`), empty.out);
+    assertEquals([...Deno.readDirSync(typo)], []);
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
 });

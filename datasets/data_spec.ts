@@ -14,7 +14,7 @@ import { z } from "zod";
 import { openAde20k } from "./ade20k.ts";
 import type { ImageDataset, Split, Task } from "./dataset.ts";
 import { openImagenet } from "./imagenet.ts";
-import { ensureSynthetic, openSynthetic } from "./synthetic.ts";
+import { ensureSynthetic, openSynthetic, requireSynthetic } from "./synthetic.ts";
 
 export const DATA_KINDS = ["imagenet", "ade20k", "synthetic"] as const;
 export type DataKind = typeof DATA_KINDS[number];
@@ -66,7 +66,8 @@ export function defaultTask(kind: DataKind): Task {
 }
 
 /**
- * Open one split of the dataset a spec names (the synthetic one is generated on first use).
+ * Open one split of the dataset a spec names. The synthetic one is generated on first use,
+ * unless `generate: false` (then a missing one is an error saying how to make it).
  *
  * @example
  * ```ts ignore
@@ -77,7 +78,7 @@ export function defaultTask(kind: DataKind): Task {
 export async function openDataset(
   spec: DataSpec | string,
   split: Split,
-  options: { task?: Task; log?: (line: string) => void } = {},
+  options: { task?: Task; log?: (line: string) => void; generate?: boolean } = {},
 ): Promise<ImageDataset> {
   const s = typeof spec === "string" ? parseDataSpec(spec) : spec;
   const task = options.task ?? defaultTask(s.kind);
@@ -89,7 +90,9 @@ export async function openDataset(
       if (task !== "segmentation") throw new Error(`data spec ade20k:${s.root}: ade20k has no ${task} labels`);
       return openAde20k(s.root!, split);
     case "synthetic": {
-      const root = await ensureSynthetic({ root: s.root ?? undefined, log: options.log });
+      const root = options.generate === false
+        ? await requireSynthetic(s.root ?? undefined)
+        : await ensureSynthetic({ root: s.root ?? undefined, log: options.log });
       return openSynthetic(root, split, task);
     }
   }

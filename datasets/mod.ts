@@ -4,7 +4,8 @@
  *
  * Reading order: `dataset.ts` (the `ImageDataset` contract) -> `data_spec.ts` (`KIND:ROOT`
  * -> dataset) -> `transforms.ts` (+ `resample.ts`, Pillow-exact) -> `loader.ts` (batches)
- * -> `imagenet.ts`, `ade20k.ts`, `synthetic.ts` (adapters) -> `check.ts`, `data_cli.ts`
+ * -> `imagenet.ts`, `ade20k.ts`, `synthetic.ts` (adapters) -> `check.ts`, `strict_dataset.ts` (what every
+ * reader applies: problems are errors unless `--allow-missing`), `data_cli.ts`
  * (`deno task data check`). Decoding is `npm:sharp`, so run with `--allow-ffi` (or `-A`).
  *
  * @example Train batches from the synthetic default (generated on first use), eval batches
@@ -74,4 +75,5 @@ export {
   SyntheticConfig,
 } from "./synthetic.ts";
 export { checkDataset, type CheckReport, formatReport } from "./check.ts";
+export { listProblems, type StrictDataset, strictDataset, type StrictOptions } from "./strict_dataset.ts";
 export { FASHION_MNIST_CLASSES, FashionMnistConfig, writeFashionMnist } from "./fashion_mnist.ts";

@@ -192,6 +192,23 @@ export async function ensureSynthetic(
   return root;
 }
 
+/**
+ * The root of a finished synthetic dataset (default: the cache folder of the default config),
+ * never generating one: `deno task data check` must look, not make. The error says how to make it.
+ */
+export async function requireSynthetic(root?: string): Promise<string> {
+  const r = root ?? defaultSyntheticRoot();
+  const have = await readManifest(r);
+  if (have?.format !== SYNTHETIC_VERSION) {
+    const exists = await Deno.stat(r).then(() => true, () => false);
+    throw new Error(
+      `${r}: ${exists ? "holds no finished synthetic dataset (no synthetic.json)" : "not found"}; ` +
+        `make one with \`deno task data generate${root === undefined ? "" : ` --root ${root}`}\``,
+    );
+  }
+  return r;
+}
+
 async function readManifest(root: string): Promise<{ format?: string; config?: unknown } | null> {
   try {
     return JSON.parse(await Deno.readTextFile(`${root}/synthetic.json`));

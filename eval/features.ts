@@ -14,6 +14,8 @@
 import { join } from "node:path";
 import type { HostTensor } from "../model/fixture.ts";
 import { loadFixture } from "../model/fixture.ts";
+import { atomicWriteFile } from "../model/atomic_write.ts";
+import { sha256Hex } from "../model/sha256.ts";
 import type { EncoderFeatures, VisionEncoder } from "../model/encoder.ts";
 
 /** What a probe reads from a dataset split, decoupled from file formats and transforms. */
@@ -56,13 +58,6 @@ export interface ExtractOptions {
 
 const CACHE_VERSION = 1;
 
-/** Hex SHA-256 of a string or bytes. */
-export async function sha256Hex(data: string | Uint8Array): Promise<string> {
-  const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
-  const h = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
-  return [...new Uint8Array(h)].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 function fmtTime(s: number): string {
   if (!Number.isFinite(s)) return "--:--";
   const m = Math.floor(s / 60), r = Math.floor(s % 60);
@@ -88,14 +83,6 @@ function stderrProgress(): (line: string, done: boolean) => void {
     lastPrint = now;
     Deno.stderr.writeSync(enc.encode(tty ? `\r${line}${done ? "\n" : ""}` : `${line}\n`));
   };
-}
-
-/** Atomic write: temp file in the same folder, then rename over the target. */
-export async function writeAtomic(path: string, data: Uint8Array | string): Promise<void> {
-  const tmp = `${path}.tmp-${crypto.randomUUID()}`;
-  if (typeof data === "string") await Deno.writeTextFile(tmp, data);
-  else await Deno.writeFile(tmp, data);
-  await Deno.rename(tmp, path);
 }
 
 type Named = [string, HostTensor<Float32Array> | HostTensor<Int32Array> | null];
@@ -124,9 +111,9 @@ async function saveCache(path: string, f: ExtractedFeatures, key: object): Promi
     o += t.data.byteLength;
   }
   const base = path.split("/").pop()!;
-  await writeAtomic(`${path}.bin`, bin);
+  await atomicWriteFile(`${path}.bin`, bin);
   const manifest = { format: "mim-fixture-v1", bin: `${base}.bin`, byte_order: "little", config: key, tensors };
-  await writeAtomic(`${path}.json`, JSON.stringify(manifest));
+  await atomicWriteFile(`${path}.json`, JSON.stringify(manifest));
 }
 
 async function loadCache(path: string): Promise<ExtractedFeatures | null> {

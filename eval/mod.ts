@@ -52,4 +52,5 @@ export {
   PROBES,
   runProbe,
 } from "./probes.ts";
-export { type OpenedEncoder, openEncoder } from "./checkpoint_encoder.ts";
+export { type OpenedEncoder, openEncoder, type OpenEncoderOptions, RELEASED_FORMAT } from "./checkpoint_encoder.ts";
+export { MicroBatchEncoder } from "./micro_batch_encoder.ts";

@@ -1,71 +1,72 @@
 /**
- * The `MimMethod` contract: what the method-agnostic trainer needs from CAPI, MAE or SimMIM.
+ * The `MimMethod` contract: what the engine-neutral trainer needs from CAPI, MAE or SimMIM.
  *
- * A method owns its parameters (official state-dict names), draws its per-batch randomness
- * (masks) on the host from the trainer's `Rng`, computes a scalar loss synchronously, and
- * describes its optimizers. The trainer differentiates the loss with respect to every
- * optimizer's parameters, steps the optimizers in order, then calls `afterStep` (CAPI's EMA).
+ * A method is a description, not a holder of tensors. It gives
+ * - `stepSpec()`: its parameters (official state-dict names, initial values from its seed,
+ *   trainability), optimizers with their param groups, EMA pairs and its loss written once
+ *   against `Ops` (model/train_step.ts), which any `TrainEngine` runs;
+ * - `draw(images, rng)`: every random draw and host array of one iteration (masks, indices,
+ *   coordinates, drop-path subsets, host patchify), from the trainer's seeded `Rng`;
+ *   `drawMicroBatches(images, rng, batchPerDevice)`: the same iteration as micro-batches;
+ * - `hyper(it)`: the schedules' values at iteration `it`;
+ * - `encode(o, get, images)`: the evaluation forward (`EncoderForward`), which `EngineEncoder`
+ *   (model/engine_encoder.ts) turns into a `VisionEncoder` on any engine.
  *
  * @module
  */
-import type { tf } from "./engine.ts";
+import type { EncoderInfo } from "./encoder.ts";
 import type { HostTensor } from "./fixture.ts";
-import type { ParamHyper } from "./adamw.ts";
-import type { ParamStore } from "./params.ts";
+import type { Ops, ParamGetter, Tensor } from "./ops/ops.ts";
 import type { Rng } from "./rng.ts";
-import type { VisionEncoder } from "./encoder.ts";
+import type { MicroBatch, StepDraws, StepHyper, TrainStepSpec } from "./train_step.ts";
 
 export const METHOD_NAMES = ["capi", "mae", "simmim"] as const;
 export type MethodName = typeof METHOD_NAMES[number];
 
-/** One optimizer of a method (CAPI has two: the student's and the clustering head's). */
-export interface OptimizerSpec {
-  /** Short id, used as a checkpoint prefix: `student`, `clustering`, `main`. */
-  id: string;
-  /** Names (in the method's `ParamStore`) this optimizer updates. */
-  params: string[];
-  betas: [number, number];
-  eps: number;
-  /** Clip the global gradient norm of `params` to this value before the step (SimMIM: 5). */
-  clipGradNorm?: number;
-  /** Learning rate and weight decay of parameter `name` at iteration `it` (0-based). */
-  hyper(it: number, name: string): ParamHyper;
+/** One evaluation forward, as tensors of the engine that ran it (`VisionEncoder`'s `EncoderFeatures`). */
+export interface EncoderOutputs {
+  /** `[B, D]`, or null where the method has no global representation (SimMIM). */
+  global: Tensor | null;
+  /** Patch tokens after the final norm, `[B, Gh, Gw, D]`. */
+  patches: Tensor;
+  /** `[B, R, D]`, or null without registers. */
+  registers: Tensor | null;
 }
 
-/** A batch after the method drew its masks: opaque to the trainer. */
-export interface PreparedBatch {
-  images: HostTensor<Float32Array>;
+/** A frozen encoder written against `Ops`: what `EngineEncoder` evaluates on any engine. */
+export interface EncoderForward {
+  readonly encoderInfo: EncoderInfo;
   /**
-   * Release tensors `prepare` computed outside the gradient tape (CAPI: teacher targets);
-   * the trainer calls it after the step.
+   * Where the evaluated weights sit in the parameter names (`encode` reads the backbone under it):
+   * CAPI `ema.backbone.` (the EMA teacher, as in the released checkpoints), MAE and SimMIM `""`.
    */
-  dispose?(): void;
+  readonly encoderPrefix: string;
+  /** `images`: `[B, 3, H, W]` ImageNet-normalised (patchified on the host, fed through `o.input`). */
+  encode(o: Ops, get: ParamGetter, images: HostTensor<Float32Array>): EncoderOutputs;
 }
 
-/** A loss and the scalars worth logging, all owned by the caller. */
-export interface LossOutput {
-  loss: tf.Scalar;
-  /** Extra scalars to log (e.g. CAPI `target_entropy`, `loss_clustering`). */
-  metrics: Record<string, tf.Scalar>;
-}
-
-export interface MimMethod {
+export interface MimMethod extends EncoderForward {
   readonly name: MethodName;
-  /** Every tensor of the method, including non-trainable state such as CAPI's EMA. */
-  readonly params: ParamStore;
-  readonly optimizers: OptimizerSpec[];
-  /** Draw this batch's masks (and any other per-batch randomness) from `rng`. */
-  prepare(images: HostTensor<Float32Array>, rng: Rng): PreparedBatch;
+  /** Parameters with their initial values (from the method's seed), optimizers, EMA and loss. */
+  stepSpec(): TrainStepSpec;
+  /** Everything iteration-specific the loss consumes, drawn from `rng` (the trainer's `Rng.from(seed, "train", it)`). */
+  draw(images: HostTensor<Float32Array>, rng: Rng): StepDraws;
   /**
-   * Training loss on a prepared batch; synchronous so that the trainer can wrap it in
-   * `tf.variableGrads`. `rng` feeds stochastic depth where the method has it.
+   * The draws of one iteration as micro-batches of `batchPerDevice` images (`microBatchRanges`),
+   * like the official code's per-GPU shares: per-sample draws (masks, noise, SimMIM's drop path)
+   * come from the same streams as `draw`, drawn for the whole batch and split, indices re-based
+   * to each micro-batch; per-device draws (CAPI's drop-path subsets, `randperm(B_m)[:n_keep]` on
+   * each GPU) are drawn per micro-batch, one after another from `draw`'s stream. So one
+   * micro-batch (`batchPerDevice` >= the batch) is exactly `draw`.
    */
-  loss(batch: PreparedBatch, rng: Rng): LossOutput;
-  /** Called after every optimizer stepped at iteration `it` (CAPI: EMA update). */
-  afterStep?(it: number): void;
-  /** Schedule values worth logging at iteration `it` (e.g. `lr`, CAPI `momentum`); host numbers. */
-  logScalars?(it: number): Record<string, number>;
-  /** The frozen encoder for evaluation, sharing this method's current weights. */
-  encoder(): VisionEncoder;
-  dispose(): void;
+  drawMicroBatches(images: HostTensor<Float32Array>, rng: Rng, batchPerDevice: number): MicroBatch[];
+  /** Learning rates, weight decays and EMA momentum of iteration `it` (0-based). */
+  hyper(it: number): StepHyper;
+  /** Schedule values worth logging at iteration `it` (e.g. `lr`, CAPI `momentum`). */
+  logScalars(it: number): Record<string, number>;
+}
+
+/** The initial parameter values of a step spec, by name (random-init evaluation, ONNX export). */
+export function initialValues(spec: TrainStepSpec): Map<string, HostTensor<Float32Array>> {
+  return new Map([...spec.params].map(([n, p]) => [n, p.value]));
 }

@@ -1,7 +1,7 @@
 /**
- * `ParamStore`: a model's tensors by their official state-dict names.
+ * `ParamStore`: tfjs variables by their official state-dict names (the tfjs engine's parameters).
  *
- * Models are plain functions over a store, so checkpoints, parity fixtures and
+ * Models read parameters by name through a getter, so checkpoints, parity fixtures and
  * optimizers all speak the official names (`backbone.encoder.blocks.0.residual1.fn.q_proj.weight`,
  * `blocks.0.attn.qkv.weight`, ...). The store owns its variables: call `dispose()`.
  *

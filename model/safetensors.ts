@@ -3,12 +3,18 @@
  * length, a JSON header `{name: {dtype, shape, data_offsets}, "__metadata__": {str: str}}`
  * padded with spaces to a multiple of 8, then the raw little-endian tensor bytes.
  *
- * Writes are atomic (temp file in the same folder, then rename), so a crash never leaves a
- * half-written checkpoint behind.
+ * Reads take F32, F16, BF16, F64 (as float32) and I64, I32 and the small integer types (as
+ * int32); `openSafetensors` reads lazily, one tensor at a time. Writes (F32 / I32) are atomic
+ * (temp file in the same folder, then rename), so a crash never leaves a half-written
+ * checkpoint behind.
  *
  * @module
  */
+import { atomicWriteFile } from "./atomic_write.ts";
+import { DTYPE_BYTES, isDType, toFloat32, toInt32 } from "./dtypes.ts";
 import type { HostTensor } from "./fixture.ts";
+import type { TensorEntry, TensorSource } from "./tensor_source.ts";
+import { readAt } from "./torch/zip_reader.ts";
 
 export type SafeTensor = HostTensor<Float32Array> | HostTensor<Int32Array>;
 
@@ -58,55 +64,91 @@ export function encodeSafetensors(tensors: Map<string, SafeTensor>, metadata: Re
   return out;
 }
 
-/** Parse a safetensors buffer; `path` only labels errors. F32 and I32 are supported. */
+type HeaderEntry = { dtype: string; shape: number[]; data_offsets: [number, number] };
+
+/** Parse and check the JSON header (`bytes` = the header bytes); `size` = bytes after it. */
+function parseHeader(json: Uint8Array, size: number, path: string): {
+  entries: [string, HeaderEntry][];
+  metadata: Record<string, string>;
+} {
+  let header: Record<string, HeaderEntry>;
+  try {
+    header = JSON.parse(new TextDecoder().decode(json));
+  } catch (e) {
+    throw new Error(`${path}: safetensors header is not JSON: ${(e as Error).message}`);
+  }
+  const metadata = (header.__metadata__ ?? {}) as unknown as Record<string, string>;
+  const entries = Object.entries(header).filter(([n]) => n !== "__metadata__");
+  for (const [name, e] of entries) {
+    if (!isDType(e.dtype)) {
+      throw new Error(
+        `${path}: tensor '${name}' has dtype ${e.dtype}; supported: ${Object.keys(DTYPE_BYTES).join(", ")}`,
+      );
+    }
+    const [a, b] = e.data_offsets;
+    if (b - a !== DTYPE_BYTES[e.dtype] * numel(e.shape) || b > size) {
+      throw new Error(`${path}: tensor '${name}' offsets [${a}, ${b}] do not fit shape [${e.shape}] (${e.dtype})`);
+    }
+  }
+  return { entries, metadata };
+}
+
+/**
+ * Parse a safetensors buffer; `path` only labels errors. F32 and I32 tensors are kept as they are;
+ * F16, BF16 and F64 become float32, I64 (checked to fit) and the small integer types int32.
+ */
 export function decodeSafetensors(bytes: Uint8Array, path = "<buffer>"): SafetensorsFile {
   if (bytes.length < 8) throw new Error(`${path}: not a safetensors file (${bytes.length} bytes)`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const n = Number(view.getBigUint64(0, true));
   if (8 + n > bytes.length) throw new Error(`${path}: header length ${n} exceeds the file size ${bytes.length}`);
-  let header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
-  try {
-    header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
-  } catch (e) {
-    throw new Error(`${path}: safetensors header is not JSON: ${(e as Error).message}`);
-  }
   const base = 8 + n;
-  const metadata = (header.__metadata__ ?? {}) as unknown as Record<string, string>;
+  const { entries, metadata } = parseHeader(bytes.subarray(8, base), bytes.length - base, path);
   const tensors = new Map<string, SafeTensor>();
-  for (const [name, e] of Object.entries(header)) {
-    if (name === "__metadata__") continue;
-    const [a, b] = e.data_offsets;
+  for (const [name, e] of entries) {
+    const raw = bytes.subarray(base + e.data_offsets[0], base + e.data_offsets[1]);
+    const dtype = e.dtype as keyof typeof DTYPE_BYTES;
     const count = numel(e.shape);
-    if (b - a !== 4 * count || base + b > bytes.length) {
-      throw new Error(`${path}: tensor '${name}' offsets [${a}, ${b}] do not fit shape [${e.shape}] (${e.dtype})`);
-    }
-    if (LITTLE_ENDIAN && (e.dtype === "F32" || e.dtype === "I32")) {
-      const raw = bytes.slice(base + a, base + b).buffer; // a fresh, aligned copy
-      if (e.dtype === "F32") tensors.set(name, { shape: e.shape, data: new Float32Array(raw) });
-      else tensors.set(name, { shape: e.shape, data: new Int32Array(raw) });
-    } else if (e.dtype === "F32") {
-      const data = new Float32Array(count);
-      for (let i = 0; i < count; i++) data[i] = view.getFloat32(base + a + 4 * i, true);
-      tensors.set(name, { shape: e.shape, data });
-    } else if (e.dtype === "I32") {
-      const data = new Int32Array(count);
-      for (let i = 0; i < count; i++) data[i] = view.getInt32(base + a + 4 * i, true);
-      tensors.set(name, { shape: e.shape, data });
-    } else {
-      throw new Error(`${path}: tensor '${name}' has dtype ${e.dtype}; only F32 and I32 are supported (convert first)`);
-    }
+    const float = dtype === "F32" || dtype === "F16" || dtype === "BF16" || dtype === "F64";
+    tensors.set(
+      name,
+      float
+        ? { shape: e.shape, data: toFloat32(raw, dtype, count) }
+        : { shape: e.shape, data: toInt32(raw, dtype, count, `${path}: tensor '${name}'`) },
+    );
   }
   return { tensors, metadata };
 }
 
-/** Write `bytes` to `path` atomically: temp file beside it, then rename. */
-export async function atomicWriteFile(path: string, bytes: Uint8Array): Promise<void> {
-  const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+/** A safetensors file opened for lazy reads: the header now, each tensor's bytes when read. */
+export async function openSafetensors(path: string): Promise<TensorSource> {
+  const file = await Deno.open(path, { read: true }).catch((e) => {
+    throw new Error(`${path}: cannot read checkpoint: ${(e as Error).message}`);
+  });
   try {
-    await Deno.writeFile(tmp, bytes);
-    await Deno.rename(tmp, path);
+    const size = (await file.stat()).size;
+    if (size < 8) throw new Error(`${path}: not a safetensors file (${size} bytes)`);
+    const n = Number(new DataView((await readAt(file, 0, 8, path)).buffer).getBigUint64(0, true));
+    if (8 + n > size) throw new Error(`${path}: header length ${n} exceeds the file size ${size}`);
+    const { entries, metadata } = parseHeader(await readAt(file, 8, n, path), size - 8 - n, path);
+    const tensors = new Map<string, TensorEntry>();
+    for (const [name, e] of entries) {
+      const dtype = e.dtype as keyof typeof DTYPE_BYTES;
+      const bytes = () => readAt(file, 8 + n + e.data_offsets[0], e.data_offsets[1] - e.data_offsets[0], path);
+      tensors.set(name, {
+        name,
+        dtype,
+        shape: e.shape,
+        read: async () => ({ shape: [...e.shape], data: toFloat32(await bytes(), dtype, numel(e.shape)) }),
+        readInt32: async () => ({
+          shape: [...e.shape],
+          data: toInt32(await bytes(), dtype, numel(e.shape), `${path}: tensor '${name}'`),
+        }),
+      });
+    }
+    return { path, format: "safetensors", tensors, metadata, opaque: new Map(), close: () => file.close() };
   } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
+    file.close();
     throw e;
   }
 }
@@ -127,4 +169,80 @@ export async function readSafetensors(path: string): Promise<SafetensorsFile> {
     throw new Error(`${path}: cannot read checkpoint: ${(e as Error).message}`);
   }
   return decodeSafetensors(bytes, path);
+}
+
+/** One tensor of a streamed file: F32 or I32, its shape fixed up front. */
+export interface StreamedTensor {
+  name: string;
+  dtype: "F32" | "I32";
+  shape: number[];
+}
+
+/**
+ * A safetensors file written piece by piece (the header is known up front, so each tensor's
+ * range can be filled in any order): memory stays one piece, not the file. Everything goes
+ * to a temp file beside `path`, renamed over it by `close()`; `abort()` removes it.
+ */
+export async function createSafetensorsWriter(
+  path: string,
+  tensors: StreamedTensor[],
+  metadata: Record<string, string> = {},
+): Promise<{
+  write(name: string, elementOffset: number, data: Float32Array | Int32Array): Promise<void>;
+  close(): Promise<void>;
+  abort(): Promise<void>;
+}> {
+  const header: Record<string, unknown> = {};
+  if (Object.keys(metadata).length) header.__metadata__ = metadata;
+  const starts = new Map<string, { start: number; count: number; dtype: string }>();
+  let offset = 0;
+  for (const t of tensors) {
+    const count = numel(t.shape);
+    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + 4 * count] };
+    starts.set(t.name, { start: offset, count, dtype: t.dtype });
+    offset += 4 * count;
+  }
+  let json = JSON.stringify(header);
+  json += " ".repeat((8 - (new TextEncoder().encode(json).length % 8)) % 8);
+  const jsonBytes = new TextEncoder().encode(json);
+  const base = 8 + jsonBytes.length;
+  const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+  const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
+  const writeAll = async (at: number, bytes: Uint8Array) => {
+    await file.seek(at, Deno.SeekMode.Start);
+    for (let off = 0; off < bytes.length;) off += await file.write(bytes.subarray(off));
+  };
+  const head = new Uint8Array(8);
+  new DataView(head.buffer).setBigUint64(0, BigInt(jsonBytes.length), true);
+  await writeAll(0, head);
+  await writeAll(8, jsonBytes);
+  await file.truncate(base + offset);
+  let chain = Promise.resolve();
+  return {
+    write(name, elementOffset, data) {
+      const t = starts.get(name);
+      if (!t) throw new Error(`${path}: no tensor '${name}' in this file`);
+      if (elementOffset < 0 || elementOffset + data.length > t.count) {
+        throw new Error(
+          `${path}: '${name}' elements [${elementOffset}, ${elementOffset + data.length}) exceed ${t.count}`,
+        );
+      }
+      if (!LITTLE_ENDIAN) throw new Error("createSafetensorsWriter: big-endian hosts are not supported");
+      const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      chain = chain.then(() => writeAll(base + t.start + 4 * elementOffset, bytes));
+      return chain;
+    },
+    async close() {
+      await chain;
+      file.close();
+      await Deno.rename(tmp, path);
+    },
+    async abort() {
+      await chain.catch(() => {});
+      try {
+        file.close();
+      } catch { /* closed */ }
+      await Deno.remove(tmp).catch(() => {});
+    },
+  };
 }

@@ -266,6 +266,9 @@ class ToyEngine implements TrainEngine {
       },
     });
   }
+  stepMicro(): Promise<StepResult> {
+    throw new Error("a replay steps one batch at a time");
+  }
   restore(): Promise<void> {
     return Promise.resolve();
   }

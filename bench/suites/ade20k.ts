@@ -4,10 +4,14 @@
  * same budget as `in1k_vit_l14` (the same pretraining identity: finished checkpoints are reused).
  *
  *   IMAGENET_ROOT=/data/imagenet ADE20K_ROOT=/data/ADEChallengeData2016 \
- *     deno task bench --suite ade20k --backend tensorflow --shard i/n
+ *     deno task bench --suite ade20k --shard i/n    (engine ort on CUDA; --engine tfjs --backend tensorflow also works)
  *
- * Expected runtime: pretraining as `in1k_vit_l14` (reused when already done); probes a few
- * GPU-hours per cell (feature extraction on 20,210 + 2,000 images, kNN over ~5M patches).
+ * Cost: pretraining as `in1k_vit_l14` (~120,000 GPU-hours, an estimate: see its header), reused
+ * when done: its shards hold the same pretrainings as `in1k_vit_l14`'s, so each shard restores
+ * their checkpoint cache. Probes, estimate: ViT-L/14 features at ~120 img/s (161 GFLOP/img at
+ * 224 px, the fp32 rate measured for PyTorch on an H100) make 22,210 images ~3 min per cell;
+ * the kNN over ~5M patches and the logistic-regression solver dominate (unmeasured at this size).
+ * CI: 7 shards, one cell each.
  * Expected numbers (capi README, IN-1k pretraining, ViT-L/14): kNN ADE20K mIoU 29.2.
  * Paper Table 7 (LVD-142M pretraining): CAPI kNN 32.5, logreg 37.9; MAE ViT-L/16 kNN 7.8, logreg 27.4.
  *
@@ -28,5 +32,14 @@ export const ADE20K_SUITE: SuiteInput = {
     probes: segmentationProbes(ade20k(ADE20K_ROOT, "train"), ade20k(ADE20K_ROOT, "val")),
   },
   seeds: [0],
-  runtime: { backend: "tensorflow", batchPerDevice: 64, evalBatchSize: 128, workers: 8, checkpointEvery: 5000 },
+  runtime: {
+    engine: "ort",
+    ep: "cuda",
+    backend: "blas",
+    batchPerDevice: 64,
+    evalBatchSize: 128,
+    workers: 8,
+    checkpointEvery: 5000,
+  },
+  ci: { shards: 7 },
 };

@@ -2,11 +2,19 @@
  * Suite `in1k_vit_s`: ViT-S/16-sized models pretrained on ImageNet-1k, classification probes on
  * ImageNet-1k val. The mid-size setting for a GPU runner fleet.
  *
- *   IMAGENET_ROOT=/data/imagenet deno task bench --suite in1k_vit_s --backend tensorflow --shard i/n
+ *   IMAGENET_ROOT=/data/imagenet deno task bench --suite in1k_vit_s --shard i/n   (engine ort on CUDA)
  *   deno task leaderboard
  *
- * Expected runtime: not measured yet (no GPU runner with tfjs-node-gpu was available to us);
- * 14 cells (6 of them pretrain 100 epochs of ViT-S: roughly a GPU-day each, an estimate).
+ * Cost (14 cells; 6 pretrain 100 epochs = 128M images each). Measured: nothing at ViT-S (no GPU
+ * runner has run this suite). Estimate, from the one GPU number we have: PyTorch fp32 trained the
+ * reference ViT at 18,077 img/s on an H100 (results/gpu, batch 256), ~19 TFLOP/s effective; at that
+ * rate ViT-S/16 trains CAPI at ~870 img/s (22 GFLOP/img: student on the 35% visible tokens + 6-block
+ * predictor, teacher forward on all), MAE ~510 (38: the official 512x8 decoder dominates), SimMIM
+ * ~720 (27), so pretraining is ~41 + 69 + 50 GPU-hours per seed, ~320 GPU-hours for both seeds;
+ * features (9 GFLOP/img forward, ~2,150 img/s) ~10 min per cell and split pass. The ORT CUDA
+ * engine's real throughput is unmeasured; decoding must keep up: 60-195 img/s per 2 shared cores
+ * measured at 224 px (datasets/loader_bench.ts), so ~10-30 cores per GPU.
+ * CI: 7 shards (one pretraining each; the longest, MAE, ~69 GPU-hours: resumes across jobs).
  * Expected numbers: none published for CAPI at ViT-S; MAE reports no ViT-S linear probe either,
  * so this suite's first run defines them.
  *
@@ -28,5 +36,14 @@ export const IN1K_VIT_S_SUITE: SuiteInput = {
     probes: classificationProbes(imagenet(IMAGENET_ROOT, "train"), imagenet(IMAGENET_ROOT, "val")),
   },
   seeds: [0, 1],
-  runtime: { backend: "tensorflow", batchPerDevice: 256, evalBatchSize: 256, workers: 8, checkpointEvery: 2000 },
+  runtime: {
+    engine: "ort",
+    ep: "cuda",
+    backend: "blas",
+    batchPerDevice: 256,
+    evalBatchSize: 256,
+    workers: 8,
+    checkpointEvery: 2000,
+  },
+  ci: { shards: 7 },
 };

@@ -10,12 +10,14 @@ import { DEFAULT_SUITE } from "./default.ts";
 import { IN1K_VIT_S_SUITE } from "./in1k_vit_s.ts";
 import { IN1K_VIT_L14_SUITE } from "./in1k_vit_l14.ts";
 import { ADE20K_SUITE } from "./ade20k.ts";
+import { RELEASED_SUITE } from "./released.ts";
 
 export const SUITES: Record<string, SuiteInput> = {
   default: DEFAULT_SUITE,
   in1k_vit_s: IN1K_VIT_S_SUITE,
   in1k_vit_l14: IN1K_VIT_L14_SUITE,
   ade20k: ADE20K_SUITE,
+  released: RELEASED_SUITE,
 };
 
 /** The suite `name`, validated; the error lists the known suites. */

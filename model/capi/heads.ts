@@ -1,109 +1,143 @@
 /**
  * CAPI heads and losses (capi:model.py:466-563, train_capi.py:71-106, SPEC 1.5): the student's
  * `L2NormLinear`, the teacher's `OnlineClustering` with positionwise Sinkhorn-Knopp, both
- * cross-entropies and the `target_entropy` metric.
+ * cross-entropies and the `target_entropy` metric, written against `Ops`.
  *
  * Layout: teacher tensors stay `[B, N, K]` (the official code transposes to `[N, B, K]`);
  * Sinkhorn normalises over the batch axis 0, which is the same computation.
  *
  * @module
  */
-import { tf } from "../engine.ts";
+import type { Ops, Tensor } from "../ops/ops.ts";
 
 /** `x / max(||x||, eps)` over the last axis. */
-export function l2Normalize(x: tf.Tensor, eps: number): tf.Tensor {
-  return tf.div(x, tf.maximum(tf.sqrt(tf.sum(tf.square(x), -1, true)), eps));
+export function l2Normalize(o: Ops, x: Tensor, eps: number): Tensor {
+  return o.div(x, o.maximum(o.sqrt(o.sum(o.square(x), -1, true)), eps));
 }
 
 /**
  * Student head: `x̂ W^T` with `W_k = v_k g_k / (||v_k|| + 1e-8)` (weight norm) and
  * `x̂ = x / max(||x||, 1e-12)`. x `[T, D]`, v `[K, D]`, g `[K, 1]` -> `[T, K]`.
  */
-export function l2NormLinear(x: tf.Tensor, v: tf.Tensor, g: tf.Tensor): tf.Tensor {
-  const w = tf.mul(tf.div(v, tf.add(tf.sqrt(tf.sum(tf.square(v), -1, true)), 1e-8)), g); // [K, D]
-  return tf.matMul(l2Normalize(x, 1e-12), tf.transpose(w));
+export function l2NormLinear(o: Ops, x: Tensor, v: Tensor, g: Tensor): Tensor {
+  const w = o.mul(o.div(v, o.add(o.sqrt(o.sum(o.square(v), -1, true)), 1e-8)), g); // [K, D]
+  return o.matMul(l2Normalize(o, x, 1e-12), w, false, true);
 }
 
 /** Teacher head logits: `l2norm(x) W^T + b` (W not normalised). x `[..., D]` -> `[..., K]`. */
-export function clusteringLogits(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor | null): tf.Tensor {
-  const d = x.shape[x.rank - 1]!;
+export function clusteringLogits(o: Ops, x: Tensor, w: Tensor, b: Tensor | null): Tensor {
+  const d = x.shape[x.shape.length - 1];
   const k = w.shape[0];
-  const xw = tf.matMul(tf.reshape(l2Normalize(x, 1e-7), [-1, d]), tf.transpose(w)); // [B*N, K]
-  const y = b ? tf.add(xw, b) : xw;
-  return tf.reshape(y, [...x.shape.slice(0, -1), k]);
+  const xw = o.matMul(o.reshape(l2Normalize(o, x, 1e-7), [-1, d]), w, false, true); // [B*N, K]
+  const y = b ? o.add(xw, b) : xw;
+  return o.reshape(y, [...x.shape.slice(0, -1), k]);
 }
 
 /**
  * Sinkhorn-Knopp (model.py:490-523): `M = exp(M - max_n M + 50)`, then `nIter` times divide
  * by `sum_n + 1e-8` and by `sum_k + 1e-8`. `axisN` is the normalised (batch) axis, `axisK`
- * the prototype axis.
+ * the prototype axis. No gradient flows through it (its input is detached).
  */
-export function sinkhornKnopp(m: tf.Tensor, nIter: number, axisN: number, axisK: number): tf.Tensor {
-  return tf.tidy(() => {
-    let q = tf.exp(tf.add(tf.sub(m, tf.max(m, axisN, true)), 50));
+export function sinkhornKnopp(o: Ops, m: Tensor, nIter: number, axisN: number, axisK: number): Tensor {
+  return o.tidy(() => {
+    let q = o.exp(o.add(o.sub(m, o.max(m, axisN, true)), 50));
     for (let i = 0; i < nIter; i++) {
-      q = tf.div(q, tf.add(tf.sum(q, axisN, true), 1e-8));
-      q = tf.div(q, tf.add(tf.sum(q, axisK, true), 1e-8));
+      q = o.div(q, o.add(o.sum(q, axisN, true), 1e-8));
+      q = o.div(q, o.add(o.sum(q, axisK, true), 1e-8));
     }
     return q;
   });
 }
 
 /**
- * Teacher assignments from logits `[B, N, K]`: Sinkhorn of `logits / targetTemp`, per position
- * over the batch axis (`positionwise_sk=True`), or over all `B*N` tokens at once.
+ * The statistics of the global batch that Sinkhorn-Knopp needs, keepDims: the shift `max_n M` and,
+ * for each iteration, the column sum `sum_n Q` before its column normalisation. In multi-GPU
+ * training they are all-reduced over the GPUs (SPEC 1.5); here, combined over micro-batches.
  */
-export function clusterAssignments(
-  logits: tf.Tensor,
-  o: { targetTemp: number; nSkIter: number; positionwiseSk: boolean },
-): tf.Tensor {
-  return tf.tidy(() => {
-    const m = tf.div(logits, o.targetTemp);
-    if (o.positionwiseSk) return sinkhornKnopp(m, o.nSkIter, 0, 2);
-    const k = logits.shape[2]!;
-    return tf.reshape(sinkhornKnopp(tf.reshape(m, [-1, k]), o.nSkIter, 0, 1), logits.shape); // over B*N rows
+export interface SinkhornStats {
+  shift: Tensor;
+  colSums: Tensor[];
+}
+
+/**
+ * Sinkhorn-Knopp from the global batch's statistics: `sinkhornKnopp`'s iterate after
+ * `stats.colSums.length` iterations for the rows `m` of one micro-batch. The column sums are
+ * the global ones; the row sums (over `axisK`) are local, as in the official code. With the
+ * statistics of `m` itself this is `sinkhornKnopp`, operation for operation.
+ */
+export function sinkhornFromStats(o: Ops, m: Tensor, stats: SinkhornStats, axisK: number): Tensor {
+  return o.tidy(() => {
+    let q = o.exp(o.add(o.sub(m, stats.shift), 50));
+    for (const s of stats.colSums) {
+      q = o.div(q, o.add(s, 1e-8));
+      q = o.div(q, o.add(o.sum(q, axisK, true), 1e-8));
+    }
+    return q;
   });
 }
 
-/** Identity whose gradient is zero (torch `.detach()`). */
-export const detach: (x: tf.Tensor) => tf.Tensor = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => ({
-  value: tf.clone(args[0] as tf.Tensor),
-  gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy),
-})) as (x: tf.Tensor) => tf.Tensor;
-
-/** `mean_rows(-sum_k targets * log_softmax(logits / temp))`; both `[..., K]`. */
-export function softCrossEntropy(targets: tf.Tensor, logits: tf.Tensor, temp: number): tf.Scalar {
-  const k = logits.shape[logits.rank - 1]!;
-  const lsm = tf.logSoftmax(tf.reshape(tf.div(logits, temp), [-1, k]));
-  return tf.neg(tf.mean(tf.sum(tf.mul(tf.reshape(targets, [-1, k]), lsm), -1))) as tf.Scalar;
+/** The Sinkhorn input `logits / targetTemp` with the normalised (batch) axis first: `[B, N, K]`, or `[B*N, K]`. */
+export function sinkhornInput(o: Ops, logits: Tensor, c: { targetTemp: number; positionwiseSk: boolean }): Tensor {
+  const m = o.div(logits, c.targetTemp);
+  return c.positionwiseSk ? m : o.reshape(m, [-1, logits.shape[2]]); // over B*N rows
 }
 
-/** `mean_rows(-sum_k T log T)` with `0 log 0 = 0`. */
-export function meanEntropy(t: tf.Tensor): tf.Scalar {
-  const k = t.shape[t.rank - 1]!;
-  const flat = tf.reshape(t, [-1, k]);
-  const tlogt = tf.where(tf.greater(flat, 0), tf.mul(flat, tf.log(tf.maximum(flat, 1e-38))), tf.zerosLike(flat));
-  return tf.neg(tf.mean(tf.sum(tlogt, -1))) as tf.Scalar;
+/**
+ * Teacher assignments from logits `[B, N, K]`: Sinkhorn of `logits / targetTemp`, per position
+ * over the batch axis (`positionwise_sk=True`), or over all `B*N` tokens at once. With `stats`,
+ * the batch axis is the global batch's (`sinkhornFromStats`), `logits` one micro-batch's.
+ */
+export function clusterAssignments(
+  o: Ops,
+  logits: Tensor,
+  c: { targetTemp: number; nSkIter: number; positionwiseSk: boolean },
+  stats?: SinkhornStats,
+): Tensor {
+  return o.tidy(() => {
+    const m = sinkhornInput(o, logits, c);
+    const axisK = m.shape.length - 1;
+    const q = stats ? sinkhornFromStats(o, m, stats, axisK) : sinkhornKnopp(o, m, c.nSkIter, 0, axisK);
+    return o.reshape(q, logits.shape);
+  });
+}
+
+/** `mean_rows(-sum_k targets * log_softmax(logits / temp))`; both `[..., K]`. */
+export function softCrossEntropy(o: Ops, targets: Tensor, logits: Tensor, temp: number): Tensor {
+  const k = logits.shape[logits.shape.length - 1];
+  const lsm = o.logSoftmax(o.reshape(o.div(logits, temp), [-1, k]));
+  return o.neg(o.mean(o.sum(o.mul(o.reshape(targets, [-1, k]), lsm), -1), 0));
+}
+
+/** `mean_rows(-sum_k T log T)` with `0 log 0 = 0`: `T log max(T, 1e-38)` is exactly 0 at T = 0. */
+export function meanEntropy(o: Ops, t: Tensor): Tensor {
+  const k = t.shape[t.shape.length - 1];
+  const flat = o.reshape(t, [-1, k]);
+  return o.neg(o.mean(o.sum(o.mul(flat, o.log(o.maximum(flat, 1e-38))), -1), 0));
 }
 
 export interface ClusteringOut {
   /** Logits `[B, N, K]`. */
-  logits: tf.Tensor;
+  logits: Tensor;
   /** Sinkhorn assignments `[B, N, K]` (no gradient). */
-  assignments: tf.Tensor;
+  assignments: Tensor;
   /** Clustering loss (gradient reaches only the head's weight and bias). */
-  loss: tf.Scalar;
+  loss: Tensor;
 }
 
-/** `OnlineClustering.forward` on teacher patch features `[B, N, D]` (no gradient into them). */
+/**
+ * `OnlineClustering.forward` on teacher patch features `[B, N, D]` (the EMA backbone's: no gradient
+ * into them); with `stats`, Sinkhorn over the global batch of which `feats` is one micro-batch.
+ */
 export function onlineClustering(
-  feats: tf.Tensor,
-  w: tf.Tensor,
-  b: tf.Tensor | null,
-  o: { targetTemp: number; predTemp: number; nSkIter: number; positionwiseSk: boolean },
+  o: Ops,
+  feats: Tensor,
+  w: Tensor,
+  b: Tensor | null,
+  c: { targetTemp: number; predTemp: number; nSkIter: number; positionwiseSk: boolean },
+  stats?: SinkhornStats,
 ): ClusteringOut {
-  const logits = clusteringLogits(feats, w, b); // [B, N, K]
-  const assignments = clusterAssignments(detach(logits), o);
-  const loss = softCrossEntropy(assignments, logits, o.predTemp);
+  const logits = clusteringLogits(o, feats, w, b); // [B, N, K]
+  const assignments = clusterAssignments(o, o.stopGradient(logits), c, stats);
+  const loss = softCrossEntropy(o, assignments, logits, c.predTemp);
   return { logits, assignments, loss };
 }

@@ -1,11 +1,10 @@
 /**
  * CAPI optimisation rules (capi:utils.py:121-191, train_capi.py:280-314, SPEC 1.8):
- * parameter-group multipliers from names, the three truncated warmup-cosine schedules,
- * and the EMA update.
+ * parameter-group multipliers from names, the groups they form, and the three truncated
+ * warmup-cosine schedules. The EMA update itself is the engine's (model/train_step.ts `EmaSpec`).
  *
  * @module
  */
-import { tf } from "../engine.ts";
 import { warmupThenCosine } from "../schedules.ts";
 import type { CapiOptimConfig } from "./config.ts";
 
@@ -43,9 +42,22 @@ export function capiSchedules(o: CapiOptimConfig, it: number): { lr: number; clu
   };
 }
 
-/** `ema = m*ema + (1-m)*p` for each pair (train_capi.py:312-313). */
-export function emaUpdate(pairs: [tf.Variable, tf.Tensor][], momentum: number): void {
-  tf.tidy(() => {
-    for (const [e, p] of pairs) e.assign(tf.add(tf.mul(e, momentum), tf.mul(p, 1 - momentum)));
-  });
+/** Student parameters that share multipliers: one AdamW param group of the official code. */
+export interface CapiGroup extends GroupMults {
+  /** `lr<mult>_wd<mult>`, e.g. `lr0.2_wd0` for the patch embedding bias. */
+  id: string;
+  params: string[];
+}
+
+/** The official param groups of the student parameters `names` (without `student.`), in name order. */
+export function capiParamGroups(names: string[], o: CapiOptimConfig): CapiGroup[] {
+  const groups = new Map<string, CapiGroup>();
+  for (const name of names) {
+    const m = paramGroupMults(name, o);
+    const id = `lr${m.lrMult}_wd${m.wdMult}`;
+    let g = groups.get(id);
+    if (!g) groups.set(id, g = { id, ...m, params: [] });
+    g.params.push(name);
+  }
+  return [...groups.values()];
 }

@@ -7,8 +7,8 @@
  *
  * @module
  */
-import { tf } from "../engine.ts";
 import type { HostTensor } from "../fixture.ts";
+import type { Ops, Tensor } from "../ops/ops.ts";
 
 /** `freqs` `[2, hd]` after `_device_weight_init`: row angles in the first half, column angles in the second. */
 export function ropeFreqs(hd: number): HostTensor<Float32Array> {
@@ -91,28 +91,28 @@ export function encoderCoords(
   return out;
 }
 
-/** Signed permutation P with `x @ P = rotate_half(x) = [-x[hd/2:], x[:hd/2]]` (one matmul on wasm). */
-export function rotateHalfMatrix(hd: number): tf.Tensor2D {
+/** Signed permutation P with `x @ P = rotate_half(x) = [-x[hd/2:], x[:hd/2]]` (one matmul), `[hd, hd]`. */
+export function rotateHalfMatrix(hd: number): HostTensor<Float32Array> {
   const h = hd / 2;
   const m = new Float32Array(hd * hd);
   for (let c = 0; c < h; c++) {
     m[(c + h) * hd + c] = -1; // out[c] = -x[c + h]
     m[c * hd + c + h] = 1; // out[c + h] = x[c]
   }
-  return tf.tensor2d(m, [hd, hd]);
+  return { shape: [hd, hd], data: m };
 }
 
 /** `cos`/`sin` of `coords @ freqs`: coords `[B, L, 2]`, freqs `[2, hd]` -> each `[B, 1, L, hd]`. */
-export function ropeAngles(coords: tf.Tensor, freqs: tf.Tensor): { cos: tf.Tensor; sin: tf.Tensor } {
+export function ropeAngles(o: Ops, coords: Tensor, freqs: Tensor): { cos: Tensor; sin: Tensor } {
   const [b, l] = coords.shape;
-  const hd = freqs.shape[1]!;
-  const angle = tf.reshape(tf.matMul(tf.reshape(coords, [b * l, 2]), freqs), [b, 1, l, hd]); // [B,1,L,hd]
-  return { cos: tf.cos(angle), sin: tf.sin(angle) };
+  const hd = freqs.shape[1];
+  const angle = o.reshape(o.matMul(o.reshape(coords, [b * l, 2]), freqs), [b, 1, l, hd]); // [B,1,L,hd]
+  return { cos: o.cos(angle), sin: o.sin(angle) };
 }
 
-/** `x*cos + rotate_half(x)*sin` on `x` `[B, h, L, hd]`. */
-export function applyRope(x: tf.Tensor, cs: { cos: tf.Tensor; sin: tf.Tensor }, rot: tf.Tensor): tf.Tensor {
+/** `x*cos + rotate_half(x)*sin` on `x` `[B, h, L, hd]`; `rot` is `rotateHalfMatrix(hd)` as a constant. */
+export function applyRope(o: Ops, x: Tensor, cs: { cos: Tensor; sin: Tensor }, rot: Tensor): Tensor {
   const [b, h, l, hd] = x.shape;
-  const rotated = tf.reshape(tf.matMul(tf.reshape(x, [b * h * l, hd]), rot), [b, h, l, hd]);
-  return tf.add(tf.mul(x, cs.cos), tf.mul(rotated, cs.sin));
+  const rotated = o.reshape(o.matMul(o.reshape(x, [b * h * l, hd]), rot), [b, h, l, hd]);
+  return o.add(o.mul(x, cs.cos), o.mul(rotated, cs.sin));
 }

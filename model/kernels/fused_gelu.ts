@@ -1,25 +1,30 @@
 /**
  * `fusedGelu`: exact (erf) GELU as one kernel forward and one backward on the `blas` backend.
  *
- * model/nn/mlp.ts's `gelu` is five tfjs ops (`0.5 x (1 + erf(x / sqrt 2))`) whose autodiff adds ten
+ * `geluComposite` (below) is five tfjs ops (`0.5 x (1 + erf(x / sqrt 2))`) whose autodiff adds ten
  * more, each a full pass over the `[B, N, 4D]` hidden activation: profiled, GELU was half of the
  * non-matmul kernel time of a ViT training step on wasm. Here the forward is one loop over the wasm
  * heap (erf by Abramowitz-Stegun 7.1.26, sharing its exponential with the density) that also writes the slope
  * `gelu'(x) = 0.5 (1 + erf(x / sqrt 2)) + x exp(-x^2 / 2) / sqrt(2 pi)`, saved in place of x, so the
  * gradient is a single multiply.
- * On other backends it is model/nn's `gelu` unchanged. Agrees with it within 1e-6 (tested).
+ * On other backends it is `geluComposite`, the five-op form. Agrees with it within 1e-6 (tested).
  *
  * @module
  */
 import { tf } from "../engine.ts";
-import { gelu } from "../nn/mlp.ts";
 import type { TensorInfoLike, WasmHeapBackend } from "./blas_matmul.ts";
+
+/** Exact GELU as tfjs ops, `0.5 x (1 + erf(x / sqrt 2))`: the form every backend without the fused kernel runs. */
+export function geluComposite(x: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1)));
+}
 
 /** Kernel registered for the `blas` backend by `registerGeluKernels`: x -> [gelu(x), gelu'(x)]. */
 export const GELU_KERNEL = "BlasGelu";
 
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
-// Abramowitz-Stegun 7.1.26 (|error| <= 1.5e-7), the erf of tfjs's cpu and wasm kernels.
+// Abramowitz-Stegun 7.1.26 (|error| <= 1.5e-7), the erf of tfjs's cpu kernel. Written as its erfc tail, it keeps
+// relative accuracy where 1 + erf is small (model/kernels/README.md, "Precision").
 const ERF_P = 0.3275911, ERF_A1 = 0.254829592, ERF_A2 = -0.284496736;
 const ERF_A3 = 1.421413741, ERF_A4 = -1.453152027, ERF_A5 = 1.061405429;
 
@@ -81,8 +86,8 @@ const fused = tf.customGrad(
   }) as unknown as Parameters<typeof tf.customGrad>[0],
 );
 
-/** Exact GELU; fused on backends with the kernels registered (blas), `nn.gelu` elsewhere. */
+/** Exact GELU; fused on backends with the kernels registered (blas), `geluComposite` elsewhere. */
 export function fusedGelu(x: tf.Tensor): tf.Tensor {
-  if (x.dtype !== "float32" || !tf.getKernel(GELU_KERNEL, tf.getBackend())) return gelu(x);
+  if (x.dtype !== "float32" || !tf.getKernel(GELU_KERNEL, tf.getBackend())) return geluComposite(x);
   return fused(x);
 }

@@ -1,13 +1,12 @@
 /**
- * `fusedGelu` on `blas` agrees with model/nn's `gelu` on wasm (values and gradients), leaks
- * nothing, and is `gelu` itself on backends without the fused kernels.
+ * `fusedGelu` on `blas` agrees with `geluComposite` on wasm (values and gradients), leaks
+ * nothing, and is `geluComposite` itself on backends without the fused kernels.
  */
 import assert from "node:assert/strict";
 import { initBackend, tf } from "../engine.ts";
-import { gelu } from "../nn/mlp.ts";
 import { Rng } from "../rng.ts";
 import { blasUnavailableReason, loadBlas } from "./blas.ts";
-import { expNonPositive, fusedGelu } from "./fused_gelu.ts";
+import { expNonPositive, fusedGelu, geluComposite } from "./fused_gelu.ts";
 
 const blas = loadBlas();
 if (!blas) console.log(`fused_gelu_test: BLAS-specific tests skipped: ${blasUnavailableReason()}`);
@@ -27,11 +26,11 @@ function valueAndGrad(f: (x: tf.Tensor) => tf.Tensor): Float32Array[] {
 }
 
 Deno.test({
-  name: "fusedGelu on blas matches nn.gelu on wasm (values and gradients) and leaks nothing",
+  name: "fusedGelu on blas matches geluComposite on wasm (values and gradients) and leaks nothing",
   ignore: !blas,
   fn: async () => {
     await initBackend("wasm");
-    const want = valueAndGrad(gelu);
+    const want = valueAndGrad(geluComposite);
     await initBackend("blas");
     const before = tf.memory().numTensors;
     const got = valueAndGrad(fusedGelu);
@@ -47,9 +46,9 @@ Deno.test({
   },
 });
 
-Deno.test("fusedGelu is nn.gelu on the cpu backend", async () => {
+Deno.test("fusedGelu is geluComposite on the cpu backend", async () => {
   await initBackend("cpu");
-  assert.deepEqual(valueAndGrad(fusedGelu), valueAndGrad(gelu));
+  assert.deepEqual(valueAndGrad(fusedGelu), valueAndGrad(geluComposite));
 });
 
 Deno.test("expNonPositive is within 2e-7 relative of Math.exp on [-87, 0]", () => {

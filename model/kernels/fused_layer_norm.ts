@@ -8,13 +8,22 @@
  *   xhat = (x - mean) rstd,  dxhat = dy w,
  *   dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)),  dw = sum dy xhat,  db = sum dy.
  * Row sums accumulate in double precision, in a fixed order (deterministic). On other backends it
- * is model/nn's `layerNorm` unchanged.
+ * is `layerNormComposite`, the same computation as tfjs ops.
  *
  * @module
  */
 import { tf } from "../engine.ts";
-import { layerNorm } from "../nn/norm.ts";
 import type { TensorInfoLike, WasmHeapBackend } from "./blas_matmul.ts";
+
+/** LayerNorm over the last axis with the biased variance, as torch, in tfjs ops (every backend without the kernels). */
+export function layerNormComposite(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor, eps: number): tf.Tensor {
+  return tf.tidy(() => {
+    const mean = tf.mean(x, -1, true);
+    const centered = tf.sub(x, mean);
+    const variance = tf.mean(tf.square(centered), -1, true);
+    return tf.add(tf.mul(tf.mul(centered, tf.rsqrt(tf.add(variance, eps))), w), b);
+  });
+}
 
 export const LAYER_NORM_KERNEL = "BlasLayerNorm";
 export const LAYER_NORM_GRAD_KERNEL = "BlasLayerNormGrad";
@@ -123,9 +132,9 @@ const byEps = new Map<number, ReturnType<typeof makeFused>>();
 export function fusedLayerNorm(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor, eps: number): tf.Tensor {
   const d = x.shape[x.rank - 1];
   if (x.dtype !== "float32" || w.rank !== 1 || b.rank !== 1 || w.shape[0] !== d || b.shape[0] !== d) {
-    return layerNorm(x, w, b, eps);
+    return layerNormComposite(x, w, b, eps);
   }
-  if (!tf.getKernel(LAYER_NORM_KERNEL, tf.getBackend())) return layerNorm(x, w, b, eps);
+  if (!tf.getKernel(LAYER_NORM_KERNEL, tf.getBackend())) return layerNormComposite(x, w, b, eps);
   let f = byEps.get(eps);
   if (!f) byEps.set(eps, f = makeFused(eps));
   return f(x, w, b);

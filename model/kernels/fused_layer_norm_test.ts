@@ -1,13 +1,12 @@
 /**
- * `fusedLayerNorm` on `blas` agrees with model/nn's `layerNorm` on wasm (values and the gradients
- * of x, w and b), leaks nothing, is deterministic, and is `layerNorm` itself on cpu.
+ * `fusedLayerNorm` on `blas` agrees with `layerNormComposite` on wasm (values and the gradients
+ * of x, w and b), leaks nothing, is deterministic, and is `layerNormComposite` itself on cpu.
  */
 import assert from "node:assert/strict";
 import { initBackend, tf } from "../engine.ts";
-import { layerNorm } from "../nn/norm.ts";
 import { Rng } from "../rng.ts";
 import { blasUnavailableReason, loadBlas } from "./blas.ts";
-import { fusedLayerNorm } from "./fused_layer_norm.ts";
+import { fusedLayerNorm, layerNormComposite } from "./fused_layer_norm.ts";
 
 const blas = loadBlas();
 if (!blas) console.log(`fused_layer_norm_test: BLAS-specific tests skipped: ${blasUnavailableReason()}`);
@@ -27,12 +26,12 @@ function valueAndGrads(f: Ln, eps: number): Float32Array[] {
 }
 
 Deno.test({
-  name: "fusedLayerNorm on blas matches nn.layerNorm on wasm (value, dx, dw, db), deterministic, no leaks",
+  name: "fusedLayerNorm on blas matches layerNormComposite on wasm (value, dx, dw, db), deterministic, no leaks",
   ignore: !blas,
   fn: async () => {
     for (const eps of [1e-6, 1e-5]) {
       await initBackend("wasm");
-      const want = valueAndGrads(layerNorm, eps);
+      const want = valueAndGrads(layerNormComposite, eps);
       await initBackend("blas");
       const before = tf.memory().numTensors;
       const got = valueAndGrads(fusedLayerNorm, eps);
@@ -48,7 +47,7 @@ Deno.test({
   },
 });
 
-Deno.test("fusedLayerNorm is nn.layerNorm on the cpu backend", async () => {
+Deno.test("fusedLayerNorm is layerNormComposite on the cpu backend", async () => {
   await initBackend("cpu");
-  assert.deepEqual(valueAndGrads(fusedLayerNorm, 1e-6), valueAndGrads(layerNorm, 1e-6));
+  assert.deepEqual(valueAndGrads(fusedLayerNorm, 1e-6), valueAndGrads(layerNormComposite, 1e-6));
 });

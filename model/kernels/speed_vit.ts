@@ -3,8 +3,8 @@
  *
  * Plain pre-LN ViT on 32x32 images with 4x4 patches (64 tokens), width 192, depth 6, 3 heads,
  * MLP 4x: a linear patch embedding on flattened patches, learned positions, a final LayerNorm and a
- * linear pixel head regressing each patch's 48 values with MSE. Built from model/nn blocks, so a
- * faster kernel here is a faster kernel for CAPI, MAE and SimMIM too.
+ * linear pixel head regressing each patch's 48 values with MSE. Built from model/nn blocks on `TfOps`,
+ * so a faster kernel here is a faster kernel for CAPI, MAE and SimMIM too.
  *
  * @module
  */
@@ -12,9 +12,9 @@ import { tf } from "../engine.ts";
 import { constant, normal, zeros } from "../init.ts";
 import { ParamStore } from "../params.ts";
 import { Rng } from "../rng.ts";
-import { layerNorm, linear, mergeHeads, mlp, scaledDotProductAttention, splitHeads } from "../nn/mod.ts";
-import { fusedGelu } from "./fused_gelu.ts";
-import { fusedLayerNorm } from "./fused_layer_norm.ts";
+import { linear, mergeHeads, mlp, scaledDotProductAttention, splitHeads } from "../nn/mod.ts";
+import type { Tensor } from "../ops/ops.ts";
+import { fromTf, TfOps, toTf } from "../ops/tf_ops.ts";
 
 export interface SpeedVitConfig {
   /** Image side (pixels); 32 as CIFAR. */
@@ -25,8 +25,8 @@ export interface SpeedVitConfig {
   heads: number;
   mlpRatio: number;
   /**
-   * `nn`: model/nn's `mlp` and `layerNorm` as they are; `fused`: the same functions from
-   * fused_gelu.ts and fused_layer_norm.ts (one kernel each way on the blas backend).
+   * `nn`: GELU and LayerNorm as tfjs compositions (`TfOps` with `fused: false`); `fused`: the
+   * kernels of fused_gelu.ts and fused_layer_norm.ts (one kernel each way on the blas backend).
    */
   blocks?: "nn" | "fused";
 }
@@ -69,28 +69,28 @@ export class SpeedVit {
 
   /** MSE of the pixel head against `patches` `[B, N, p*p*3]`. */
   loss(patches: tf.Tensor): tf.Scalar {
+    const o = new TfOps({ fused: this.cfg.blocks === "fused" });
     return tf.tidy(() => {
-      const p = (n: string) => this.params.get(n);
-      const lin = (x: tf.Tensor, n: string) => linear(x, p(`${n}.weight`), p(`${n}.bias`));
-      const norm = this.cfg.blocks === "fused" ? fusedLayerNorm : layerNorm;
-      const ln = (x: tf.Tensor, n: string) => norm(x, p(`${n}.weight`), p(`${n}.bias`), 1e-6);
-      let x = tf.add(lin(patches, "patch_embed"), p("pos_embed")); // [B, N, D]
+      const p = (n: string) => fromTf(this.params.get(n));
+      const lin = (x: Tensor, n: string) => linear(o, x, p(`${n}.weight`), p(`${n}.bias`));
+      const ln = (x: Tensor, n: string) => o.layerNorm(x, p(`${n}.weight`), p(`${n}.bias`), 1e-6);
+      const target = fromTf(patches);
+      let x = o.add(lin(target, "patch_embed"), p("pos_embed")); // [B, N, D]
       for (let i = 0; i < this.cfg.depth; i++) {
         const b = `blocks.${i}`;
         const qkv = lin(ln(x, `${b}.norm1`), `${b}.attn.qkv`); // [B, N, 3D]
-        const [q, k, v] = tf.split(qkv, 3, -1).map((t) => splitHeads(t, this.cfg.heads)); // [B, h, N, hd]
-        x = tf.add(x, lin(mergeHeads(scaledDotProductAttention(q, k, v)), `${b}.attn.proj`));
+        const d = qkv.shape[2] / 3;
+        const [q, k, v] = o.split(qkv, [d, d, d], -1).map((t) => splitHeads(o, t, this.cfg.heads)); // [B, h, N, hd]
+        x = o.add(x, lin(mergeHeads(o, scaledDotProductAttention(o, q, k, v)), `${b}.attn.proj`));
         const h = ln(x, `${b}.norm2`);
-        const m = this.cfg.blocks === "fused" ? lin(fusedGelu(lin(h, `${b}.mlp.fc1`)), `${b}.mlp.fc2`) : mlp(h, {
-          fc1: p(`${b}.mlp.fc1.weight`),
-          fc1Bias: p(`${b}.mlp.fc1.bias`),
-          fc2: p(`${b}.mlp.fc2.weight`),
-          fc2Bias: p(`${b}.mlp.fc2.bias`),
-        });
-        x = tf.add(x, m);
+        const w = (n: string) => p(`${b}.mlp.${n}`);
+        x = o.add(
+          x,
+          mlp(o, h, { fc1: w("fc1.weight"), fc1Bias: w("fc1.bias"), fc2: w("fc2.weight"), fc2Bias: w("fc2.bias") }),
+        );
       }
       const pred = lin(ln(x, "norm"), "head"); // [B, N, p*p*3]
-      return tf.mean(tf.square(tf.sub(pred, patches)));
+      return toTf(o.mean(o.square(o.sub(pred, target)), [0, 1, 2])) as tf.Scalar;
     });
   }
 

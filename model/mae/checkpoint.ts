@@ -1,8 +1,9 @@
 /**
- * Load an MAE encoder from a `.safetensors` file as a `VisionEncoder`: a checkpoint of this
- * suite's trainer, or an official MAE checkpoint converted to safetensors (the `model`
- * state dict of `mae_pretrain_vit_*.pth`, encoder only, or of `mae_visualize_*`, with the
- * decoder). Keys are the official names, optionally under `model.` or `module.`.
+ * Load an MAE encoder as a `VisionEncoder` from any checkpoint file (`TensorSource`): a
+ * checkpoint of this suite's trainer, the released `mae_pretrain_vit_*.pth` (`{"model":
+ * encoder state dict}`, timm names, read as `model.*`), `mae_visualize_*` (with the decoder,
+ * reported as unexpected keys like `load_state_dict(strict=False)` does), or either
+ * converted to safetensors. Keys are the official names, optionally under `model.` or `module.`.
  *
  * The architecture is read from the tensor shapes, except the number of heads, which no
  * shape carries: it defaults to the standard ViT's for the width (64 channels a head; 16
@@ -11,12 +12,14 @@
  *
  * @module
  */
-import type { HostTensor } from "../fixture.ts";
-import { ParamStore } from "../params.ts";
-import { readSafetensors } from "../safetensors.ts";
+import { vitBlockShapes } from "../nn/vit_block.ts";
+import type { EngineEncoder } from "../engine_encoder.ts";
+import { loadedEncoder } from "../loaded_encoder.ts";
+import type { EngineFactory } from "../train_engine.ts";
+import { type ExpectedParam, type Layout, loadParams, type LoadReport } from "../state_dict.ts";
+import { openTensorSource, type TensorSource } from "../tensor_source.ts";
 import { type MaeConfig, maeConfig, maeDims } from "./config.ts";
-import { MaeModel } from "./mae.ts";
-import { MaeEncoder, vitArchName } from "./method.ts";
+import { MaeEncoderForward } from "./method.ts";
 import { sincos2d } from "./sincos.ts";
 
 export const MAE_PREFIXES = ["", "model.", "module."];
@@ -28,7 +31,7 @@ export function defaultHeads(width: number): number {
 
 /** The encoder architecture implied by the tensors under `prefix`. */
 export function maeConfigFromTensors(
-  tensors: Map<string, HostTensor>,
+  tensors: Map<string, { shape: number[] }>,
   prefix: string,
   opts: { imageSize?: number | [number, number]; numHeads?: number },
   where = "checkpoint",
@@ -58,35 +61,93 @@ export function maeConfigFromTensors(
   });
 }
 
-/** Load the MAE encoder in `path` for evaluation. */
+/** The encoder part of the MAE state dict (timm names) at the config's resolution. */
+export function maeExpectedParams(c: MaeConfig): ExpectedParam[] {
+  const d = c.embedDim, p = c.patchSize, { nTokens } = maeDims(c);
+  const out: ExpectedParam[] = [
+    { name: "cls_token", shape: [1, 1, d], use: "encode" },
+    { name: "pos_embed", shape: [1, nTokens + 1, d], use: "encode" },
+    { name: "patch_embed.proj.weight", shape: [d, c.inChans, p, p], use: "encode" },
+    { name: "patch_embed.proj.bias", shape: [d], use: "encode" },
+  ];
+  const block = vitBlockShapes(d, Math.trunc(d * c.mlpRatio), { qkvBias: "fused", layerScale: false });
+  for (let i = 0; i < c.depth; i++) {
+    for (const [n, shape] of block) out.push({ name: `blocks.${i}.${n}`, shape, use: "encode" });
+  }
+  out.push({ name: "norm.weight", shape: [d], use: "encode" }, { name: "norm.bias", shape: [d], use: "encode" });
+  return out;
+}
+
+export interface MaeLoadOptions {
+  /** The expected architecture at the checkpoint's resolution (a preset plus overrides); default: from the shapes. */
+  config?: MaeConfig;
+  /** Says where `config` came from in errors, e.g. `preset vit_b`. */
+  configName?: string;
+  /** Evaluation resolution; another grid than the checkpoint's gets the sin-cos `pos_embed` recomputed. */
+  imageSize?: number | [number, number];
+  /** Heads when the architecture is read from the shapes (no shape carries them). */
+  numHeads?: number;
+  /** The engine that encodes (default: tfjs, each tensor uploaded as it is read). */
+  engine?: EngineFactory;
+}
+
+/** Where the encoder sits in `src`; `expected` is at the stored resolution, `config` at the evaluation one. */
+export function maeLayout(src: TensorSource, o: MaeLoadOptions = {}): Layout<MaeConfig> {
+  const prefix = MAE_PREFIXES.find((p) =>
+    src.tensors.has(`${p}patch_embed.proj.weight`) && src.tensors.has(`${p}cls_token`)
+  );
+  if (prefix === undefined) {
+    throw new Error(
+      `${src.path}: no MAE encoder found (looked for '<prefix>patch_embed.proj.weight' and '<prefix>cls_token' with ` +
+        `prefixes ${MAE_PREFIXES.map((p) => `'${p}'`).join(", ")}); is --method right?`,
+    );
+  }
+  // The stored grid: the evaluation size's when pos_embed fits it (a non-square trainer checkpoint), else square.
+  const fits = (size: number | [number, number]) => {
+    const [h, w] = typeof size === "number" ? [size, size] : size;
+    const p = src.tensors.get(`${prefix}patch_embed.proj.weight`)!.shape[2];
+    return src.tensors.get(`${prefix}pos_embed`)?.shape[1] === (h / p) * (w / p) + 1;
+  };
+  const storedSize = o.imageSize !== undefined && fits(o.imageSize) ? o.imageSize : undefined;
+  const stored = o.config ??
+    maeConfigFromTensors(src.tensors, prefix, { numHeads: o.numHeads, imageSize: storedSize }, src.path);
+  const config = maeConfig("vit_l", { ...stored, imageSize: o.imageSize ?? stored.imageSize });
+  const model = `MAE ${o.configName ?? "(architecture read from the file)"}`;
+  return { prefix, config, expected: maeExpectedParams(stored), model };
+}
+
+/** Load the MAE encoder in `src` for evaluation. */
+export async function loadMaeEncoderFrom(
+  src: TensorSource,
+  o: MaeLoadOptions = {},
+): Promise<{ encoder: EngineEncoder; config: MaeConfig; report: LoadReport }> {
+  const { prefix, config, expected, model: what } = maeLayout(src, o);
+  const { gridH, gridW, nTokens } = maeDims(config);
+  const { encoder, report } = await loadedEncoder(
+    () => new MaeEncoderForward(config),
+    (sink) =>
+      loadParams(src, prefix, expected, sink, {
+        model: what,
+        transform: (name, t) => {
+          if (name !== "pos_embed" || t.shape[1] === nTokens + 1) return t;
+          const pos = sincos2d(config.embedDim, [gridH, gridW], true); // fixed sin-cos: exact at any grid
+          return { shape: [1, ...pos.shape], data: pos.data };
+        },
+      }),
+    o.engine,
+  );
+  return { encoder, config, report };
+}
+
+/** Load the MAE encoder in checkpoint file `path` for evaluation. */
 export async function loadMaeEncoder(
   path: string,
   opts: { imageSize?: number | [number, number]; numHeads?: number } = {},
-): Promise<MaeEncoder> {
-  const { tensors } = await readSafetensors(path);
-  const prefix = MAE_PREFIXES.find((p) => tensors.has(`${p}patch_embed.proj.weight`) && tensors.has(`${p}cls_token`));
-  if (prefix === undefined) {
-    throw new Error(
-      `${path}: no MAE encoder found (looked for '<prefix>patch_embed.proj.weight' and '<prefix>cls_token' with ` +
-        `prefixes ${MAE_PREFIXES.map((p) => `'${p}'`).join(", ")})`,
-    );
+): Promise<EngineEncoder> {
+  const src = await openTensorSource(path);
+  try {
+    return (await loadMaeEncoderFrom(src, opts)).encoder;
+  } finally {
+    src.close();
   }
-  const config = maeConfigFromTensors(tensors, prefix, opts, path);
-  const { gridH, gridW, nTokens } = maeDims(config);
-  const store = new ParamStore();
-  const encoderName = (n: string) => /^(cls_token|pos_embed|patch_embed\.|blocks\.|norm\.)/.test(n);
-  for (const [key, t] of tensors) {
-    const name = key.slice(prefix.length);
-    if (!key.startsWith(prefix) || !encoderName(name) || !(t.data instanceof Float32Array)) continue;
-    if (name === "pos_embed" && t.shape[1] !== nTokens + 1) {
-      const pos = sincos2d(config.embedDim, [gridH, gridW], true); // fixed sin-cos: exact at any grid
-      store.add(name, { shape: [1, ...pos.shape], data: pos.data }, false);
-    } else store.add(name, t as HostTensor<Float32Array>, false);
-  }
-  const model = new MaeModel(config, store);
-  return new MaeEncoder(
-    model,
-    vitArchName(config.embedDim, config.patchSize, model.dims.imageH, model.dims.imageW, "mae"),
-    true,
-  );
 }

@@ -6,6 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { initBackend } from "../engine.ts";
+import { initialValues } from "../method.ts";
+import { tfEncoder } from "../tf_train_engine.ts";
 import { Rng } from "../rng.ts";
 import { writeSafetensors } from "../safetensors.ts";
 import { maeConfig } from "./config.ts";
@@ -19,11 +21,13 @@ Deno.test("loadMaeEncoder: official-style state dict round-trips; other resoluti
   const m = new MaeMethod({ ...config, numHeads: 1 }, { seed: 7, batchSize: 8 });
   const dir = await Deno.makeTempDir();
   try {
-    const host = await m.params.toHost();
+    const host = initialValues(m.stepSpec());
     const tensors = new Map([...host].map(([n, t]) => [`model.${n}`, t]));
     await writeSafetensors(`${dir}/mae.safetensors`, tensors);
     const images = { shape: [2, 3, 32, 32], data: Rng.from(1).fillNormal(new Float32Array(2 * 3 * 32 * 32)) };
-    const ref = await m.encoder().encode(images);
+    const ours = tfEncoder(m, host);
+    const ref = await ours.encode(images);
+    ours.dispose();
     const enc = await loadMaeEncoder(`${dir}/mae.safetensors`);
     assert.deepEqual(enc.info, { arch: "vit_d64_patch4_32.mae", embedDim: 64, patchSize: 4, imageSize: [32, 32] });
     const got = await enc.encode(images);
@@ -37,7 +41,6 @@ Deno.test("loadMaeEncoder: official-style state dict round-trips; other resoluti
     wide.dispose();
     await assert.rejects(() => loadMaeEncoder(`${dir}/nothing.safetensors`));
   } finally {
-    m.dispose();
     await Deno.remove(dir, { recursive: true });
   }
 });

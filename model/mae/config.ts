@@ -115,6 +115,8 @@ export const MAE_PRESETS = {
   vit_s: { embedDim: 384, depth: 12, numHeads: 6 },
   vit_b: { embedDim: 768, depth: 12, numHeads: 12 },
   vit_l: {},
+  /** MAE ViT-H/14 (`mae_pretrain_vit_huge.pth`): 16 heads of 80. */
+  vit_h: { patchSize: 14, embedDim: 1280, depth: 32, numHeads: 16 },
 } as const satisfies Record<string, MaeConfigInput>;
 export type MaePreset = keyof typeof MAE_PRESETS;
 

@@ -1,23 +1,21 @@
 /**
- * MAE (mae:models_mae.py `MaskedAutoencoderViT`): encoder on the kept tokens, lightweight
- * decoder over all tokens, norm-pix MSE on the removed patches. Parameters carry the
- * official state-dict names (`cls_token`, `blocks.0.attn.qkv.weight`, `decoder_pred.bias`, ...).
+ * MAE (mae:models_mae.py `MaskedAutoencoderViT`) written once against `Ops`: encoder on the kept
+ * tokens, lightweight decoder over all tokens, norm-pix MSE on the removed patches. Parameters
+ * carry the official state-dict names (`cls_token`, `blocks.0.attn.qkv.weight`, `decoder_pred.bias`, ...).
  *
- * Order as in timm: forward pieces, model class, initialisation. Patchify happens on the
+ * Order as in timm: forward pieces, initialisation. Patchify and the norm-pix target happen on the
  * host (`../nn/patch_embed.ts`): the patch embedding is a matmul, so no conv2d is trained.
  *
  * @module
  */
-import { tf } from "../engine.ts";
 import type { HostTensor } from "../fixture.ts";
-import { ParamStore } from "../params.ts";
 import type { Rng } from "../rng.ts";
 import { constant, defaultBias, normal, xavierUniform, zeros } from "../init.ts";
-import { layerNorm, linear, patchEmbed } from "../nn/mod.ts";
+import { linear, patchEmbed } from "../nn/mod.ts";
 import { repeatToken, vitBlock, type VitBlockOptions, vitBlockShapes, vitBlockWeights } from "../nn/vit_block.ts";
-import { type MaeConfig, type MaeDims, maeDims } from "./config.ts";
+import type { Ops, ParamGetter, Tensor } from "../ops/ops.ts";
+import { type MaeConfig, maeDims } from "./config.ts";
 import { sincos2d } from "./sincos.ts";
-import type { MaeMasking } from "./masking.ts";
 
 /** Per-patch normalised target (models_mae.py:198-214): `(t - mean) / sqrt(var_unbiased + 1e-6)`. */
 export function normPixTarget(target: HostTensor<Float32Array>): HostTensor<Float32Array> {
@@ -41,109 +39,97 @@ export function absoluteIndices(ids: Int32Array, batch: number, length: number):
   return Int32Array.from(ids, (v, i) => Math.floor(i / n) * length + v);
 }
 
-export class MaeModel {
-  readonly config: MaeConfig;
-  readonly dims: MaeDims;
-  readonly params: ParamStore;
-  readonly #enc: VitBlockOptions;
-  readonly #dec: VitBlockOptions;
+const blockOptions = (c: MaeConfig, heads: number): VitBlockOptions => ({
+  heads,
+  eps: c.normEps,
+  qkvBias: "fused",
+  layerScale: false,
+});
 
-  constructor(config: MaeConfig, params: ParamStore) {
-    this.config = config;
-    this.dims = maeDims(config);
-    this.params = params;
-    const common = { eps: config.normEps, qkvBias: "fused", layerScale: false } as const;
-    this.#enc = { ...common, heads: config.numHeads };
-    this.#dec = { ...common, heads: config.decoderNumHeads };
-  }
+/**
+ * Encoder (models_mae.py:150-170). patches: `[B, L, C*p*p]` in `chw` order; `keep`: absolute
+ * indices (`b*L + ids_keep`, `[B*n]`) of the kept tokens, or null for no masking.
+ * Returns the latent `[B, 1 + n, D]` after the final norm, cls first.
+ */
+export function maeEncode(o: Ops, get: ParamGetter, c: MaeConfig, patches: Tensor, keep: Tensor | null): Tensor {
+  return o.tidy(() => {
+    const d = c.embedDim;
+    const [b, l] = patches.shape;
+    const pos = get("pos_embed"); // [1, 1+L, D]
+    let x = o.add(
+      patchEmbed(o, patches, get("patch_embed.proj.weight"), get("patch_embed.proj.bias")),
+      o.slice(pos, [0, 1, 0], [1, l, d]),
+    );
+    if (keep) {
+      const n = keep.shape[0] / b;
+      x = o.reshape(o.gather(o.reshape(x, [b * l, d]), keep), [b, n, d]); // [B, n, D]
+    }
+    const cls = repeatToken(o, o.add(get("cls_token"), o.slice(pos, [0, 0, 0], [1, 1, d])), b, 1);
+    x = o.concat([cls, x], 1);
+    const opts = blockOptions(c, c.numHeads);
+    for (let i = 0; i < c.depth; i++) x = vitBlock(o, x, vitBlockWeights(get, `blocks.${i}`, opts), opts);
+    return o.layerNorm(x, get("norm.weight"), get("norm.bias"), c.normEps);
+  });
+}
 
-  /** A model with freshly initialised weights (models_mae.py:65-93), drawn from `rng`. */
-  static create(config: MaeConfig, rng: Rng): MaeModel {
-    const store = new ParamStore();
-    for (const [name, value, trainable] of initialParams(config, rng)) store.add(name, value, trainable);
-    return new MaeModel(config, store);
-  }
+/**
+ * Decoder (models_mae.py:172-196). latent `[B, 1+keep, D]`, `restore` = `b*L + ids_restore` (`[B*L]`).
+ * Returns the prediction `[B, L, p*p*C]` (cls dropped), inner order `(py, px, c)`.
+ */
+export function maeDecode(o: Ops, get: ParamGetter, c: MaeConfig, latent: Tensor, restore: Tensor): Tensor {
+  return o.tidy(() => {
+    const dd = c.decoderEmbedDim;
+    const [b, n1] = latent.shape;
+    const l = restore.shape[0] / b;
+    const keep = n1 - 1;
+    let x = linear(o, latent, get("decoder_embed.weight"), get("decoder_embed.bias")); // [B, 1+keep, Dd]
+    const maskTokens = repeatToken(o, get("mask_token"), b, l - keep); // [B, L-keep, Dd]
+    let rest = o.concat([o.slice(x, [0, 1, 0], [b, keep, dd]), maskTokens], 1); // [B, L, Dd] shuffled
+    rest = o.reshape(o.gather(o.reshape(rest, [b * l, dd]), restore), [b, l, dd]);
+    x = o.add(o.concat([o.slice(x, [0, 0, 0], [b, 1, dd]), rest], 1), get("decoder_pos_embed"));
+    const opts = blockOptions(c, c.decoderNumHeads);
+    for (let i = 0; i < c.decoderDepth; i++) {
+      x = vitBlock(o, x, vitBlockWeights(get, `decoder_blocks.${i}`, opts), opts);
+    }
+    x = o.layerNorm(x, get("decoder_norm.weight"), get("decoder_norm.bias"), c.normEps);
+    const pred = linear(o, x, get("decoder_pred.weight"), get("decoder_pred.bias")); // [B, 1+L, p*p*C]
+    return o.slice(pred, [0, 1, 0], [b, l, pred.shape[2]]);
+  });
+}
 
-  #p(name: string): tf.Variable {
-    return this.params.get(name);
-  }
+/**
+ * `sum(mask * mean_pixels((pred - target)^2)) / sum(mask)`; target `[B, L, p*p*C]` `hwc`, mask `[B, L]`
+ * (1 = removed). `sum(mask)` is `B * (L - len_keep)` for every draw: a number, not a data-dependent sum.
+ */
+export function maeLossFrom(o: Ops, pred: Tensor, target: Tensor, mask: Tensor, removed: number): Tensor {
+  const perPatch = o.mean(o.square(o.sub(pred, target)), -1); // [B, L]
+  return o.div(o.sum(o.mul(perPatch, mask), [0, 1]), removed);
+}
 
-  /**
-   * Encoder (models_mae.py:150-170). patches: `[B, L, C*p*p]` in `chw` order; `keepAbs`:
-   * absolute indices (`b*L + ids_keep`) of the kept tokens, or null for no masking.
-   * Returns the latent `[B, 1 + n, D]` after the final norm, cls first.
-   */
-  encode(patches: tf.Tensor, keepAbs: Int32Array | null): tf.Tensor {
-    return tf.tidy(() => {
-      const { embedDim: d, depth } = this.config;
-      const [b, l] = patches.shape;
-      const pos = this.#p("pos_embed"); // [1, 1+L, D]
-      let x = tf.add(
-        patchEmbed(patches, this.#p("patch_embed.proj.weight"), this.#p("patch_embed.proj.bias")),
-        tf.slice(pos, [0, 1, 0], [1, l, d]),
-      );
-      if (keepAbs) {
-        const n = keepAbs.length / b;
-        x = tf.reshape(tf.gather(tf.reshape(x, [b * l, d]), tf.tensor1d(keepAbs, "int32")), [b, n, d]); // [B, n, D]
-      }
-      const cls = repeatToken(tf.add(this.#p("cls_token"), tf.slice(pos, [0, 0, 0], [1, 1, d])), b, 1);
-      x = tf.concat([cls, x], 1);
-      for (let i = 0; i < depth; i++) {
-        x = vitBlock(x, vitBlockWeights(this.params, `blocks.${i}`, this.#enc), this.#enc);
-      }
-      return layerNorm(x, this.#p("norm.weight"), this.#p("norm.bias"), this.config.normEps);
-    });
-  }
+/** Inputs of one MAE training forward (`MaeMethod.draw`). */
+export interface MaeInputs {
+  /** `[B, L, C*p*p]` `chw` patches. */
+  patches: Tensor;
+  /** `[B, L, p*p*C]` `hwc` target (norm-pix normalised when the config says so). */
+  target: Tensor;
+  /** `[B*len_keep]` absolute kept indices, `[B*L]` absolute restore indices, `[B, L]` mask. */
+  keep: Tensor;
+  restore: Tensor;
+  mask: Tensor;
+}
 
-  /**
-   * Decoder (models_mae.py:172-196). latent `[B, 1+keep, D]`, `restoreAbs` = `b*L + ids_restore`.
-   * Returns the prediction `[B, L, p*p*C]` (cls dropped), inner order `(py, px, c)`.
-   */
-  decode(latent: tf.Tensor, restoreAbs: Int32Array): tf.Tensor {
-    return tf.tidy(() => {
-      const dd = this.config.decoderEmbedDim;
-      const [b, n1] = latent.shape;
-      const l = restoreAbs.length / b;
-      const keep = n1 - 1;
-      let x = linear(latent, this.#p("decoder_embed.weight"), this.#p("decoder_embed.bias")); // [B, 1+keep, Dd]
-      const maskTokens = repeatToken(this.#p("mask_token"), b, l - keep); // [B, L-keep, Dd]
-      let rest = tf.concat([tf.slice(x, [0, 1, 0], [b, keep, dd]), maskTokens], 1); // [B, L, Dd] shuffled
-      rest = tf.reshape(tf.gather(tf.reshape(rest, [b * l, dd]), tf.tensor1d(restoreAbs, "int32")), [b, l, dd]);
-      x = tf.add(tf.concat([tf.slice(x, [0, 0, 0], [b, 1, dd]), rest], 1), this.#p("decoder_pos_embed"));
-      for (let i = 0; i < this.config.decoderDepth; i++) {
-        x = vitBlock(x, vitBlockWeights(this.params, `decoder_blocks.${i}`, this.#dec), this.#dec);
-      }
-      x = layerNorm(x, this.#p("decoder_norm.weight"), this.#p("decoder_norm.bias"), this.config.normEps);
-      const pred = linear(x, this.#p("decoder_pred.weight"), this.#p("decoder_pred.bias")); // [B, 1+L, p*p*C]
-      return tf.slice(pred, [0, 1, 0], [b, l, pred.shape[2] as number]);
-    });
-  }
-
-  /** `sum(mask * mean_pixels((pred - target)^2)) / sum(mask)`; target `[B, L, p*p*C]` `hwc`. */
-  lossFrom(pred: tf.Tensor, target: tf.Tensor, mask: Float32Array): tf.Scalar {
-    return tf.tidy(() => {
-      const masked = mask.reduce((a, v) => a + v, 0);
-      const perPatch = tf.mean(tf.square(tf.sub(pred, target)), -1); // [B, L]
-      return tf.div(tf.sum(tf.mul(perPatch, tf.tensor(mask, perPatch.shape as number[]))), masked) as tf.Scalar;
-    });
-  }
-
-  /** Everything of one training forward, for the loss and for parity checks. */
-  forward(
-    patchesChw: tf.Tensor,
-    target: tf.Tensor,
-    m: MaeMasking,
-  ): { latent: tf.Tensor; pred: tf.Tensor; loss: tf.Scalar } {
-    return tf.tidy(() => {
-      const latent = this.encode(patchesChw, absoluteIndices(m.idsKeep, m.batch, m.length));
-      const pred = this.decode(latent, absoluteIndices(m.idsRestore, m.batch, m.length));
-      return { latent, pred, loss: this.lossFrom(pred, target, m.mask) };
-    });
-  }
-
-  dispose(): void {
-    this.params.dispose();
-  }
+/** Everything of one training forward, for the loss and for parity checks. */
+export function maeForward(
+  o: Ops,
+  get: ParamGetter,
+  c: MaeConfig,
+  x: MaeInputs,
+): { latent: Tensor; pred: Tensor; loss: Tensor } {
+  const latent = maeEncode(o, get, c, x.patches, x.keep);
+  const pred = maeDecode(o, get, c, latent, x.restore);
+  const [b, l] = x.mask.shape;
+  const removed = b * (l - (latent.shape[1] - 1));
+  return { latent, pred, loss: maeLossFrom(o, pred, x.target, x.mask, removed) };
 }
 
 /** `[name, value, trainable]` for every parameter, in the official state-dict order. */

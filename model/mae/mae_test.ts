@@ -14,6 +14,8 @@ import { maskingFromNoise } from "./masking.ts";
 import { initialParams } from "./mae.ts";
 import { MaeMethod, maeParamGroups } from "./method.ts";
 import { runMaeParity } from "./parity.ts";
+import { initialValues } from "../method.ts";
+import { createTfTrainEngine, tfEncoder, TfTrainEngine } from "../tf_train_engine.ts";
 
 await initBackend("wasm");
 const FIXTURE = new URL("../testdata/mae_tiny.json", import.meta.url).pathname;
@@ -81,13 +83,13 @@ Deno.test("initialParams: fixed sin-cos embeddings equal the fixture's, names ma
 
 Deno.test("mae_tiny fixture: parity passes, also at 1e-4 of each tensor's largest value", async () => {
   const report = new StrictReport(await loadFixture(FIXTURE));
-  await runMaeParity(report.fixture, report);
+  await runMaeParity(report.fixture, report, createTfTrainEngine);
   const s = report.summary();
   assert.ok(s.passed, JSON.stringify(report.rows().filter((r) => r.status !== "pass")));
   for (const [name, e] of report.scaled) assert.ok(e < 1e-4, `${name}: scaled error ${e}`);
 });
 
-Deno.test("MaeMethod: timm grouping, lr schedule, no leak, encoder shapes", () => {
+Deno.test("MaeMethod: timm grouping, lr schedule, no leak, encoder shapes", async () => {
   const config = maeConfig("tiny", {
     depth: 1,
     decoderDepth: 1,
@@ -97,42 +99,41 @@ Deno.test("MaeMethod: timm grouping, lr schedule, no leak, encoder shapes", () =
     decoderNumHeads: 2,
   });
   const m = new MaeMethod(config, { seed: 3, batchSize: 512 });
-  try {
-    const g = maeParamGroups(m.params);
-    assert.ok(g.decay.includes("cls_token") && g.decay.includes("mask_token"));
-    assert.ok(g.no_decay.includes("patch_embed.proj.bias") && g.no_decay.includes("norm.weight"));
-    assert.ok(![...g.decay, ...g.no_decay].some((n) => n.includes("pos_embed")), "frozen pos embeds are not optimised");
-    const opt = m.optimizers[0];
-    const peak = config.optim.blr * 512 / 256; // lr = blr * batch / 256
-    const lr = (it: number) => {
-      const v = opt.hyper(it, "cls_token").lr;
-      return typeof v === "number" ? v : NaN;
-    };
-    assert.equal(lr(0), 0);
-    assert.ok(Math.abs(lr(maeWarmupIters(config.optim)) - peak) < 1e-12);
-    assert.ok(Math.abs(lr(config.optim.totalIters)) < 1e-12);
-    assert.equal(opt.hyper(5, "cls_token").weightDecay, 0.05);
-    assert.equal(opt.hyper(5, "blocks.0.attn.qkv.bias").weightDecay, 0);
+  const spec = m.stepSpec();
+  const g = maeParamGroups(spec.params);
+  assert.ok(g.decay.includes("cls_token") && g.decay.includes("mask_token"));
+  assert.ok(g.no_decay.includes("patch_embed.proj.bias") && g.no_decay.includes("norm.weight"));
+  assert.ok(![...g.decay, ...g.no_decay].some((n) => n.includes("pos_embed")), "frozen pos embeds are not optimised");
+  assert.deepEqual(spec.optimizers[0].groups.map((x) => [x.id, x.params]), [["decay", g.decay], [
+    "no_decay",
+    g.no_decay,
+  ]]);
+  const peak = config.optim.blr * 512 / 256; // lr = blr * batch / 256
+  const lr = (it: number) => m.hyper(it).groups.main.decay.lr;
+  assert.equal(lr(0), 0);
+  assert.ok(Math.abs(lr(maeWarmupIters(config.optim)) - peak) < 1e-12);
+  assert.ok(Math.abs(lr(config.optim.totalIters)) < 1e-12);
+  assert.equal(m.hyper(5).groups.main.decay.weightDecay, 0.05);
+  assert.equal(m.hyper(5).groups.main.no_decay.weightDecay, 0);
+  assert.equal(m.hyper(5).groups.main.no_decay.lr, lr(5));
 
-    const b = 2;
-    const images = { shape: [b, 3, 32, 32], data: Rng.from(4).fillNormal(new Float32Array(b * 3 * 32 * 32)) };
-    const before = tf.memory().numTensors;
-    const batch = m.prepare(images, Rng.from(5));
-    const vars = [...m.params.trainable().values()];
-    const { value, grads } = tf.variableGrads(() => m.loss(batch, Rng.from(6)).loss, vars);
-    assert.ok(Number.isFinite(value.dataSync()[0]));
-    for (const v of vars) assert.ok(grads[v.name], `no gradient for ${v.name}`);
-    tf.dispose([value, ...Object.values(grads)]);
-    assert.equal(tf.memory().numTensors, before);
-  } finally {
-    m.dispose();
-  }
+  const b = 2;
+  const images = { shape: [b, 3, 32, 32], data: Rng.from(4).fillNormal(new Float32Array(b * 3 * 32 * 32)) };
+  const engine = new TfTrainEngine(spec);
+  (await engine.step(m.draw(images, Rng.from(5)), m.hyper(1))).dispose(); // creates the AdamW moments
+  const before = tf.memory().numTensors;
+  const res = await engine.step(m.draw(images, Rng.from(6)), m.hyper(2), { grads: true });
+  assert.ok(Number.isFinite((await res.read()).loss));
+  for (const n of [...g.decay, ...g.no_decay]) assert.ok(res.grads!.get(n), `no gradient for ${n}`);
+  res.dispose();
+  assert.equal(tf.memory().numTensors, before);
+  engine.dispose();
 });
 
-Deno.test("MaeEncoder: non-square images give [B, Gh, Gw, D] patches and a [B, D] cls token", async () => {
+Deno.test("MAE encoder: non-square images give [B, Gh, Gw, D] patches and a [B, D] cls token", async () => {
   const config = maeConfig("tiny", { imageSize: [16, 24], depth: 1, decoderDepth: 1, embedDim: 32, numHeads: 2 });
   const m = new MaeMethod(config, { seed: 1, batchSize: 8 });
-  const enc = m.encoder();
+  const enc = tfEncoder(m, initialValues(m.stepSpec()));
   try {
     const before = tf.memory().numTensors;
     const f = await enc.encode({ shape: [2, 3, 16, 24], data: new Float32Array(2 * 3 * 16 * 24).fill(0.5) });
@@ -147,7 +148,6 @@ Deno.test("MaeEncoder: non-square images give [B, Gh, Gw, D] patches and a [B, D
     );
   } finally {
     enc.dispose();
-    m.dispose();
   }
 });
 
@@ -194,7 +194,7 @@ Deno.test("runMaeParity: a non-square [H, W] fixture is read from its config and
     ): [string, HostTensor][] => [[`grad.${n}`, f(t.shape)], [`step.${n}`, f(t.shape)]]),
   ];
   const report = new ParityReport(syntheticFixture(config, tensors));
-  await runMaeParity(report.fixture, report);
+  await runMaeParity(report.fixture, report, createTfTrainEngine);
   const bad = report.rows().filter((r) => r.status === "skip" || r.err === undefined);
   assert.deepEqual(bad, [], "every reference tensor is compared, at the reference's shape");
   assert.equal(report.rows().length, tensors.length - 2 - params.length);

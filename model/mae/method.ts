@@ -1,5 +1,6 @@
 /**
- * MAE as a `MimMethod` (for the trainer) and a `VisionEncoder` (for evaluation).
+ * MAE as a `MimMethod`: parameters and initialisation (model/mae/mae.ts), the optimizer, the
+ * per-step draws and the evaluation forward.
  *
  * Optimisation (mae:main_pretrain.py, util/lr_sched.py, timm `add_weight_decay`): AdamW
  * (0.9, 0.95), weight decay only on trainable parameters with `ndim > 1` that do not end in
@@ -8,134 +9,39 @@
  * half-cycle cosine (`maeLr` on the fractional epoch = iteration / iterations-per-epoch,
  * which is `maeLr` on iterations with the schedule counted in iterations).
  *
+ * Micro-batches: the loss is a mean over the removed patches, `B (L - len_keep)` of them in every
+ * batch, so each micro-batch's mean weighted by `B_m / B` sums to the batch's exactly.
+ *
  * @module
  */
-import { tf } from "../engine.ts";
+import { assertImageBatch, type EncoderInfo } from "../encoder.ts";
 import type { HostTensor } from "../fixture.ts";
-import type { LossOutput, MimMethod, OptimizerSpec, PreparedBatch } from "../method.ts";
-import { assertImageBatch, type EncoderFeatures, type EncoderInfo, type VisionEncoder } from "../encoder.ts";
-import type { ParamStore } from "../params.ts";
+import type { EncoderForward, EncoderOutputs, MimMethod } from "../method.ts";
+import type { Ops, ParamGetter } from "../ops/ops.ts";
+import { patchify } from "../nn/patch_embed.ts";
 import { Rng } from "../rng.ts";
 import { maeLr } from "../schedules.ts";
-import { patchify } from "../nn/patch_embed.ts";
-import { type MaeConfig, maeWarmupIters } from "./config.ts";
-import { MaeModel, normPixTarget } from "./mae.ts";
+import type { MicroBatch, ParamSpec, StepDraws, StepHyper, TrainStepSpec } from "../train_step.ts";
+import { microBatchRanges, sliceSamples } from "../micro_batch.ts";
+import { type MaeConfig, type MaeDims, maeDims, maeWarmupIters } from "./config.ts";
+import { absoluteIndices, initialParams, maeEncode, maeForward, normPixTarget } from "./mae.ts";
 import { type MaeMasking, maskingFromNoise, sampleNoise } from "./masking.ts";
-
-/** A batch with its MAE masking and host-side patches/targets. */
-export interface MaeBatch extends PreparedBatch {
-  masking: MaeMasking;
-  /** `[B, L, C*p*p]` in `chw` order (the patch embedding's input). */
-  patches: HostTensor<Float32Array>;
-  /** `[B, L, p*p*C]` in `hwc` order, norm-pix normalised when the config says so. */
-  target: HostTensor<Float32Array>;
-}
-
-function isMaeBatch(b: PreparedBatch): b is MaeBatch {
-  return "masking" in b && "patches" in b && "target" in b;
-}
 
 /** timm `add_weight_decay`: no decay for `ndim <= 1` or names ending in `.bias`. */
 export function maeDecays(name: string, shape: readonly number[]): boolean {
   return !(shape.length <= 1 || name.endsWith(".bias"));
 }
 
-/** `{decay, no_decay}` names of the trainable parameters, in store order (official `param_groups`). */
-export function maeParamGroups(params: ParamStore): { decay: string[]; no_decay: string[] } {
+/** `{decay, no_decay}` names of the trainable parameters, in parameter order (official `param_groups`). */
+export function maeParamGroups(params: Map<string, ParamSpec>): { decay: string[]; no_decay: string[] } {
   const decay: string[] = [], noDecay: string[] = [];
-  for (const [name, v] of params.trainable()) (maeDecays(name, v.shape) ? decay : noDecay).push(name);
+  for (const [name, p] of params) if (p.trainable) (maeDecays(name, p.value.shape) ? decay : noDecay).push(name);
   return { decay, no_decay: noDecay };
 }
 
 /** Peak lr = blr * batch / 256 (main_pretrain.py). */
 export function maePeakLr(config: MaeConfig, batchSize: number): number {
   return config.optim.blr * batchSize / 256;
-}
-
-/** The single AdamW of MAE at `batchSize`. */
-export function maeOptimizer(config: MaeConfig, params: ParamStore, batchSize: number): OptimizerSpec {
-  const o = config.optim;
-  const lr = maePeakLr(config, batchSize);
-  const decays = new Map([...params.trainable()].map(([n, v]) => [n, maeDecays(n, v.shape)]));
-  return {
-    id: "main",
-    params: [...decays.keys()],
-    betas: o.betas,
-    eps: o.eps,
-    hyper: (it, name) => ({
-      lr: maeLr({ lr, minLr: o.minLr, warmupEpochs: maeWarmupIters(o), epochs: o.totalIters }, it),
-      weightDecay: decays.get(name) ? o.weightDecay : 0,
-    }),
-  };
-}
-
-/** Patchify, target and masking of one batch; `noise` `[B, L]` decides the masking. */
-export function prepareMaeBatch(
-  model: MaeModel,
-  images: HostTensor<Float32Array>,
-  noise: HostTensor<Float32Array>,
-): MaeBatch {
-  const c = model.config;
-  const [, ch, h, w] = images.shape;
-  if (images.shape.length !== 4 || ch !== c.inChans || h !== model.dims.imageH || w !== model.dims.imageW) {
-    throw new Error(
-      `MAE: images must be [B, ${c.inChans}, ${model.dims.imageH}, ${model.dims.imageW}] (config imageSize), got [${images.shape}]`,
-    );
-  }
-  const raw = patchify(images, c.patchSize, "hwc");
-  return {
-    images,
-    masking: maskingFromNoise(noise, model.dims.lenKeep),
-    patches: patchify(images, c.patchSize, "chw"),
-    target: c.normPixLoss ? normPixTarget(raw) : raw,
-  };
-}
-
-/** MAE's encoder for evaluation: no masking; global = cls token, patches = patch tokens, both after the final norm. */
-export class MaeEncoder implements VisionEncoder {
-  readonly info: EncoderInfo;
-  readonly #model: MaeModel;
-
-  readonly #owned: boolean;
-
-  /** `owned`: the encoder disposes the model (a loaded checkpoint); otherwise the method does. */
-  constructor(model: MaeModel, arch: string, owned = false) {
-    this.#model = model;
-    this.#owned = owned;
-    const c = model.config;
-    this.info = {
-      arch,
-      embedDim: c.embedDim,
-      patchSize: c.patchSize,
-      imageSize: [model.dims.imageH, model.dims.imageW],
-    };
-  }
-
-  async encode(images: HostTensor<Float32Array>): Promise<EncoderFeatures> {
-    const { gridH, gridW } = this.#model.dims;
-    const d = this.#model.config.embedDim;
-    assertImageBatch(this.info, images);
-    const b = images.shape[0];
-    const p = patchify(images, this.#model.config.patchSize, "chw");
-    const latent = tf.tidy(() => this.#model.encode(tf.tensor(p.data, p.shape), null)); // [B, 1+N, D]
-    const data = (await latent.data()) as Float32Array;
-    latent.dispose();
-    const n = gridH * gridW;
-    const global = new Float32Array(b * d), patches = new Float32Array(b * n * d);
-    for (let s = 0; s < b; s++) {
-      global.set(data.subarray(s * (n + 1) * d, (s * (n + 1) + 1) * d), s * d);
-      patches.set(data.subarray((s * (n + 1) + 1) * d, (s + 1) * (n + 1) * d), s * n * d);
-    }
-    return {
-      global: { shape: [b, d], data: global },
-      patches: { shape: [b, gridH, gridW, d], data: patches },
-      registers: null,
-    };
-  }
-
-  dispose(): void {
-    if (this.#owned) this.#model.dispose();
-  }
 }
 
 /** timm-style architecture name, e.g. `vit_tiny_patch4_32.mae`. */
@@ -146,52 +52,144 @@ export function vitArchName(width: number, patch: number, h: number, w: number, 
   return `vit_${size}_patch${patch}_${h === w ? h : `${h}x${w}`}.${tag}`;
 }
 
+/** MAE's encoder for evaluation: no masking; global = cls token, patches = patch tokens, both after the final norm. */
+export class MaeEncoderForward implements EncoderForward {
+  readonly encoderInfo: EncoderInfo;
+  readonly encoderPrefix = "";
+  readonly dims: MaeDims;
+  constructor(readonly config: MaeConfig) {
+    this.dims = maeDims(config);
+    this.encoderInfo = {
+      arch: vitArchName(config.embedDim, config.patchSize, this.dims.imageH, this.dims.imageW, "mae"),
+      embedDim: config.embedDim,
+      patchSize: config.patchSize,
+      imageSize: [this.dims.imageH, this.dims.imageW],
+    };
+  }
+
+  encode(o: Ops, get: ParamGetter, images: HostTensor<Float32Array>): EncoderOutputs {
+    assertImageBatch(this.encoderInfo, images);
+    const { gridH, gridW, nTokens } = this.dims;
+    const d = this.config.embedDim, b = images.shape[0];
+    const p = patchify(images, this.config.patchSize, "chw");
+    const latent = maeEncode(o, get, this.config, o.input("patches", p), null); // [B, 1+N, D]
+    return {
+      global: o.reshape(o.slice(latent, [0, 0, 0], [b, 1, d]), [b, d]),
+      patches: o.reshape(o.slice(latent, [0, 1, 0], [b, nTokens, d]), [b, gridH, gridW, d]),
+      registers: null,
+    };
+  }
+}
+
 export interface MaeMethodOptions {
   seed: number;
   /** Global batch size: sets the peak lr (blr * batch / 256). */
   batchSize: number;
 }
 
-export class MaeMethod implements MimMethod {
+export class MaeMethod extends MaeEncoderForward implements MimMethod {
   readonly name = "mae" as const;
-  readonly model: MaeModel;
-  readonly params: ParamStore;
-  readonly optimizers: OptimizerSpec[];
+  readonly seed: number;
+  readonly batchSize: number;
 
   constructor(config: MaeConfig, opts: MaeMethodOptions) {
-    this.model = MaeModel.create(config, Rng.from(opts.seed, "mae", "init"));
-    this.params = this.model.params;
-    this.optimizers = [maeOptimizer(config, this.params, opts.batchSize)];
+    super(config);
+    this.seed = opts.seed;
+    this.batchSize = opts.batchSize;
   }
 
-  prepare(images: HostTensor<Float32Array>, rng: Rng): PreparedBatch {
-    return prepareMaeBatch(
-      this.model,
-      images,
-      sampleNoise(rng.fork("mae.noise"), images.shape[0], this.model.dims.nTokens),
-    );
+  stepSpec(): TrainStepSpec {
+    const c = this.config, o = c.optim;
+    const params = new Map<string, ParamSpec>();
+    for (const [name, value, trainable] of initialParams(c, Rng.from(this.seed, "mae", "init"))) {
+      params.set(name, { value, trainable });
+    }
+    const g = maeParamGroups(params);
+    return {
+      params,
+      optimizers: [{
+        id: "main",
+        groups: [{ id: "decay", params: g.decay }, { id: "no_decay", params: g.no_decay }],
+        betas: o.betas,
+        eps: o.eps,
+      }],
+      ema: null,
+      loss: (ops, get, inputs, trace) => {
+        const out = maeForward(ops, get, c, {
+          patches: inputs.patches,
+          target: inputs.target,
+          keep: inputs.keep_indices,
+          restore: inputs.restore_indices,
+          mask: inputs.mask,
+        });
+        trace?.("enc.latent", out.latent);
+        trace?.("dec.pred", out.pred);
+        trace?.("loss", out.loss);
+        return { loss: out.loss, metrics: {} };
+      },
+    };
   }
 
-  loss(batch: PreparedBatch, _rng: Rng): LossOutput {
-    if (!isMaeBatch(batch)) throw new Error("MaeMethod.loss: batch was not prepared by MaeMethod.prepare");
-    return tf.tidy(() => {
-      const { patches, target } = batch;
-      const out = this.model.forward(
-        tf.tensor(patches.data, patches.shape),
-        tf.tensor(target.data, target.shape),
-        batch.masking,
+  draw(images: HostTensor<Float32Array>, rng: Rng): StepDraws {
+    return this.drawMicroBatches(images, rng, images.shape[0])[0].draws;
+  }
+
+  /** The masking noise is per sample: drawn for the whole batch, then split. */
+  drawMicroBatches(images: HostTensor<Float32Array>, rng: Rng, batchPerDevice: number): MicroBatch[] {
+    // The stream of the former `prepare`, kept so that runs reproduce bit for bit.
+    const noise = sampleNoise(rng.fork("prepare", "mae.noise"), images.shape[0], this.dims.nTokens);
+    return microBatchRanges(images.shape[0], batchPerDevice).map((r) => ({
+      draws: this.drawsFromNoise(sliceSamples(images, r), sliceSamples(noise, r)).draws,
+      samples: r.size,
+    }));
+  }
+
+  /** Patchify, target and masking of one batch; `noise` `[B, L]` decides the masking (parity feeds the fixture's). */
+  drawsFromNoise(
+    images: HostTensor<Float32Array>,
+    noise: HostTensor<Float32Array>,
+  ): { draws: StepDraws; masking: MaeMasking; target: HostTensor<Float32Array> } {
+    const c = this.config, { imageH, imageW, lenKeep } = this.dims;
+    const [b, ch, h, w] = images.shape;
+    if (images.shape.length !== 4 || ch !== c.inChans || h !== imageH || w !== imageW) {
+      throw new Error(
+        `MAE: images must be [B, ${c.inChans}, ${imageH}, ${imageW}] (config imageSize), got [${images.shape}]`,
       );
-      return { loss: out.loss, metrics: {} };
-    });
+    }
+    const raw = patchify(images, c.patchSize, "hwc");
+    const target = c.normPixLoss ? normPixTarget(raw) : raw;
+    const m = maskingFromNoise(noise, lenKeep);
+    const keep = absoluteIndices(m.idsKeep, b, m.length), restore = absoluteIndices(m.idsRestore, b, m.length);
+    return {
+      draws: {
+        patches: patchify(images, c.patchSize, "chw"),
+        target,
+        keep_indices: { shape: [keep.length], data: keep },
+        restore_indices: { shape: [restore.length], data: restore },
+        mask: { shape: [b, m.length], data: m.mask },
+      },
+      masking: m,
+      target,
+    };
   }
 
-  encoder(): VisionEncoder {
-    const { imageH, imageW } = this.model.dims;
-    const c = this.model.config;
-    return new MaeEncoder(this.model, vitArchName(c.embedDim, c.patchSize, imageH, imageW, "mae"));
+  hyper(it: number): StepHyper {
+    const o = this.config.optim;
+    const lr = maeLr({
+      lr: maePeakLr(this.config, this.batchSize),
+      minLr: o.minLr,
+      warmupEpochs: maeWarmupIters(o),
+      epochs: o.totalIters,
+    }, it);
+    return this.hyperAt(lr);
   }
 
-  dispose(): void {
-    this.model.dispose();
+  /** The step's hyper-parameters at learning rate `lr` (parity: the fixture's constant lr). */
+  hyperAt(lr: number, weightDecay = this.config.optim.weightDecay): StepHyper {
+    return { groups: { main: { decay: { lr, weightDecay }, no_decay: { lr, weightDecay: 0 } } } };
+  }
+
+  logScalars(it: number): Record<string, number> {
+    return { lr: this.hyper(it).groups.main.decay.lr };
   }
 }

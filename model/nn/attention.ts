@@ -8,19 +8,19 @@
  *
  * @module
  */
-import { tf } from "../engine.ts";
+import type { Ops, Tensor } from "../ops/ops.ts";
 
 /** `[B, L, h*hd]` -> `[B, h, L, hd]`. */
-export function splitHeads(x: tf.Tensor, heads: number): tf.Tensor {
+export function splitHeads(o: Ops, x: Tensor, heads: number): Tensor {
   const [b, l, d] = x.shape;
   if (d % heads !== 0) throw new Error(`splitHeads: width ${d} is not divisible by ${heads} heads`);
-  return tf.transpose(tf.reshape(x, [b, l, heads, d / heads]), [0, 2, 1, 3]);
+  return o.transpose(o.reshape(x, [b, l, heads, d / heads]), [0, 2, 1, 3]);
 }
 
 /** `[B, h, L, hd]` -> `[B, L, h*hd]`. */
-export function mergeHeads(x: tf.Tensor): tf.Tensor {
+export function mergeHeads(o: Ops, x: Tensor): Tensor {
   const [b, h, l, hd] = x.shape;
-  return tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [b, l, h * hd]);
+  return o.reshape(o.transpose(x, [0, 2, 1, 3]), [b, l, h * hd]);
 }
 
 /**
@@ -29,17 +29,17 @@ export function mergeHeads(x: tf.Tensor): tf.Tensor {
  * `scale` defaults to `hd^-0.5`.
  */
 export function scaledDotProductAttention(
-  q: tf.Tensor,
-  k: tf.Tensor,
-  v: tf.Tensor,
-  opts: { bias?: tf.Tensor | null; scale?: number } = {},
-): tf.Tensor {
-  return tf.tidy(() => {
-    const hd = q.shape[q.rank - 1] as number;
+  o: Ops,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  opts: { bias?: Tensor | null; scale?: number } = {},
+): Tensor {
+  return o.tidy(() => {
+    const hd = q.shape[q.shape.length - 1];
     const scale = opts.scale ?? 1 / Math.sqrt(hd);
-    // Explicit transpose: the engine's fast path (see engine.ts).
-    let logits = tf.matMul(tf.mul(q, scale), tf.transpose(k, [0, 1, 3, 2])); // [B, h, Lq, Lk]
-    if (opts.bias) logits = tf.add(logits, opts.bias);
-    return tf.matMul(tf.softmax(logits, -1), v); // [B, h, Lq, hd]
+    let logits = o.matMul(o.mul(q, scale), k, false, true); // [B, h, Lq, Lk]
+    if (opts.bias) logits = o.add(logits, opts.bias);
+    return o.matMul(o.softmax(logits, -1), v); // [B, h, Lq, hd]
   });
 }

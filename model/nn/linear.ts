@@ -1,23 +1,21 @@
 /**
  * `linear`: torch `nn.Linear` on tensors of any rank, with a `[out, in]` weight.
  *
- * The weight is transposed explicitly before the product: tfjs-wasm runs
- * `matMul(x, w, false, true)` 5-10x slower than a plain product.
+ * One product `x @ w^T` on the flattened rows: the engine transposes for free (BLAS, ONNX `Gemm`)
+ * or explicitly where a transposed product is slow (tfjs-wasm, model/ops/tf_ops.ts).
  *
  * @module
  */
-import { tf } from "../engine.ts";
+import type { Ops, Tensor } from "../ops/ops.ts";
 
 /** `x @ w^T + b` over the last axis. x: `[..., in]`, w: `[out, in]`, b: `[out]`. */
-export function linear(x: tf.Tensor, w: tf.Tensor, b?: tf.Tensor | null): tf.Tensor {
-  return tf.tidy(() => {
-    const [out, inp] = w.shape;
-    if (x.shape[x.rank - 1] !== inp) {
-      throw new Error(`linear: input has ${x.shape[x.rank - 1]} features, weight [${w.shape}] expects ${inp}`);
-    }
-    const lead = x.shape.slice(0, -1);
-    let y = tf.matMul(tf.reshape(x, [-1, inp]), tf.transpose(w)); // [n, out]
-    if (b) y = tf.add(y, b);
-    return tf.reshape(y, [...lead, out]);
-  });
+export function linear(o: Ops, x: Tensor, w: Tensor, b?: Tensor | null): Tensor {
+  const [out, inp] = w.shape;
+  if (x.shape[x.shape.length - 1] !== inp) {
+    throw new Error(`linear: input has ${x.shape[x.shape.length - 1]} features, weight [${w.shape}] expects ${inp}`);
+  }
+  const lead = x.shape.slice(0, -1);
+  let y = o.matMul(o.reshape(x, [-1, inp]), w, false, true); // [n, out]
+  if (b) y = o.add(y, b);
+  return o.reshape(y, [...lead, out]);
 }

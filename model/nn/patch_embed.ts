@@ -7,8 +7,8 @@
  *
  * @module
  */
-import { tf } from "../engine.ts";
 import type { HostTensor } from "../fixture.ts";
+import type { Ops, Tensor } from "../ops/ops.ts";
 import { linear } from "./linear.ts";
 
 /** Order of the values inside one patch vector. */
@@ -90,9 +90,7 @@ export function unpatchify(
  * Patch embedding of patchified images: `[B, N, C*p*p]` -> `[B, N, D]`.
  * `weight` is the Conv2d weight `[D, C, p, p]`, `bias` `[D]`.
  */
-export function patchEmbed(patches: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor | null): tf.Tensor {
-  return tf.tidy(() => {
-    const d = weight.shape[0];
-    return linear(patches, tf.reshape(weight, [d, -1]), bias);
-  });
+export function patchEmbed(o: Ops, patches: Tensor, weight: Tensor, bias: Tensor | null): Tensor {
+  const d = weight.shape[0];
+  return linear(o, patches, o.reshape(weight, [d, -1]), bias);
 }

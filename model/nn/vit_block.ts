@@ -5,14 +5,12 @@
  * The variants are options, not copies: the qkv bias layout (`fused` `[3D]` for MAE,
  * `qv` = `[q_bias, 0, v_bias]` for SimMIM, which has no key bias), LayerScale `gamma_1/2`
  * (SimMIM) and an additive attention bias such as SimMIM's shared relative position bias.
- * Weights are read from a `ParamStore` by their official names under `prefix`.
+ * Weights are read through a getter by their official names under `prefix`.
  *
  * @module
  */
-import { tf } from "../engine.ts";
-import type { ParamStore } from "../params.ts";
+import type { Ops, ParamGetter, Tensor } from "../ops/ops.ts";
 import { linear } from "./linear.ts";
-import { layerNorm } from "./norm.ts";
 import { mlp } from "./mlp.ts";
 import { mergeHeads, scaledDotProductAttention, splitHeads } from "./attention.ts";
 
@@ -30,23 +28,23 @@ export interface VitBlockOptions {
 
 /** The tensors of one block, looked up by official state-dict names. */
 export interface VitBlockWeights {
-  norm1: [tf.Tensor, tf.Tensor];
-  norm2: [tf.Tensor, tf.Tensor];
-  qkvWeight: tf.Tensor;
+  norm1: [Tensor, Tensor];
+  norm2: [Tensor, Tensor];
+  qkvWeight: Tensor;
   /** `[3D]` fused bias (`fused`), or the q and v halves (`qv`). */
-  qkvBias: tf.Tensor | null;
-  qBias: tf.Tensor | null;
-  vBias: tf.Tensor | null;
-  proj: [tf.Tensor, tf.Tensor];
-  fc1: [tf.Tensor, tf.Tensor];
-  fc2: [tf.Tensor, tf.Tensor];
-  gamma1: tf.Tensor | null;
-  gamma2: tf.Tensor | null;
+  qkvBias: Tensor | null;
+  qBias: Tensor | null;
+  vBias: Tensor | null;
+  proj: [Tensor, Tensor];
+  fc1: [Tensor, Tensor];
+  fc2: [Tensor, Tensor];
+  gamma1: Tensor | null;
+  gamma2: Tensor | null;
 }
 
-/** Look up block `prefix` (e.g. `blocks.3`, `encoder.blocks.0`) in `store`. */
-export function vitBlockWeights(store: ParamStore, prefix: string, opts: VitBlockOptions): VitBlockWeights {
-  const g = (n: string) => store.get(`${prefix}.${n}`);
+/** Look up block `prefix` (e.g. `blocks.3`, `encoder.blocks.0`) through `get`. */
+export function vitBlockWeights(get: ParamGetter, prefix: string, opts: VitBlockOptions): VitBlockWeights {
+  const g = (n: string) => get(`${prefix}.${n}`);
   return {
     norm1: [g("norm1.weight"), g("norm1.bias")],
     norm2: [g("norm2.weight"), g("norm2.bias")],
@@ -88,20 +86,21 @@ export function vitBlockShapes(dim: number, mlpHidden: number, opts: Pick<VitBlo
  * `attnBias` broadcasts to `[B, h, L, L]` (SimMIM: `[h, L, L]`).
  */
 export function fusedSelfAttention(
-  x: tf.Tensor,
+  o: Ops,
+  x: Tensor,
   w: VitBlockWeights,
   heads: number,
-  attnBias: tf.Tensor | null = null,
-): tf.Tensor {
-  return tf.tidy(() => {
-    const d = x.shape[2] as number;
+  attnBias: Tensor | null = null,
+): Tensor {
+  return o.tidy(() => {
+    const d = x.shape[2];
     let bias = w.qkvBias;
-    if (w.qBias && w.vBias) bias = tf.concat([w.qBias, tf.zerosLike(w.qBias), w.vBias]); // [3D], no key bias
-    const qkv = linear(x, w.qkvWeight, bias); // [B, L, 3D], laid out (3, h, hd)
+    if (w.qBias && w.vBias) bias = o.concat([w.qBias, o.zeros([d]), w.vBias], 0); // [3D], no key bias
+    const qkv = linear(o, x, w.qkvWeight, bias); // [B, L, 3D], laid out (3, h, hd)
     // split, not three slices: one SplitV kernel, and its gradient is one concat.
-    const [q, k, v] = tf.split(qkv, [d, d, d], 2).map((t) => splitHeads(t, heads)); // 3 x [B, h, L, hd]
-    const o = scaledDotProductAttention(q, k, v, { bias: attnBias });
-    return linear(mergeHeads(o), w.proj[0], w.proj[1]);
+    const [q, k, v] = o.split(qkv, [d, d, d], 2).map((t) => splitHeads(o, t, heads)); // 3 x [B, h, L, hd]
+    const a = scaledDotProductAttention(o, q, k, v, { bias: attnBias });
+    return linear(o, mergeHeads(o, a), w.proj[0], w.proj[1]);
   });
 }
 
@@ -110,34 +109,31 @@ export function fusedSelfAttention(
  * `[B, 1, 1]` of the attention and MLP branches (timm `DropPath`: 0 or `1/keep`), or nulls.
  */
 export function vitBlock(
-  x: tf.Tensor,
+  o: Ops,
+  x: Tensor,
   w: VitBlockWeights,
   opts: VitBlockOptions,
-  attnBias: tf.Tensor | null = null,
-  dropPath: [tf.Tensor | null, tf.Tensor | null] = [null, null],
-): tf.Tensor {
-  return tf.tidy(() => {
-    let a = fusedSelfAttention(layerNorm(x, w.norm1[0], w.norm1[1], opts.eps), w, opts.heads, attnBias);
-    if (w.gamma1) a = tf.mul(a, w.gamma1);
-    if (dropPath[0]) a = tf.mul(a, dropPath[0]);
-    const h = tf.add(x, a);
-    let m = mlp(layerNorm(h, w.norm2[0], w.norm2[1], opts.eps), {
+  attnBias: Tensor | null = null,
+  dropPath: [Tensor | null, Tensor | null] = [null, null],
+): Tensor {
+  return o.tidy(() => {
+    let a = fusedSelfAttention(o, o.layerNorm(x, w.norm1[0], w.norm1[1], opts.eps), w, opts.heads, attnBias);
+    if (w.gamma1) a = o.mul(a, w.gamma1);
+    if (dropPath[0]) a = o.mul(a, dropPath[0]);
+    const h = o.add(x, a);
+    let m = mlp(o, o.layerNorm(h, w.norm2[0], w.norm2[1], opts.eps), {
       fc1: w.fc1[0],
       fc1Bias: w.fc1[1],
       fc2: w.fc2[0],
       fc2Bias: w.fc2[1],
     });
-    if (w.gamma2) m = tf.mul(m, w.gamma2);
-    if (dropPath[1]) m = tf.mul(m, dropPath[1]);
-    return tf.add(h, m);
+    if (w.gamma2) m = o.mul(m, w.gamma2);
+    if (dropPath[1]) m = o.mul(m, dropPath[1]);
+    return o.add(h, m);
   });
 }
 
-/**
- * `token` `[1, 1, D]` repeated to `[B, n, D]`. Not `tf.tile`: its gradient takes one slice
- * per repetition (B*n slices, seconds per step for MAE's mask tokens on wasm); a broadcast
- * add differentiates into a single sum.
- */
-export function repeatToken(token: tf.Tensor, b: number, n: number): tf.Tensor {
-  return tf.tidy(() => tf.add(tf.zeros([b, n, token.shape[token.rank - 1] as number]), token));
+/** `token` (`[1, 1, D]` or `[D]`) repeated to `[B, n, D]`. */
+export function repeatToken(o: Ops, token: Tensor, b: number, n: number): Tensor {
+  return o.broadcastTo(token, [b, n, token.shape[token.shape.length - 1]]);
 }

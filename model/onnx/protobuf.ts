@@ -161,3 +161,61 @@ export function writeValueInfo(w: ProtoWriter, name: string, dtype: OnnxDtype, d
       });
     }));
 }
+
+/** A NodeProto; `domain` is "" for the ONNX operators, "com.microsoft" for onnxruntime's contrib ops. */
+export interface OnnxNode {
+  op: string;
+  domain?: string;
+  inputs: string[];
+  outputs: string[];
+  name: string;
+  attrs?: Record<string, OnnxAttr>;
+}
+
+export interface OnnxIo {
+  name: string;
+  dtype: OnnxDtype;
+  dims: (number | string)[];
+}
+
+/** A whole ModelProto: nodes in topological order, initializers, typed inputs and outputs, opset imports. */
+export interface OnnxModel {
+  irVersion: number;
+  /** Opset per domain, e.g. `{ "": 17, "com.microsoft": 1 }`. */
+  opsets: Record<string, number>;
+  graphName: string;
+  nodes: OnnxNode[];
+  initializers: OnnxTensor[];
+  inputs: OnnxIo[];
+  outputs: OnnxIo[];
+  producer?: string;
+}
+
+export function writeModel(m: OnnxModel): Uint8Array {
+  const w = new ProtoWriter();
+  w.int(1, m.irVersion);
+  w.string(2, m.producer ?? "mim-bench");
+  w.message(7, (g) => {
+    for (const n of m.nodes) {
+      g.message(1, (p) => {
+        for (const i of n.inputs) p.string(1, i);
+        for (const o of n.outputs) p.string(2, o);
+        p.string(3, n.name);
+        p.string(4, n.op);
+        for (const [k, a] of Object.entries(n.attrs ?? {})) p.message(5, (am) => writeAttribute(am, k, a));
+        if (n.domain) p.string(7, n.domain);
+      });
+    }
+    g.string(2, m.graphName);
+    for (const t of m.initializers) g.message(5, (p) => writeTensor(p, t));
+    for (const i of m.inputs) g.message(11, (p) => writeValueInfo(p, i.name, i.dtype, i.dims));
+    for (const o of m.outputs) g.message(12, (p) => writeValueInfo(p, o.name, o.dtype, o.dims));
+  });
+  for (const [domain, version] of Object.entries(m.opsets)) {
+    w.message(8, (op) => {
+      op.string(1, domain);
+      op.int(2, version);
+    });
+  }
+  return w.finish();
+}

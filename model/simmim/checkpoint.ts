@@ -1,32 +1,35 @@
 /**
- * Load a SimMIM ViT encoder from a `.safetensors` file as a `VisionEncoder`: a checkpoint of
- * this suite's trainer, or an official SimMIM checkpoint converted to safetensors (the
- * `model` state dict of `simmim_pretrain__vit_base__img224__800ep.pth`: keys `encoder.*`
- * and `decoder.*`, optionally under `model.` or `module.`).
+ * Load a SimMIM ViT encoder as a `VisionEncoder` from any checkpoint file (`TensorSource`):
+ * a checkpoint of this suite's trainer, the released
+ * `simmim_pretrain__vit_base__img224__800ep.pth` (`save_checkpoint`'s `{"model": SimMIM state
+ * dict (encoder.*, decoder.*), "optimizer", "lr_scheduler", "config", ...}`, read as
+ * `model.encoder.*`; the rest is never read), or either converted to safetensors.
  *
  * Everything is read from the tensor shapes: width and patch from the patch embedding,
  * heads from the relative position bias table `[T, heads]`, and the grid from
  * `T = (2Gh-1)(2Gw-1) + 3` (square unless `imageSize` is given). The table is tied to the
  * grid, so the resolution must be the checkpoint's. The int buffer
- * `relative_position_index` is ignored: it is rebuilt (and equals the official one). The
- * safetensors reader takes F32 and I32 only: drop that int64 buffer or cast it when converting.
+ * `relative_position_index` is not uploaded: it is rebuilt (and equals the official one).
+ * The decoder (`decoder.0.*`) and `mask_token` are checked but not uploaded: encoding never
+ * masks and never reconstructs.
  *
  * @module
  */
-import type { HostTensor } from "../fixture.ts";
-import { ParamStore } from "../params.ts";
-import { readSafetensors } from "../safetensors.ts";
-import { vitArchName } from "../mae/method.ts";
+import { vitBlockShapes } from "../nn/vit_block.ts";
+import type { EngineEncoder } from "../engine_encoder.ts";
+import { loadedEncoder } from "../loaded_encoder.ts";
+import type { EngineFactory } from "../train_engine.ts";
+import { type ExpectedParam, type Layout, loadParams, type LoadReport } from "../state_dict.ts";
+import { openTensorSource, type TensorSource } from "../tensor_source.ts";
 import { type SimmimConfig, simmimConfig, simmimDims } from "./config.ts";
-import { SimmimModel } from "./simmim.ts";
-import { SimmimEncoder } from "./method.ts";
+import { SimmimEncoderForward } from "./method.ts";
 
 export const SIMMIM_PREFIXES = ["", "model.", "module."];
 const TABLE = "encoder.rel_pos_bias.relative_position_bias_table";
 
 /** The encoder architecture implied by the tensors under `prefix`. */
 export function simmimConfigFromTensors(
-  tensors: Map<string, HostTensor>,
+  tensors: Map<string, { shape: number[] }>,
   prefix: string,
   opts: { imageSize?: number | [number, number] },
   where = "checkpoint",
@@ -70,29 +73,88 @@ export function simmimConfigFromTensors(
   return config;
 }
 
-/** Load the SimMIM encoder in `path` for evaluation. */
-export async function loadSimmimEncoder(
-  path: string,
-  opts: { imageSize?: number | [number, number] } = {},
-): Promise<SimmimEncoder> {
-  const { tensors } = await readSafetensors(path);
+/** The SimMIM ViT state dict of `c` (shared RPB, LayerScale, q/v biases, 1x1-conv decoder). */
+export function simmimExpectedParams(c: SimmimConfig): ExpectedParam[] {
+  const d = c.embedDim, p = c.patchSize, { tableSize, nTokens } = simmimDims(c);
+  const out: ExpectedParam[] = [
+    { name: "encoder.cls_token", shape: [1, 1, d], use: "encode" },
+    { name: "encoder.mask_token", shape: [1, 1, d], use: "unused" },
+    { name: "encoder.patch_embed.proj.weight", shape: [d, c.inChans, p, p], use: "encode" },
+    { name: "encoder.patch_embed.proj.bias", shape: [d], use: "encode" },
+    { name: TABLE, shape: [tableSize, c.numHeads], use: "encode" },
+    { name: "encoder.rel_pos_bias.relative_position_index", shape: [nTokens + 1, nTokens + 1], use: "unused" },
+  ];
+  const block = vitBlockShapes(d, Math.trunc(d * c.mlpRatio), { qkvBias: "qv", layerScale: true });
+  for (let i = 0; i < c.depth; i++) {
+    for (const [n, shape] of block) out.push({ name: `encoder.blocks.${i}.${n}`, shape, use: "encode" });
+  }
+  out.push({ name: "encoder.norm.weight", shape: [d], use: "encode" }, {
+    name: "encoder.norm.bias",
+    shape: [d],
+    use: "encode",
+  });
+  // The decoder is never run; its width (stride^2 * 3; build_simmim uses stride 16 for every ViT) is not checked.
+  out.push({ name: "decoder.0.weight", shape: null, use: "unused" }, {
+    name: "decoder.0.bias",
+    shape: null,
+    use: "unused",
+  });
+  return out;
+}
+
+export interface SimmimLoadOptions {
+  /** The expected architecture (a preset plus overrides); default: read from the shapes. */
+  config?: SimmimConfig;
+  /** Says where `config` came from in errors, e.g. `preset vit_b`. */
+  configName?: string;
+  /** Must be the checkpoint's resolution (the RPB table is tied to the grid). */
+  imageSize?: number | [number, number];
+  /** The engine that encodes (default: tfjs, each tensor uploaded as it is read). */
+  engine?: EngineFactory;
+}
+
+/** Where the model sits in `src` and the architecture it is checked against. */
+export function simmimLayout(src: TensorSource, o: SimmimLoadOptions = {}): Layout<SimmimConfig> {
   const prefix = SIMMIM_PREFIXES.find((p) =>
-    tensors.has(`${p}encoder.patch_embed.proj.weight`) && tensors.has(`${p}${TABLE}`)
+    src.tensors.has(`${p}encoder.patch_embed.proj.weight`) && src.tensors.has(`${p}${TABLE}`)
   );
   if (prefix === undefined) {
     throw new Error(
-      `${path}: no SimMIM ViT encoder found (looked for '<prefix>encoder.patch_embed.proj.weight' and ` +
-        `'<prefix>${TABLE}' with prefixes ${SIMMIM_PREFIXES.map((p) => `'${p}'`).join(", ")})`,
+      `${src.path}: no SimMIM ViT encoder found (looked for '<prefix>encoder.patch_embed.proj.weight' and ` +
+        `'<prefix>${TABLE}' with prefixes ${SIMMIM_PREFIXES.map((p) => `'${p}'`).join(", ")}); is --method right?`,
     );
   }
-  const config = simmimConfigFromTensors(tensors, prefix, opts, path);
-  const store = new ParamStore();
-  for (const [key, t] of tensors) {
-    const name = key.slice(prefix.length);
-    if (!key.startsWith(prefix) || !name.startsWith("encoder.") || !(t.data instanceof Float32Array)) continue;
-    store.add(name, t as HostTensor<Float32Array>, false);
+  const inferred = simmimConfigFromTensors(src.tensors, prefix, { imageSize: o.imageSize }, src.path);
+  const config = o.config
+    ? simmimConfig("vit_b", { ...o.config, imageSize: o.imageSize ?? o.config.imageSize, dropPathRate: 0 })
+    : inferred;
+  const model = `SimMIM ${o.configName ?? "(architecture read from the file)"}`;
+  return { prefix, config, expected: simmimExpectedParams(config), model };
+}
+
+/** Load the SimMIM encoder in `src` for evaluation. */
+export async function loadSimmimEncoderFrom(
+  src: TensorSource,
+  o: SimmimLoadOptions = {},
+): Promise<{ encoder: EngineEncoder; config: SimmimConfig; report: LoadReport }> {
+  const { prefix, config, expected, model: what } = simmimLayout(src, o);
+  const { encoder, report } = await loadedEncoder(
+    () => new SimmimEncoderForward(config),
+    (sink) => loadParams(src, prefix, expected, sink, { model: what }),
+    o.engine,
+  );
+  return { encoder, config, report };
+}
+
+/** Load the SimMIM encoder in checkpoint file `path` for evaluation. */
+export async function loadSimmimEncoder(
+  path: string,
+  opts: { imageSize?: number | [number, number] } = {},
+): Promise<EngineEncoder> {
+  const src = await openTensorSource(path);
+  try {
+    return (await loadSimmimEncoderFrom(src, opts)).encoder;
+  } finally {
+    src.close();
   }
-  const model = new SimmimModel(config, store);
-  const arch = vitArchName(config.embedDim, config.patchSize, model.dims.imageH, model.dims.imageW, "simmim");
-  return new SimmimEncoder(model, arch, true);
 }

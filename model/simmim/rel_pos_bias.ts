@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { tf } from "../engine.ts";
+import type { Ops, Tensor } from "../ops/ops.ts";
 
 /** `relative_position_index`, `[(1+N) * (1+N)]` row-major, for a `gh x gw` grid. */
 export function relativePositionIndex(gh: number, gw: number): Int32Array {
@@ -30,12 +30,10 @@ export function relativePositionIndex(gh: number, gw: number): Int32Array {
   return idx;
 }
 
-/** Gather `table` `[T, h]` into the bias `[h, 1+N, 1+N]` for `index` (`[(1+N)^2]`). */
-export function gatherRelPosBias(table: tf.Tensor, index: tf.Tensor1D): tf.Tensor {
-  return tf.tidy(() => {
-    const l = Math.round(Math.sqrt(index.shape[0]));
-    const h = table.shape[1] as number;
-    const flat = tf.gather(table, index); // [(1+N)^2, h]
-    return tf.transpose(tf.reshape(flat, [l, l, h]), [2, 0, 1]); // [h, 1+N, 1+N]
-  });
+/** Gather `table` `[T, h]` into the bias `[h, 1+N, 1+N]` for `index` (int32 `[(1+N)^2]`). */
+export function gatherRelPosBias(o: Ops, table: Tensor, index: Tensor): Tensor {
+  const l = Math.round(Math.sqrt(index.shape[0]));
+  const h = table.shape[1];
+  const flat = o.gather(table, index); // [(1+N)^2, h]
+  return o.transpose(o.reshape(flat, [l, l, h]), [2, 0, 1]); // [h, 1+N, 1+N]
 }

@@ -1,8 +1,8 @@
 /**
- * SimMIM, ViT variant (simmim:models/simmim.py `VisionTransformerForSimMIM`, `SimMIM`):
- * masked patch tokens are replaced by a learned `mask_token`, a BEiT-style ViT (cls token,
- * shared relative position bias, q/v biases without a key bias, LayerScale) encodes all
- * tokens, and a 1x1 conv + PixelShuffle decoder regresses the pixels with an L1 loss on the
+ * SimMIM, ViT variant (simmim:models/simmim.py `VisionTransformerForSimMIM`, `SimMIM`), written
+ * once against `Ops`: masked patch tokens are replaced by a learned `mask_token`, a BEiT-style ViT
+ * (cls token, shared relative position bias, q/v biases without a key bias, LayerScale) encodes
+ * all tokens, and a 1x1 conv + PixelShuffle decoder regresses the pixels with an L1 loss on the
  * masked ones. Parameters carry the official names (`encoder.blocks.0.attn.q_bias`,
  * `decoder.0.weight`, ...).
  *
@@ -13,112 +13,103 @@
  *
  * @module
  */
-import { tf } from "../engine.ts";
 import type { HostTensor } from "../fixture.ts";
-import { ParamStore } from "../params.ts";
 import type { Rng } from "../rng.ts";
 import { constant, defaultBias, truncNormal, zeros } from "../init.ts";
-import { layerNorm, linear, patchEmbed } from "../nn/mod.ts";
+import { linear, patchEmbed } from "../nn/mod.ts";
 import { repeatToken, vitBlock, type VitBlockOptions, vitBlockShapes, vitBlockWeights } from "../nn/vit_block.ts";
-import { type SimmimConfig, type SimmimDims, simmimDims } from "./config.ts";
+import type { Ops, ParamGetter, Tensor } from "../ops/ops.ts";
+import { type SimmimConfig, simmimDims } from "./config.ts";
 import { gatherRelPosBias, relativePositionIndex } from "./rel_pos_bias.ts";
 
-export class SimmimModel {
-  readonly config: SimmimConfig;
-  readonly dims: SimmimDims;
-  readonly params: ParamStore;
-  /** `relative_position_index` (an int buffer in the official state dict), `[(1+N)^2]`. */
-  readonly relPosIndex: tf.Tensor1D;
-  readonly #block: VitBlockOptions;
+const blockOptions = (c: SimmimConfig): VitBlockOptions => ({
+  heads: c.numHeads,
+  eps: c.normEps,
+  qkvBias: "qv",
+  layerScale: true,
+});
 
-  constructor(config: SimmimConfig, params: ParamStore) {
-    this.config = config;
-    this.dims = simmimDims(config);
-    this.params = params;
-    this.relPosIndex = tf.tensor1d(relativePositionIndex(this.dims.gridH, this.dims.gridW), "int32");
-    this.#block = { heads: config.numHeads, eps: config.normEps, qkvBias: "qv", layerScale: true };
-  }
+/** The shared relative position bias `[h, 1+N, 1+N]` (the index is a constant of the grid). */
+export function simmimRelPosBias(o: Ops, get: ParamGetter, c: SimmimConfig): Tensor {
+  const { gridH, gridW } = simmimDims(c);
+  const index = relativePositionIndex(gridH, gridW);
+  return gatherRelPosBias(
+    o,
+    get("encoder.rel_pos_bias.relative_position_bias_table"),
+    o.constant({
+      shape: [index.length],
+      data: index,
+    }, "simmim.relative_position_index"),
+  );
+}
 
-  static create(config: SimmimConfig, rng: Rng): SimmimModel {
-    const store = new ParamStore();
-    for (const [name, value] of initialParams(config, rng)) store.add(name, value);
-    return new SimmimModel(config, store);
-  }
+/**
+ * Encoder. patches `[B, N, C*p*p]` (`chw`), mask `[B, N, 1]` (1 = masked) or null,
+ * `dropPath` = per-block `[attn, mlp]` multipliers `[B, 1, 1]` or null.
+ * Returns the final-norm patch tokens `[B, N, D]` (cls dropped).
+ */
+export function simmimEncode(
+  o: Ops,
+  get: ParamGetter,
+  c: SimmimConfig,
+  patches: Tensor,
+  mask: Tensor | null,
+  dropPath: [Tensor, Tensor][] | null = null,
+): Tensor {
+  return o.tidy(() => {
+    const [b, n] = patches.shape;
+    let x = patchEmbed(o, patches, get("encoder.patch_embed.proj.weight"), get("encoder.patch_embed.proj.bias"));
+    if (mask) x = o.add(o.mul(x, o.sub(1, mask)), o.mul(get("encoder.mask_token"), mask)); // x*(1-w) + mask_token*w
+    x = o.concat([repeatToken(o, get("encoder.cls_token"), b, 1), x], 1); // [B, 1+N, D]
+    const bias = simmimRelPosBias(o, get, c);
+    const opts = blockOptions(c);
+    for (let i = 0; i < c.depth; i++) {
+      const w = vitBlockWeights(get, `encoder.blocks.${i}`, opts);
+      x = vitBlock(o, x, w, opts, bias, dropPath ? dropPath[i] : [null, null]);
+    }
+    x = o.layerNorm(x, get("encoder.norm.weight"), get("encoder.norm.bias"), c.normEps);
+    return o.slice(x, [0, 1, 0], [b, n, c.embedDim]);
+  });
+}
 
-  #p(name: string): tf.Variable {
-    return this.params.get(name);
-  }
+/** 1x1 conv decoder in patch space: `[B, N, D]` -> `[B, N, C*s*s]` (PixelShuffle channel order). */
+export function simmimDecode(o: Ops, get: ParamGetter, z: Tensor): Tensor {
+  const w = get("decoder.0.weight"); // [s*s*C, D, 1, 1]
+  return linear(o, z, o.reshape(w, [w.shape[0], -1]), get("decoder.0.bias"));
+}
 
-  /** The shared relative position bias `[h, 1+N, 1+N]`. */
-  relPosBias(): tf.Tensor {
-    return gatherRelPosBias(this.#p("encoder.rel_pos_bias.relative_position_bias_table"), this.relPosIndex);
-  }
+/**
+ * `sum(|x - x_rec| * m) / (sum(m) + 1e-5) / C` with m the pixel mask (one channel). target and
+ * rec: `[B, N, C*p*p]`; mask `[B, N, 1]`. `sum(m)` = masked tokens * p*p, fixed by the config
+ * (`maskedTokens` in all images): a number, not a data-dependent sum.
+ */
+export function simmimLossFrom(
+  o: Ops,
+  c: SimmimConfig,
+  rec: Tensor,
+  target: Tensor,
+  mask: Tensor,
+  maskedTokens: number,
+): Tensor {
+  const maskedPixels = maskedTokens * c.patchSize * c.patchSize;
+  const l1 = o.sum(o.mul(o.abs(o.sub(target, rec)), mask), [0, 1, 2]);
+  return o.div(l1, (maskedPixels + 1e-5) * c.inChans);
+}
 
-  /**
-   * Encoder. patches `[B, N, C*p*p]` (`chw`), mask `[B*N]` (1 = masked) or null,
-   * `dropPath` = per-block `[attn, mlp]` multipliers `[B, 1, 1]` or null.
-   * Returns the final-norm patch tokens `[B, N, D]` (cls dropped).
-   */
-  encode(patches: tf.Tensor, mask: Int32Array | null, dropPath: [tf.Tensor, tf.Tensor][] | null = null): tf.Tensor {
-    return tf.tidy(() => {
-      const [b, n] = patches.shape;
-      const d = this.config.embedDim;
-      let x = patchEmbed(patches, this.#p("encoder.patch_embed.proj.weight"), this.#p("encoder.patch_embed.proj.bias"));
-      if (mask) {
-        const w = tf.tensor3d(Float32Array.from(mask), [b, n, 1]);
-        x = tf.add(tf.mul(x, tf.sub(1, w)), tf.mul(this.#p("encoder.mask_token"), w)); // x*(1-w) + mask_token*w
-      }
-      x = tf.concat([repeatToken(this.#p("encoder.cls_token"), b, 1), x], 1); // [B, 1+N, D]
-      const bias = this.relPosBias();
-      for (let i = 0; i < this.config.depth; i++) {
-        const w = vitBlockWeights(this.params, `encoder.blocks.${i}`, this.#block);
-        x = vitBlock(x, w, this.#block, bias, dropPath ? dropPath[i] : [null, null]);
-      }
-      x = layerNorm(x, this.#p("encoder.norm.weight"), this.#p("encoder.norm.bias"), this.config.normEps);
-      return tf.slice(x, [0, 1, 0], [b, n, d]);
-    });
-  }
-
-  /** 1x1 conv decoder in patch space: `[B, N, D]` -> `[B, N, C*s*s]` (PixelShuffle channel order). */
-  decode(z: tf.Tensor): tf.Tensor {
-    return tf.tidy(() => {
-      const w = this.#p("decoder.0.weight"); // [s*s*C, D, 1, 1]
-      return linear(z, tf.reshape(w, [w.shape[0], -1]), this.#p("decoder.0.bias"));
-    });
-  }
-
-  /**
-   * `sum(|x - x_rec| * m) / (sum(m) + 1e-5) / C` with m the pixel mask (one channel):
-   * `sum(m) = masked tokens * p*p`. target and rec: `[B, N, C*p*p]`; mask `[B*N]`.
-   */
-  lossFrom(rec: tf.Tensor, target: tf.Tensor, mask: Int32Array): tf.Scalar {
-    return tf.tidy(() => {
-      const [b, n] = rec.shape;
-      const p = this.config.patchSize;
-      const maskedPixels = mask.reduce((a, v) => a + v, 0) * p * p;
-      const w = tf.tensor3d(Float32Array.from(mask), [b, n, 1]);
-      const l1 = tf.sum(tf.mul(tf.abs(tf.sub(target, rec)), w));
-      return tf.div(l1, (maskedPixels + 1e-5) * this.config.inChans) as tf.Scalar;
-    });
-  }
-
-  /** One training forward: latent tokens, reconstruction in patch space and the loss. */
-  forward(
-    patches: tf.Tensor,
-    mask: Int32Array,
-    dropPath: [tf.Tensor, tf.Tensor][] | null = null,
-  ): { z: tf.Tensor; rec: tf.Tensor; loss: tf.Scalar } {
-    return tf.tidy(() => {
-      const z = this.encode(patches, mask, dropPath);
-      const rec = this.decode(z);
-      return { z, rec, loss: this.lossFrom(rec, patches, mask) };
-    });
-  }
-
-  dispose(): void {
-    this.params.dispose();
-    this.relPosIndex.dispose();
-  }
+/** One training forward: latent tokens, reconstruction in patch space and the loss. */
+export function simmimForward(
+  o: Ops,
+  get: ParamGetter,
+  c: SimmimConfig,
+  patches: Tensor,
+  mask: Tensor,
+  dropPath: [Tensor, Tensor][] | null = null,
+): { z: Tensor; rec: Tensor; loss: Tensor } {
+  const z = simmimEncode(o, get, c, patches, mask, dropPath);
+  const rec = simmimDecode(o, get, z);
+  const d = simmimDims(c);
+  const maskedTokens = patches.shape[0] * d.maskCount * d.scale * d.scale;
+  return { z, rec, loss: simmimLossFrom(o, c, rec, patches, mask, maskedTokens) };
 }
 
 /**

@@ -16,6 +16,8 @@ import { initialParams } from "./simmim.ts";
 import { simmimIterLr, SimmimMethod } from "./method.ts";
 import { runSimmimParity } from "./parity.ts";
 import { simmimLr } from "../schedules.ts";
+import { initialValues } from "../method.ts";
+import { createTfTrainEngine, tfEncoder, TfTrainEngine } from "../tf_train_engine.ts";
 
 await initBackend("wasm");
 const FIXTURE = new URL("../testdata/simmim_tiny.json", import.meta.url).pathname;
@@ -66,7 +68,7 @@ Deno.test("maskFromPermutation: first ceil(n*ratio) cells, each expanded scale x
 
 Deno.test("simmim_tiny fixture: parity passes, also at 1e-4 of each tensor's largest value", async () => {
   const report = new StrictReport(await loadFixture(FIXTURE));
-  await runSimmimParity(report.fixture, report);
+  await runSimmimParity(report.fixture, report, createTfTrainEngine);
   assert.ok(report.summary().passed, JSON.stringify(report.rows().filter((r) => r.status !== "pass")));
   for (const [name, e] of report.scaled) assert.ok(e < 1e-4, `${name}: scaled error ${e}`);
 });
@@ -98,47 +100,57 @@ Deno.test("initialParams: trunc-normal at +-std, proj/fc2 of block l divided by 
   assert.ok(maxAbs("decoder.0.weight") <= 1 / Math.sqrt(c.embedDim));
 });
 
-Deno.test("SimmimMethod: exclusions, lagged warmup + multistep lr, clip 5, no leak, gradients everywhere", () => {
+Deno.test("SimmimMethod: exclusions, lagged warmup + multistep lr, clip 5, no leak, gradients everywhere", async () => {
   const c = simmimConfig("tiny", { depth: 2, embedDim: 32, numHeads: 2 });
   const m = new SimmimMethod(c, { seed: 3, batchSize: 1024 });
-  try {
-    const opt = m.optimizers[0];
-    assert.equal(opt.clipGradNorm, 5);
-    const wd = (n: string) => opt.hyper(3, n).weightDecay;
-    assert.equal(wd("encoder.cls_token"), 0);
-    assert.equal(wd("encoder.blocks.0.gamma_1"), 0);
-    assert.equal(wd("encoder.blocks.0.attn.q_bias"), 0);
-    assert.equal(wd("encoder.mask_token"), 0.05);
-    assert.equal(wd("encoder.rel_pos_bias.relative_position_bias_table"), 0.05);
-    assert.equal(wd("decoder.0.weight"), 0.05);
-    const o = c.optim;
-    const { warmupSteps, milestones } = simmimScheduleIters(o);
-    assert.deepEqual([warmupSteps, milestones], [25, [1750]]); // tiny: 2000 iterations
-    const sched = { baseLr: o.baseLr * 2, warmupLr: o.warmupLr * 2, warmupSteps, milestones, gamma: o.gamma }; // x 1024/512
-    assert.equal(simmimIterLr(c, 1024, 0), o.warmupLr * 2);
-    assert.equal(simmimIterLr(c, 1024, 1), o.warmupLr * 2); // lagged by one iteration
-    assert.equal(simmimIterLr(c, 1024, 7), simmimLr(sched, 6));
-    assert.ok(Math.abs(simmimIterLr(c, 1024, milestones[0] + 1) - o.baseLr * 2 * 0.1) < 1e-12);
+  const spec = m.stepSpec();
+  const opt = spec.optimizers[0];
+  assert.equal(opt.clipGradNorm, 5);
+  const groupOf = (n: string) => opt.groups.find((g) => g.params.includes(n))!.id;
+  const wd = (n: string) => m.hyper(3).groups.main[groupOf(n)].weightDecay;
+  assert.equal(wd("encoder.cls_token"), 0);
+  assert.equal(wd("encoder.blocks.0.gamma_1"), 0);
+  assert.equal(wd("encoder.blocks.0.attn.q_bias"), 0);
+  assert.equal(wd("encoder.mask_token"), 0.05);
+  assert.equal(wd("encoder.rel_pos_bias.relative_position_bias_table"), 0.05);
+  assert.equal(wd("decoder.0.weight"), 0.05);
+  const o = c.optim;
+  const { warmupSteps, milestones } = simmimScheduleIters(o);
+  assert.deepEqual([warmupSteps, milestones], [25, [1750]]); // tiny: 2000 iterations
+  const sched = { baseLr: o.baseLr * 2, warmupLr: o.warmupLr * 2, warmupSteps, milestones, gamma: o.gamma }; // x 1024/512
+  assert.equal(simmimIterLr(c, 1024, 0), o.warmupLr * 2);
+  assert.equal(simmimIterLr(c, 1024, 1), o.warmupLr * 2); // lagged by one iteration
+  assert.equal(simmimIterLr(c, 1024, 7), simmimLr(sched, 6));
+  assert.ok(Math.abs(simmimIterLr(c, 1024, milestones[0] + 1) - o.baseLr * 2 * 0.1) < 1e-12);
+  assert.equal(m.hyper(7).groups.main.decay.lr, simmimLr(sched, 6));
 
-    const b = 2;
-    const images = { shape: [b, 3, 32, 32], data: Rng.from(4).fillNormal(new Float32Array(b * 3 * 32 * 32)) };
-    const before = tf.memory().numTensors;
-    const batch = m.prepare(images, Rng.from(5));
-    const vars = [...m.params.trainable().values()];
-    const { value, grads } = tf.variableGrads(() => m.loss(batch, Rng.from(6)).loss, vars);
-    assert.ok(Number.isFinite(value.dataSync()[0]) && value.dataSync()[0] > 0);
-    for (const v of vars) assert.ok(grads[v.name], `no gradient for ${v.name}`);
-    tf.dispose([value, ...Object.values(grads)]);
-    assert.equal(tf.memory().numTensors, before);
-  } finally {
-    m.dispose();
-  }
+  const b = 2;
+  const images = { shape: [b, 3, 32, 32], data: Rng.from(4).fillNormal(new Float32Array(b * 3 * 32 * 32)) };
+  const draws = m.draw(images, Rng.from(5));
+  assert.deepEqual(Object.keys(draws), [
+    "patches",
+    "mask",
+    "drop_path.0.attn",
+    "drop_path.0.mlp",
+    "drop_path.1.attn",
+    "drop_path.1.mlp",
+  ]);
+  const engine = new TfTrainEngine(spec);
+  (await engine.step(draws, m.hyper(1))).dispose(); // creates the AdamW moments
+  const before = tf.memory().numTensors;
+  const res = await engine.step(m.draw(images, Rng.from(6)), m.hyper(2), { grads: true });
+  const loss = (await res.read()).loss;
+  assert.ok(Number.isFinite(loss) && loss > 0);
+  for (const [n, p] of spec.params) if (p.trainable) assert.ok(res.grads!.get(n), `no gradient for ${n}`);
+  res.dispose();
+  assert.equal(tf.memory().numTensors, before);
+  engine.dispose();
 });
 
-Deno.test("SimmimEncoder: non-square patches [B, Gh, Gw, D], no global token, no leak", async () => {
+Deno.test("SimMIM encoder: non-square patches [B, Gh, Gw, D], no global token, no leak", async () => {
   const c = simmimConfig("tiny", { imageSize: [16, 32], depth: 1, embedDim: 32, numHeads: 2 });
   const m = new SimmimMethod(c, { seed: 1, batchSize: 8 });
-  const enc = m.encoder();
+  const enc = tfEncoder(m, initialValues(m.stepSpec()));
   try {
     const before = tf.memory().numTensors;
     const f = await enc.encode({ shape: [2, 3, 16, 32], data: new Float32Array(2 * 3 * 16 * 32).fill(0.25) });
@@ -147,8 +159,19 @@ Deno.test("SimmimEncoder: non-square patches [B, Gh, Gw, D], no global token, no
     assert.equal(tf.memory().numTensors, before);
   } finally {
     enc.dispose();
-    m.dispose();
   }
+});
+
+Deno.test("SimmimMethod.drawsWithMask: a mask with the wrong number of masked tokens is refused, naming the image", () => {
+  const m = new SimmimMethod(simmimConfig("tiny", { depth: 1, embedDim: 32, numHeads: 2 }), { seed: 1, batchSize: 8 });
+  const images = { shape: [2, 3, 32, 32], data: new Float32Array(2 * 3 * 32 * 32) };
+  const mask = sampleSimmimMasks(Rng.from(2), 2, m.dims);
+  mask[64 + mask.subarray(64).indexOf(1)] = 0;
+  assert.throws(() => m.drawsWithMask(images, mask), {
+    message: `SimMIM: mask of image 1 has ${m.dims.maskCount * m.dims.scale ** 2 - 1} masked tokens; the config masks ${
+      m.dims.maskCount * m.dims.scale ** 2
+    }`,
+  });
 });
 
 Deno.test("simmimDims: a stride other than the patch size is refused with the reason", () => {
@@ -204,7 +227,7 @@ Deno.test("runSimmimParity: a non-square [H, W] fixture is read from its config 
     ...params.map(([n, t]): [string, HostTensor] => [`grad.${n}`, f(t.shape)]),
   ];
   const report = new ParityReport(syntheticFixture(config, tensors));
-  await runSimmimParity(report.fixture, report);
+  await runSimmimParity(report.fixture, report, createTfTrainEngine);
   assert.deepEqual(report.rows().filter((r) => r.status === "skip" || r.err === undefined), []);
   assert.equal(report.rows().length, 4 + params.length);
 });
