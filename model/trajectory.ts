@@ -25,8 +25,8 @@ import type { EngineState, TrainEngine } from "./train_engine.ts";
 import type { StepDraws, StepHyper, TrainStepSpec } from "./train_step.ts";
 
 /**
- * The glue between a method and its trajectory fixtures. What each method's adapter has to do (the
- * fixtures' tensors are described in their manifests; tools/fixtures/README.md):
+ * The glue between a method and its trajectory fixtures (model/trajectory_adapters.ts has one per
+ * method). What each does (the fixtures' tensors are described in their manifests; tools/fixtures/README.md):
  *
  * - CAPI (`capi_traj*.json`): config from `capiConfigFromFixture(fx.config)` (drop path from
  *   `model.transformers_kwargs.drop_path_rate`); parameters `student.*`, `ema.*`, `teacher_head.*` from
