@@ -24,9 +24,10 @@ import type { HostTensor } from "../model/fixture.ts";
 import { CapiConfig } from "../model/capi/config.ts";
 import { ortEncoderFor } from "../model/onnx/export.ts";
 import { datasetSource } from "../eval/dataset_source.ts";
-import { type ExtractedFeatures, extractFeatures } from "../eval/features.ts";
+import { extractFeatures } from "../eval/features.ts";
+import type { FeatureTable } from "../eval/feature_table.ts";
 import type { EvalMethod } from "../eval/feature_sources.ts";
-import { needsPatches, runProbe } from "../eval/probes.ts";
+import { probeImageSize, probeInput, resolveProbeConfig, runProbe } from "../eval/probes.ts";
 import { defaultSyntheticRoot, SyntheticConfig } from "../datasets/synthetic.ts";
 import type { BenchPhases, EvaluateContext, PretrainContext, ProbeOutcome } from "./cell_runner.ts";
 import { hashFileList } from "./identity.ts";
@@ -219,47 +220,106 @@ async function encoderFor(cell: Cell, checkpointDir: string | null) {
   }
 }
 
+/** Where a cell's feature stores live while it is evaluated (deleted after the cell). */
+const FEATURES_TMP = ".cache/bench/features";
+
+/**
+ * Probe every spec of the protocol. Features are extracted once per (data, input size) into a
+ * temporary disk store that the cached-feature probes stream (patch tokens kept when any probe
+ * on that data needs them); `online` class probes (the `paper` protocol) run the encoder on
+ * augmented images instead, in micro-batches of `batchPerDevice`.
+ */
 async function evaluate({ cell, checkpointDir, log }: EvaluateContext) {
   const { encoder, evalMethod, config, dispose } = await encoderFor(cell, checkpointDir);
-  const keepPatches = cell.protocol.probes.some((p) => needsPatches(p.probe));
-  const cache = new Map<string, Promise<{ feats: ExtractedFeatures; classes: number }>>();
+  const protocol = cell.protocol.evalProtocol;
+  const plans = cell.protocol.probes.map((spec) => {
+    const cfg = resolveProbeConfig(spec.probe, protocol, { ...spec.config, seed: cell.seed });
+    return { spec, cfg, input: probeInput(spec.probe, cfg), size: probeImageSize(spec.probe, cfg, encoder.info) };
+  });
+  const dataKey = (d: DataSpec, size: number[]) =>
+    JSON.stringify([d.kind, d.source, d.root, d.split, d.synthetic, size]);
+  const wantsPatches = new Set(
+    plans.filter((p) => !p.input.online && p.input.patches).flatMap((p) => [
+      dataKey(p.spec.train, p.size),
+      dataKey(p.spec.eval, p.size),
+    ]),
+  );
+  const datasets = new Map<string, Promise<ImageDataset>>();
+  const open = (d: DataSpec) => {
+    const k = dataKey(d, []);
+    if (!datasets.has(k)) datasets.set(k, openSpec(d));
+    return datasets.get(k)!;
+  };
+  const tables = new Map<string, Promise<FeatureTable>>();
   let extractSec = 0;
-  const features = (d: DataSpec) => {
-    const key = JSON.stringify([d.kind, d.source, d.root, d.split, d.synthetic]);
-    if (!cache.has(key)) {
-      cache.set(
+  const features = (d: DataSpec, size: [number, number]) => {
+    const key = dataKey(d, size);
+    if (!tables.has(key)) {
+      tables.set(
         key,
         (async () => {
           const t0 = performance.now();
-          const ds = await openSpec(d);
-          const src = datasetSource(ds, `${d.name}/${d.split}`, encoder.info.imageSize, {
-            concurrency: 4 * cell.runtime.workers,
+          const ds = await open(d);
+          const src = datasetSource(ds, `${d.name}/${d.split}`, size, { concurrency: 4 * cell.runtime.workers });
+          const table = await extractFeatures(encoder, src, {
+            batchSize: cell.runtime.evalBatchSize,
+            keepPatches: wantsPatches.has(key),
+            tempDir: FEATURES_TMP,
           });
-          const feats = await extractFeatures(encoder, src, { batchSize: cell.runtime.evalBatchSize, keepPatches });
           const sec = (performance.now() - t0) / 1000;
           extractSec += sec;
           log(`  features ${d.name}/${d.split}: ${ds.length} images in ${sec.toFixed(1)}s`);
-          return { feats, classes: ds.numClasses };
+          return table;
         })(),
       );
     }
-    return cache.get(key)!;
+    return tables.get(key)!;
   };
   try {
     const probes: ProbeOutcome[] = [];
-    for (const spec of cell.protocol.probes) {
-      const [tr, va] = [await features(spec.train), await features(spec.eval)];
-      const out = await runProbe(spec.probe, tr.feats, va.feats, {
+    for (const { spec, cfg, input, size } of plans) {
+      const [trDs, vaDs] = [await open(spec.train), await open(spec.eval)];
+      const inputs = input.online
+        ? {
+          online: {
+            encoder,
+            train: trDs,
+            val: vaDs,
+            batchPerDevice: cell.runtime.batchPerDevice ?? cell.runtime.evalBatchSize,
+            evalBatch: cell.runtime.evalBatchSize,
+            concurrency: 4 * cell.runtime.workers,
+          },
+        }
+        : { train: await features(spec.train, size), val: await features(spec.eval, size) };
+      const out = await runProbe(spec.probe, inputs, {
         method: evalMethod,
-        classes: tr.classes,
-        config: { ...spec.config, seed: cell.seed },
+        classes: trDs.numClasses,
+        protocol,
+        config: cfg,
+        memoryBytes: cell.runtime.evalMemoryBytes,
       });
       const main = `${spec.probe}/${spec.mainMetric}`;
-      log(`  ${spec.probe}: ${main}=${out.metrics[main]?.toFixed(4)} (${out.seconds.toFixed(1)}s)`);
-      probes.push({ probe: spec.probe, metrics: out.metrics, config: out.config, seconds: out.seconds });
+      const flags = [
+        out.status.converged === false ? "NOT CONVERGED" : "",
+        out.status.constantPrediction ? "CONSTANT" : "",
+      ]
+        .filter(Boolean);
+      log(
+        `  ${spec.probe}: ${main}=${out.metrics[main]?.toFixed(4)} (${out.seconds.toFixed(1)}s)${
+          flags.length ? ` ${flags.join(", ")}` : ""
+        }`,
+      );
+      probes.push({
+        probe: spec.probe,
+        metrics: out.metrics,
+        config: out.config,
+        status: out.status,
+        seconds: out.seconds,
+      });
     }
     return { arch: encoder.info.arch, resolvedConfig: config, extractSec, probes };
   } finally {
+    for (const t of tables.values()) await (await t.catch(() => null))?.close();
     encoder.dispose();
     dispose();
   }

@@ -13,8 +13,16 @@
 import { atomicWriteJson, readJsonIfExists } from "./atomic_write.ts";
 import { identityHash } from "./identity.ts";
 import { deviceInfo, gitState, isCi, peakRssBytes, runtimeVersions } from "./provenance.ts";
-import { type ProbeResult, readRunRecords, type ResolvedData, type RunRecord, writeRunRecord } from "./run_record.ts";
+import {
+  type ProbeResult,
+  readRunRecords,
+  type ResolvedData,
+  RUN_RECORD_SCHEMA_VERSION,
+  type RunRecord,
+  writeRunRecord,
+} from "./run_record.ts";
 import { type Cell, type DataSpec, type ProbeName, probeTask } from "./suite.ts";
+import type { ProbeStatus } from "../eval/probes.ts";
 
 /** What the trainer reports back; also stored as the checkpoint folder's `pretrain_done.json`. */
 export interface PretrainOutcome {
@@ -44,11 +52,12 @@ export interface EvaluateContext {
   log: (line: string) => void;
 }
 
-/** One probe's raw outcome: metrics keyed `<probe>/<metric>`. */
+/** One probe's raw outcome: metrics keyed `<probe>/<metric>`, and whether they are a measurement. */
 export interface ProbeOutcome {
   probe: ProbeName;
   metrics: Record<string, number>;
   config: Record<string, unknown>;
+  status: ProbeStatus;
   seconds: number;
 }
 
@@ -99,7 +108,12 @@ export async function cellIdentity(cell: Cell, resolve: (spec: DataSpec) => Prom
   for (const p of cell.protocol.probes) {
     probes.push({ ...p, train: dataIdentity(await resolve(p.train)), eval: dataIdentity(await resolve(p.eval)) });
   }
-  const protocol = { id: cell.protocol.id, version: cell.protocol.version, probes };
+  const protocol = {
+    id: cell.protocol.id,
+    version: cell.protocol.version,
+    evalProtocol: cell.protocol.evalProtocol,
+    probes,
+  };
   const pretrain = cell.pretrain && cell.subject.kind === "pretrained"
     ? {
       method: cell.subject.method,
@@ -216,11 +230,12 @@ export async function runCells(cells: Cell[], phases: BenchPhases, opts: RunCell
           mainScore: main,
           higherIsBetter: Object.fromEntries(Object.keys(out.metrics).map((k) => [k, higherIsBetter(k)])),
           config: out.config,
+          status: out.status,
           seconds: out.seconds,
         });
       }
       const record: RunRecord = {
-        schemaVersion: 1,
+        schemaVersion: RUN_RECORD_SCHEMA_VERSION,
         kind: "mim-bench-run",
         identity: { hash: id.hash, pretrainHash: id.pretrainHash, settings: id.settings },
         suite: cell.suite,
@@ -236,7 +251,12 @@ export async function runCells(cells: Cell[], phases: BenchPhases, opts: RunCell
             : { steps: 0, batchSize: 0 },
         },
         seed: cell.seed,
-        protocol: { id: cell.protocol.id, version: cell.protocol.version, hash: id.protocolHash },
+        protocol: {
+          id: cell.protocol.id,
+          version: cell.protocol.version,
+          evalProtocol: cell.protocol.evalProtocol,
+          hash: id.protocolHash,
+        },
         config: { resolved: ev.resolvedConfig, runtime: { ...cell.runtime } },
         results,
         metrics: Object.assign({}, ...results.map((r) => r.metrics)),

@@ -1,14 +1,20 @@
 /**
  * `deno task eval --checkpoint PATH --probe linear|attentive|knn|seg_knn|seg_logreg --data KIND:ROOT
- *   [--backend wasm|cpu|tensorflow] [--onnx] [--threads 2] [--batch 32] [--limit-train N] [--limit-val N]
- *   [--probe-config JSON] [--cache DIR | --no-cache] [--adapter FILE.json] [--out FILE.json]`
+ *   [--protocol cpu|paper] [--backend wasm|cpu|tensorflow] [--onnx] [--threads 2] [--batch 32]
+ *   [--limit-train N] [--limit-val N] [--seed 0] [--probe-config JSON] [--cache DIR | --no-cache]
+ *   [--adapter FILE.json] [--out FILE.json]`
  *
  * One frozen-encoder evaluation (SPEC 1.10): opens the encoder of a `deno task pretrain`
  * checkpoint (tfjs, or `--onnx`: exported from the same weights and run by onnxruntime; an
- * external `.onnx` with `--adapter`), extracts train and val features (cached by checkpoint
- * hash + data + transform), runs the probe with hyper-parameters chosen on a 10% train
- * holdout, prints `<probe>/<metric> value` lines and writes a JSON record with the resolved
- * config, metrics, details and timings (default: `<checkpoint dir>/eval_<probe>.json`).
+ * external `.onnx` with `--adapter`), runs the probe under the chosen protocol (`cpu`: scaled
+ * for 2 cores; `paper`: the official evaluation's settings, eval/protocols.ts) with
+ * hyper-parameters chosen on a held-out part of train, prints `<probe>/<metric> value` lines
+ * and a status line (converged, constant prediction), and writes a JSON record with the
+ * protocol, resolved config, metrics, status, details and timings (default:
+ * `<checkpoint dir>/eval_<probe>.json`). Features go to a sharded store on disk (cached by
+ * checkpoint hash + data + subset + transform), or, for `paper` linear/attentive, are computed
+ * on the fly from augmented images as the official code does. `--limit-train/--limit-val N`
+ * evaluate on N samples drawn stratified by class with `--seed`.
  *
  * Example (2 shared cores; times in eval/README.md):
  *   deno task pretrain --method capi --preset tiny --data synthetic --steps 200 --out runs/capi
@@ -20,22 +26,40 @@ import { parseArgs } from "node:util";
 import { dirname, join } from "node:path";
 import { initBackend, parseBackend } from "../model/engine.ts";
 import { openDataset, parseDataSpec } from "../datasets/data_spec.ts";
+import type { ImageDataset } from "../datasets/dataset.ts";
 import { extractFeatures } from "../eval/features.ts";
-import { datasetSource } from "../eval/dataset_source.ts";
+import { datasetSource, subsetDataset } from "../eval/dataset_source.ts";
 import { openEncoder } from "../eval/checkpoint_encoder.ts";
-import { isSegmentation, needsPatches, parseProbe, runProbe } from "../eval/probes.ts";
+import {
+  isSegmentation,
+  parseProbe,
+  probeImageSize,
+  probeInput,
+  resolveProbeConfig,
+  runProbe,
+} from "../eval/probes.ts";
+import { parseProtocol } from "../eval/protocols.ts";
+import { stratifiedSubset } from "../eval/splits.ts";
 import { atomicWriteJson } from "./atomic_write.ts";
 import { gitState, runtimeVersions } from "./provenance.ts";
 
 const USAGE = "usage: deno task eval --checkpoint PATH --probe linear|attentive|knn|seg_knn|seg_logreg " +
-  "--data KIND:ROOT [--backend wasm] [--onnx] [--threads 2] [--batch 32] [--limit-train N] [--limit-val N] " +
-  "[--probe-config JSON] [--cache DIR | --no-cache] [--adapter FILE.json] [--out FILE.json]";
+  "--data KIND:ROOT [--protocol cpu|paper] [--backend wasm] [--onnx] [--threads 2] [--batch 32] " +
+  "[--limit-train N] [--limit-val N] [--seed 0] [--probe-config JSON] [--cache DIR | --no-cache] " +
+  "[--adapter FILE.json] [--out FILE.json]";
 
-function intFlag(v: string | undefined, name: string, fallback: number | undefined): number | undefined {
+function intFlag(v: string | undefined, name: string, fallback: number | undefined, min = 1): number | undefined {
   if (v === undefined) return fallback;
   const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`--${name}: expected a positive integer, got '${v}'`);
+  if (!Number.isInteger(n) || n < min) throw new Error(`--${name}: expected an integer >= ${min}, got '${v}'`);
   return n;
+}
+
+/** `ds`, or N of its samples stratified by class with `seed` (the id then names the subset). */
+function limited(ds: ImageDataset, id: string, n: number | undefined, seed: number) {
+  if (n === undefined || n >= ds.length) return { ds, id };
+  const labels = Int32Array.from({ length: ds.length }, (_, i) => ds.label(i));
+  return { ds: subsetDataset(ds, stratifiedSubset(labels, n, seed)), id: `${id} stratified n=${n} seed=${seed}` };
 }
 
 async function main(): Promise<void> {
@@ -45,12 +69,14 @@ async function main(): Promise<void> {
       checkpoint: { type: "string" },
       probe: { type: "string" },
       data: { type: "string" },
+      protocol: { type: "string" },
       backend: { type: "string" },
       onnx: { type: "boolean", default: false },
       threads: { type: "string" },
       batch: { type: "string" },
       "limit-train": { type: "string" },
       "limit-val": { type: "string" },
+      seed: { type: "string" },
       "probe-config": { type: "string" },
       cache: { type: "string" },
       "no-cache": { type: "boolean", default: false },
@@ -60,56 +86,83 @@ async function main(): Promise<void> {
   });
   if (!values.checkpoint || !values.probe || !values.data) throw new Error(USAGE);
   const probe = parseProbe(values.probe);
+  const protocol = parseProtocol(values.protocol);
   const backend = parseBackend(values.backend);
   const threads = intFlag(values.threads, "threads", 2)!;
   const batch = intFlag(values.batch, "batch", 32)!;
-  const probeConfig = values["probe-config"] ? JSON.parse(values["probe-config"]) : {};
+  const overrides = values["probe-config"] ? JSON.parse(values["probe-config"]) : {};
+  const seed = intFlag(values.seed, "seed", typeof overrides.seed === "number" ? overrides.seed : 0, 0)!;
+  const config = resolveProbeConfig(probe, protocol, { ...overrides, seed });
   await initBackend(backend);
 
   const spec = parseDataSpec(values.data);
   const task = isSegmentation(probe) ? "segmentation" : "classification";
   const log = (line: string) => console.error(line);
-  const [trainDs, valDs] = [
+  const train = limited(
     await openDataset(spec, "train", { task, log }),
+    `${values.data} train`,
+    intFlag(values["limit-train"], "limit-train", undefined),
+    seed,
+  );
+  const val = limited(
     await openDataset(spec, "val", { task, log }),
-  ];
+    `${values.data} val`,
+    intFlag(values["limit-val"], "limit-val", undefined),
+    seed,
+  );
 
   const t0 = performance.now();
   const opened = await openEncoder(values.checkpoint, { onnx: values.onnx, threads, adapterPath: values.adapter });
   const enc = opened.encoder;
+  const input = probeInput(probe, config);
+  const tables: { close(): Promise<void> }[] = [];
   try {
-    const size = enc.info.imageSize;
+    const size = probeImageSize(probe, config, enc.info);
     const cache = values["no-cache"] ? undefined : {
       dir: values.cache ?? ".cache/eval-features",
       encoderKey: `${opened.sha256} ${values.onnx ? "onnx" : "tfjs"}`,
     };
-    const extract = async (ds: typeof trainDs, split: string, limit?: number) => {
+    const extract = async (ds: ImageDataset, id: string) => {
       const t = performance.now();
-      const src = datasetSource(ds, `${values.data} ${split}`, size, { limit });
-      const f = await extractFeatures(enc, src, { batchSize: batch, keepPatches: needsPatches(probe), cache });
-      return { f, seconds: (performance.now() - t) / 1000, n: src.length };
+      const src = datasetSource(ds, id, size);
+      const table = await extractFeatures(enc, src, { batchSize: batch, keepPatches: input.patches, cache });
+      tables.push(table);
+      return { table, seconds: (performance.now() - t) / 1000 };
     };
-    const tr = await extract(trainDs, "train", intFlag(values["limit-train"], "limit-train", undefined));
-    const va = await extract(valDs, "val", intFlag(values["limit-val"], "limit-val", undefined));
-    const out = await runProbe(probe, tr.f, va.f, {
-      method: opened.method,
-      classes: trainDs.numClasses,
-      config: probeConfig,
-      log,
-    });
-    for (const [k, v] of Object.entries(out.metrics)) console.log(`${k} ${v.toFixed(4)}`);
-    const record = {
-      format: "mim-eval-v1",
+    const tr = input.online ? null : await extract(train.ds, train.id);
+    const va = input.online ? null : await extract(val.ds, val.id);
+    const out = await runProbe(
       probe,
+      input.online
+        ? { online: { encoder: enc, train: train.ds, val: val.ds, batchPerDevice: batch, evalBatch: batch } }
+        : { train: tr!.table, val: va!.table },
+      { method: opened.method, classes: train.ds.numClasses, protocol, config, log },
+    );
+    for (const [k, v] of Object.entries(out.metrics)) console.log(`${k} ${v.toFixed(4)}`);
+    const st = out.status;
+    console.log(
+      `status protocol=${st.protocol} converged=${st.converged ?? "n/a"} constant_prediction=${st.constantPrediction}` +
+        (st.notes.length ? ` (${st.notes.join("; ")})` : ""),
+    );
+    const record = {
+      format: "mim-eval-v2",
+      probe,
+      protocol,
       metrics: out.metrics,
+      status: out.status,
       config: { probe: out.config, batch, data: values.data, imageSize: size, onnx: values.onnx },
       checkpoint: { path: values.checkpoint, sha256: opened.sha256, method: opened.method, step: opened.step },
       model: opened.config,
       encoder: enc.info,
-      data: { spec: values.data, train: tr.n, val: va.n, classes: trainDs.numClasses },
+      data: {
+        spec: values.data,
+        train: { n: train.ds.length, id: train.id },
+        val: { n: val.ds.length, id: val.id },
+        classes: train.ds.numClasses,
+      },
       timings: {
-        extractTrainSec: tr.seconds,
-        extractValSec: va.seconds,
+        extractTrainSec: tr?.seconds ?? 0,
+        extractValSec: va?.seconds ?? 0,
         probeSec: out.seconds,
         totalSec: (performance.now() - t0) / 1000,
       },
@@ -122,6 +175,7 @@ async function main(): Promise<void> {
     await atomicWriteJson(path, record);
     console.error(`wrote ${path}`);
   } finally {
+    for (const t of tables) await t.close();
     opened.dispose();
   }
 }

@@ -8,9 +8,13 @@ import type { Leaderboard, LeaderboardRow, MetricStats } from "./leaderboard_sch
 
 const pct = (x: number) => (100 * x).toFixed(1);
 
-/** `mean ± std [min–max]` in percent, with the mark: bold for best, ≈ for tied with the best. */
+/**
+ * `mean ± std [min–max]` in percent, with the mark: bold for best, ≈ for tied with the best. A
+ * flagged metric (a probe that did not converge or predicts one class) shows why instead of a number.
+ */
 export function formatMetric(s: MetricStats | undefined): string {
   if (!s) return "–";
+  if (s.mark === "not_measured") return `not measured: ${s.flags.join("; ")}`;
   const core = `${pct(s.mean)} ± ${pct(s.std)} [${pct(s.min)}–${pct(s.max)}]`;
   switch (s.mark) {
     case "best":
@@ -56,7 +60,9 @@ export function leaderboardMarkdown(lb: Leaderboard): string {
     "**How to read it.** " + lb.notes[0] +
     " **Bold** = highest mean of its group, ≈ = tied with it (seed ranges overlap). The `random_init.<method>`" +
     " rows are each method's encoder at initialisation (no pretraining) and `raw_pixels` uses normalised pixels" +
-    " as features: a method has learnt something only where it is *above* both beyond the spread (last column).",
+    " as features: a method has learnt something only where it is *above* both beyond the spread (last column)." +
+    " A cell reads *not measured* when a seed's probe did not converge or predicted a single class everywhere:" +
+    " such a number says nothing about the features and is never ranked.",
     "",
   ];
   const groups = [...new Set(lb.rows.map((r) => r.group))];
@@ -78,7 +84,8 @@ export function leaderboardMarkdown(lb: Leaderboard): string {
     const prov = rows[0].provenance;
     out.push(
       "",
-      `Protocol ${rows[0].protocol.id} v${rows[0].protocol.version} (${rows[0].protocol.hash.slice(0, 12)}); ` +
+      `Protocol ${rows[0].protocol.id} v${rows[0].protocol.version}, ${rows[0].protocol.evalProtocol} probe settings ` +
+        `(${rows[0].protocol.hash.slice(0, 12)}); ` +
         `commits ${[...new Set(rows.flatMap((r) => r.provenance.commits))].map((c) => c.slice(0, 10)).join(", ")}` +
         `${rows.some((r) => r.provenance.dirty) ? " (dirty tree)" : ""}; backends ${prov.backends.join(", ")}; ` +
         `devices ${[...new Set(rows.flatMap((r) => r.provenance.devices))].join(", ")}.`,

@@ -27,7 +27,10 @@ Deno.test("parseRunRecord rejects unknown keys and names the file and the key", 
     () => parseRunRecord("x/rec.json", { ...r, timings: { ...r.timings, gpuSec: 1 } }),
     /'x\/rec\.json' is not a valid run record[\s\S]*gpuSec[\s\S]*timings/,
   );
-  assert.throws(() => parseRunRecord("y.json", { ...r, schemaVersion: 2 }), /schemaVersion/);
+  assert.throws(() => parseRunRecord("y.json", { ...r, schemaVersion: 1 }), /schemaVersion/);
+  // A probe result without its status (a v1 record) is not a valid record.
+  const { status: _, ...bare } = r.results[0];
+  assert.throws(() => parseRunRecord("z.json", { ...r, results: [bare, ...r.results.slice(1)] }), /status/);
 });
 
 Deno.test("toModelIndex maps each probe to an HF model-index result", async () => {

@@ -15,6 +15,7 @@
 import { z } from "zod";
 import { BACKENDS } from "../model/engine.ts";
 import { METHOD_NAMES } from "../model/method.ts";
+import { EvalProtocol } from "../eval/protocols.ts";
 
 export const DATA_KINDS = ["imagenet", "ade20k"] as const;
 
@@ -92,6 +93,10 @@ export type ProbeSpecInput = z.input<typeof ProbeSpec>;
 export const ProbeProtocol = z.strictObject({
   id: z.string().min(1).describe("protocol name; records with different ids never merge"),
   version: z.number().int().positive().describe("bump when the protocol's code changes its numbers"),
+  evalProtocol: EvalProtocol.default("cpu").describe(
+    "settings every probe starts from before its `config` overrides: paper (the official evaluation code's) " +
+      "or cpu (scaled for 2 cores); eval/protocols.ts",
+  ),
   probes: z.array(ProbeSpec).min(1),
 });
 export type ProbeProtocol = z.infer<typeof ProbeProtocol>;
@@ -101,6 +106,9 @@ export const RuntimeConfig = z.strictObject({
   backend: z.enum(BACKENDS).default("wasm").describe("wasm runs everywhere; tensorflow on GPU runners"),
   batchPerDevice: z.number().int().positive().optional().describe("micro-batch; defaults to the global batch"),
   evalBatchSize: z.number().int().positive().default(64).describe("feature extraction batch"),
+  evalMemoryBytes: z.number().int().positive().default(512 * 2 ** 20).describe(
+    "prepared training patches a segmentation probe keeps on the backend; the rest is re-read from disk",
+  ),
   encoderRuntime: z.enum(["onnx", "tfjs"]).default("onnx").describe(
     "feature extraction through onnxruntime (several times faster on CPU; parity-tested) or the tfjs model",
   ),

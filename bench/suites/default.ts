@@ -67,7 +67,9 @@ export const DEFAULT_SUITE: SuiteInput = {
     id: "mimbench.synthetic_cls_seg",
     // v2: eval/ now shares one seeded holdout split across the classification probes (8595396),
     // which changes the selected hyper-parameters and so the numbers. Bump on every such change.
-    version: 2,
+    // v3: L-BFGS logistic regression, streamed probes, official holdout sizes and segmentation scaler.
+    version: 3,
+    evalProtocol: "cpu",
     probes: [
       ...classificationProbes(synthetic("imagenet", "train"), synthetic("imagenet", "val"), CPU_PROBES),
       ...segmentationProbes(synthetic("ade20k", "train"), synthetic("ade20k", "val")),

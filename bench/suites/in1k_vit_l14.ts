@@ -23,7 +23,9 @@ export const IN1K_VIT_L14_SUITE: SuiteInput = {
   pretraining: [{ data: imagenet(IMAGENET_ROOT, "train"), steps: 500_000, batchSize: 16384 }],
   protocol: {
     id: "mimbench.in1k_cls",
-    version: 1,
+    // v2: the paper protocol (eval/protocols.ts): the official probe settings, online class probes, L-BFGS.
+    version: 2,
+    evalProtocol: "paper",
     probes: classificationProbes(imagenet(IMAGENET_ROOT, "train"), imagenet(IMAGENET_ROOT, "val")),
   },
   // One seed: at this cost the paper reports one run; the leaderboard then marks 'no_ranking'.

@@ -24,7 +24,9 @@ export const IN1K_VIT_S_SUITE: SuiteInput = {
   pretraining: [{ data: imagenet(IMAGENET_ROOT, "train"), steps: 125_114, batchSize: 1024 }],
   protocol: {
     id: "mimbench.in1k_cls",
-    version: 1,
+    // v2: the paper protocol (eval/protocols.ts): the official probe settings, online class probes, L-BFGS.
+    version: 2,
+    evalProtocol: "paper",
     probes: classificationProbes(imagenet(IMAGENET_ROOT, "train"), imagenet(IMAGENET_ROOT, "val")),
   },
   seeds: [0, 1],
