@@ -21,16 +21,9 @@ import { tf } from "../model/engine.ts";
 import { IGNORE_LABELS, SegMetricAccumulator } from "./metrics.ts";
 import { allRows, chunks, type FeatureTable } from "./feature_table.ts";
 import { holdoutSplit } from "./splits.ts";
+import { LabelledPatches } from "./labelled_patches.ts";
 import { blockTopK, normalizeRows, roundToBf16InPlace, RunningTopK, type Similarity } from "./topk.ts";
-import {
-  fitScaler,
-  imagesPerBlock,
-  LabelledPatches,
-  labelSpan,
-  modeOf,
-  readPatches,
-  type StandardScaler,
-} from "./seg_data.ts";
+import { fitScaler, imagesPerBlock, labelSpan, modeOf, readPatches, type StandardScaler } from "./seg_data.ts";
 
 export const SegKnnConfig = z.strictObject({
   ks: z.array(z.number().int().positive()).min(1).default([1, 3, 10, 30]).describe("neighbour counts (official grid)"),
