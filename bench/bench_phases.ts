@@ -23,13 +23,10 @@ import { CHECKPOINT_FILE, LOG_FILE, train, type TrainResult } from "../model/tra
 import type { HostTensor } from "../model/fixture.ts";
 import { CapiConfig } from "../model/capi/config.ts";
 import { ortEncoderFor } from "../model/onnx/export.ts";
-import { datasetSource } from "../eval/dataset_source.ts";
-import { extractFeatures } from "../eval/features.ts";
-import type { FeatureTable } from "../eval/feature_table.ts";
 import type { EvalMethod } from "../eval/feature_sources.ts";
-import { probeImageSize, probeInput, resolveProbeConfig, runProbe } from "../eval/probes.ts";
 import { defaultSyntheticRoot, SyntheticConfig } from "../datasets/synthetic.ts";
-import type { BenchPhases, EvaluateContext, PretrainContext, ProbeOutcome } from "./cell_runner.ts";
+import type { BenchPhases, EvaluateContext, PretrainContext } from "./cell_runner.ts";
+import { runProtocolProbes } from "./protocol_probes.ts";
 import { hashFileList } from "./identity.ts";
 import { RawPixelEncoder } from "./raw_pixels.ts";
 import type { ResolvedData } from "./run_record.ts";
@@ -220,106 +217,13 @@ async function encoderFor(cell: Cell, checkpointDir: string | null) {
   }
 }
 
-/** Where a cell's feature stores live while it is evaluated (deleted after the cell). */
-const FEATURES_TMP = ".cache/bench/features";
-
-/**
- * Probe every spec of the protocol. Features are extracted once per (data, input size) into a
- * temporary disk store that the cached-feature probes stream (patch tokens kept when any probe
- * on that data needs them); `online` class probes (the `paper` protocol) run the encoder on
- * augmented images instead, in micro-batches of `batchPerDevice`.
- */
+/** Probe every spec of the cell's protocol with the cell's encoder (protocol_probes.ts). */
 async function evaluate({ cell, checkpointDir, log }: EvaluateContext) {
   const { encoder, evalMethod, config, dispose } = await encoderFor(cell, checkpointDir);
-  const protocol = cell.protocol.evalProtocol;
-  const plans = cell.protocol.probes.map((spec) => {
-    const cfg = resolveProbeConfig(spec.probe, protocol, { ...spec.config, seed: cell.seed });
-    return { spec, cfg, input: probeInput(spec.probe, cfg), size: probeImageSize(spec.probe, cfg, encoder.info) };
-  });
-  const dataKey = (d: DataSpec, size: number[]) =>
-    JSON.stringify([d.kind, d.source, d.root, d.split, d.synthetic, size]);
-  const wantsPatches = new Set(
-    plans.filter((p) => !p.input.online && p.input.patches).flatMap((p) => [
-      dataKey(p.spec.train, p.size),
-      dataKey(p.spec.eval, p.size),
-    ]),
-  );
-  const datasets = new Map<string, Promise<ImageDataset>>();
-  const open = (d: DataSpec) => {
-    const k = dataKey(d, []);
-    if (!datasets.has(k)) datasets.set(k, openSpec(d));
-    return datasets.get(k)!;
-  };
-  const tables = new Map<string, Promise<FeatureTable>>();
-  let extractSec = 0;
-  const features = (d: DataSpec, size: [number, number]) => {
-    const key = dataKey(d, size);
-    if (!tables.has(key)) {
-      tables.set(
-        key,
-        (async () => {
-          const t0 = performance.now();
-          const ds = await open(d);
-          const src = datasetSource(ds, `${d.name}/${d.split}`, size, { concurrency: 4 * cell.runtime.workers });
-          const table = await extractFeatures(encoder, src, {
-            batchSize: cell.runtime.evalBatchSize,
-            keepPatches: wantsPatches.has(key),
-            tempDir: FEATURES_TMP,
-          });
-          const sec = (performance.now() - t0) / 1000;
-          extractSec += sec;
-          log(`  features ${d.name}/${d.split}: ${ds.length} images in ${sec.toFixed(1)}s`);
-          return table;
-        })(),
-      );
-    }
-    return tables.get(key)!;
-  };
   try {
-    const probes: ProbeOutcome[] = [];
-    for (const { spec, cfg, input, size } of plans) {
-      const [trDs, vaDs] = [await open(spec.train), await open(spec.eval)];
-      const inputs = input.online
-        ? {
-          online: {
-            encoder,
-            train: trDs,
-            val: vaDs,
-            batchPerDevice: cell.runtime.batchPerDevice ?? cell.runtime.evalBatchSize,
-            evalBatch: cell.runtime.evalBatchSize,
-            concurrency: 4 * cell.runtime.workers,
-          },
-        }
-        : { train: await features(spec.train, size), val: await features(spec.eval, size) };
-      const out = await runProbe(spec.probe, inputs, {
-        method: evalMethod,
-        classes: trDs.numClasses,
-        protocol,
-        config: cfg,
-        memoryBytes: cell.runtime.evalMemoryBytes,
-      });
-      const main = `${spec.probe}/${spec.mainMetric}`;
-      const flags = [
-        out.status.converged === false ? "NOT CONVERGED" : "",
-        out.status.constantPrediction ? "CONSTANT" : "",
-      ]
-        .filter(Boolean);
-      log(
-        `  ${spec.probe}: ${main}=${out.metrics[main]?.toFixed(4)} (${out.seconds.toFixed(1)}s)${
-          flags.length ? ` ${flags.join(", ")}` : ""
-        }`,
-      );
-      probes.push({
-        probe: spec.probe,
-        metrics: out.metrics,
-        config: out.config,
-        status: out.status,
-        seconds: out.seconds,
-      });
-    }
+    const { extractSec, probes } = await runProtocolProbes(cell, encoder, evalMethod, openSpec, log);
     return { arch: encoder.info.arch, resolvedConfig: config, extractSec, probes };
   } finally {
-    for (const t of tables.values()) await (await t.catch(() => null))?.close();
     encoder.dispose();
     dispose();
   }

@@ -14,7 +14,7 @@
 import type { z } from "zod";
 import type { ImageDataset } from "../datasets/dataset.ts";
 import type { EncoderInfo, VisionEncoder } from "../model/encoder.ts";
-import { AttentiveProbeConfig, ClassProbeConfig, type ClassProbeResult, runClassProbe } from "./class_probe.ts";
+import { AttentiveProbeConfig, ClassProbeConfig, runClassProbe } from "./class_probe.ts";
 import { cachedClassData } from "./class_data.ts";
 import { onlineClassData } from "./class_online.ts";
 import { KnnProbeConfig, runKnnProbe } from "./knn_probe.ts";
@@ -121,11 +121,57 @@ function tables(probe: ProbeName, i: ProbeRunInputs): { train: FeatureTable; val
   return { train: i.train, val: i.val };
 }
 
-function classResult(probe: ProbeName, r: ClassProbeResult, metrics: Record<string, number>) {
-  for (const s of r.sources) metrics[`${probe}/${s.source}/top1`] = s.top1;
-  metrics[`${probe}/top1`] = r.selected.top1;
-  return { selectedSource: r.selected.source, sources: r.sources };
+export type ClassProbeName = "linear" | "attentive";
+
+/**
+ * Linear and/or attentive probes trained in one pass over the data (as capi trains every
+ * feature source's classifiers together: with online features the encoder runs once for
+ * both). Each probe reports the source (of its own) that is best on the train holdout.
+ */
+export async function runClassProbes(
+  probes: ClassProbeName[],
+  inputs: ProbeRunInputs,
+  o: ProbeRunOptions,
+): Promise<ProbeOutput[]> {
+  const t0 = performance.now();
+  const cfg = o.config as ClassProbeConfig;
+  // Online data drops the `cls` sources itself when the encoder has no global output.
+  const hasGlobal = inputs.online ? true : inputs.train?.dims.global !== null;
+  const own = (p: ClassProbeName): FeatureSource[] => p === "attentive" ? ["patch"] : sourcesFor(o.method, hasGlobal);
+  const wanted = [...new Set(probes.flatMap(own))];
+  const opts = { classes: o.classes, holdoutFraction: cfg.holdoutFraction, seed: cfg.seed };
+  const data = inputs.online
+    ? await onlineClassData(inputs.online.encoder, inputs.online.train, inputs.online.val, wanted, {
+      ...opts,
+      batchPerDevice: inputs.online.batchPerDevice,
+      evalBatch: inputs.online.evalBatch,
+      cropScale: cfg.cropScale,
+      concurrency: inputs.online.concurrency,
+    })
+    : cachedClassData(tables(probes[0], inputs).train, tables(probes[0], inputs).val, wanted, opts);
+  const r = await runClassProbe(data, wanted.filter((s) => s in data.shapes), o.classes, cfg, o.log);
+  const seconds = (performance.now() - t0) / 1000;
+  return probes.map((probe) => {
+    const mine = r.sources.filter((s) => own(probe).includes(s.source));
+    let sel = mine[0];
+    for (const s of mine) if (s.holdoutTop1 > sel.holdoutTop1) sel = s;
+    const metrics: Record<string, number> = {};
+    for (const s of mine) metrics[`${probe}/${s.source}/top1`] = s.top1;
+    metrics[`${probe}/top1`] = sel.top1;
+    const notes = sel.converged ? [] : [`the selected classifier's training loss did not go down (${sel.source})`];
+    const constantPrediction = sel.distinctPredictions === 1;
+    if (constantPrediction) notes.push(CONSTANT_NOTE);
+    return {
+      metrics,
+      details: { selectedSource: sel.source, sources: mine, trainedWith: probes },
+      config: o.config as Record<string, unknown>,
+      status: { protocol: o.protocol, converged: sel.converged, constantPrediction, notes },
+      seconds,
+    };
+  });
 }
+
+const CONSTANT_NOTE = "predicts a single class on every val sample: not a measurement of the features";
 
 /** Run `probe` with its resolved config on `inputs` of `method`'s encoder. */
 export async function runProbe(probe: ProbeName, inputs: ProbeRunInputs, o: ProbeRunOptions): Promise<ProbeOutput> {
@@ -136,29 +182,8 @@ export async function runProbe(probe: ProbeName, inputs: ProbeRunInputs, o: Prob
   const notes: string[] = [];
   switch (probe) {
     case "linear":
-    case "attentive": {
-      const cfg = o.config as ClassProbeConfig;
-      // Online data drops the `cls` sources itself when the encoder has no global output.
-      const hasGlobal = inputs.online ? true : inputs.train?.dims.global !== null;
-      const wanted: FeatureSource[] = probe === "attentive" ? ["patch"] : sourcesFor(o.method, hasGlobal);
-      const opts = { classes: o.classes, holdoutFraction: cfg.holdoutFraction, seed: cfg.seed };
-      const data = inputs.online
-        ? await onlineClassData(inputs.online.encoder, inputs.online.train, inputs.online.val, wanted, {
-          ...opts,
-          batchPerDevice: inputs.online.batchPerDevice,
-          evalBatch: inputs.online.evalBatch,
-          cropScale: cfg.cropScale,
-          concurrency: inputs.online.concurrency,
-        })
-        : cachedClassData(tables(probe, inputs).train, tables(probe, inputs).val, wanted, opts);
-      const sources = wanted.filter((s) => s in data.shapes);
-      const r = await runClassProbe(data, sources, o.classes, cfg, o.log);
-      details = classResult(probe, r, metrics);
-      converged = r.selected.converged;
-      distinct = r.selected.distinctPredictions;
-      if (!converged) notes.push(`the selected classifier's training loss did not go down (${r.selected.source})`);
-      break;
-    }
+    case "attentive":
+      return (await runClassProbes([probe], inputs, o))[0];
     case "knn": {
       const cfg = o.config as KnnProbeConfig;
       const { train, val } = tables(probe, inputs);
@@ -211,7 +236,7 @@ export async function runProbe(probe: ProbeName, inputs: ProbeRunInputs, o: Prob
     }
   }
   const constantPrediction = distinct === 1;
-  if (constantPrediction) notes.push("predicts a single class on every val sample: not a measurement of the features");
+  if (constantPrediction) notes.push(CONSTANT_NOTE);
   return {
     metrics,
     details,

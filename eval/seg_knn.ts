@@ -53,6 +53,8 @@ export interface SegProbeResult {
 }
 
 const SIMILARITY: Record<SegDistance, Similarity> = { cosine: "dot", l2: "neg_sq_l2" };
+/** Scores computed at once (16M floats, 64 MiB): bounds memory whatever the database block size. */
+const SCORE_ENTRIES = 2 ** 24;
 
 /** Per-pixel mode of the first `k` neighbours' labels: `[q, pp]` from payload `[q, kmax, pp]`. */
 export function pixelModes(payload: Int32Array, q: number, kmax: number, pp: number, k: number): Int32Array {
@@ -98,13 +100,25 @@ export async function segKnnScores(
     const qs = new Map(distances.map((d) => [d, d === "cosine" ? normalizeRows(qRaw) : qRaw] as const));
     const tops = new Map(distances.map((d) => [d, new RunningTopK(qn, kmax, q.pp)] as const));
     try {
+      // Database rows per score matrix: at most SCORE_ENTRIES scores [queries, rows] at once.
+      const rows = Math.max(1, Math.floor(SCORE_ENTRIES / qn));
       for await (const b of db.blocks()) {
-        for (const d of distances) {
-          const x = d === "cosine" ? normalizeRows(b.x) : b.x;
-          const r = await blockTopK(qs.get(d)!, x, kmax, SIMILARITY[d]).finally(() => {
-            if (x !== b.x) x.dispose();
-          });
-          tops.get(d)!.merge(r.scores, r.idx, r.kb, b.pixels);
+        const n = b.targets.length;
+        for (let s = 0; s < n; s += rows) {
+          const m = Math.min(rows, n - s);
+          const part = m === n ? b.x : tf.slice(b.x, [s, 0], [m, -1]);
+          const pixels = b.pixels.subarray(s * q.pp, (s + m) * q.pp);
+          try {
+            for (const d of distances) {
+              const x = d === "cosine" ? normalizeRows(part) : part;
+              const r = await blockTopK(qs.get(d)!, x, kmax, SIMILARITY[d]).finally(() => {
+                if (x !== part) x.dispose();
+              });
+              tops.get(d)!.merge(r.scores, r.idx, r.kb, pixels);
+            }
+          } finally {
+            if (part !== b.x) part.dispose();
+          }
         }
       }
     } finally {
