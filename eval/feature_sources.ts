@@ -11,7 +11,7 @@
  * @module
  */
 import type { EncoderFeatures } from "../model/encoder.ts";
-import type { FeatureTable } from "./feature_table.ts";
+import { type FeatureTable, outputBuffer } from "./feature_table.ts";
 import { meanPatch } from "./features.ts";
 
 export const FEATURE_SOURCES = {
@@ -53,10 +53,10 @@ export function sourceShape(
   }
 }
 
-/** Concatenate two row-major arrays row by row: `[n, a] ++ [n, b] -> [n, a + b]`. */
-function concatRows(a: Float32Array, b: Float32Array, n: number): Float32Array {
+/** Concatenate two row-major arrays row by row: `[n, a] ++ [n, b] -> [n, a + b]` (into `into` when long enough). */
+function concatRows(a: Float32Array, b: Float32Array, n: number, into?: Float32Array): Float32Array {
   const da = a.length / n, db = b.length / n;
-  const out = new Float32Array(n * (da + db));
+  const out = outputBuffer(Float32Array, n * (da + db), into);
   for (let i = 0; i < n; i++) {
     out.set(a.subarray(i * da, (i + 1) * da), i * (da + db));
     out.set(b.subarray(i * db, (i + 1) * db), i * (da + db) + da);
@@ -64,17 +64,32 @@ function concatRows(a: Float32Array, b: Float32Array, n: number): Float32Array {
   return out;
 }
 
-/** Rows `rows` of `source` read from a table, row-major. */
-export async function tableSourceRows(t: FeatureTable, source: FeatureSource, rows: ArrayLike<number>) {
+/** Reusable buffers for `tableSourceRows` (one reader's; the returned rows are valid until its next call). */
+export type SourceScratch = Partial<Record<FeatureSource | "global" | "avgPatch", Float32Array>>;
+
+/** Rows `rows` of `source` read from a table, row-major (into `scratch`'s buffers when given). */
+export async function tableSourceRows(
+  t: FeatureTable,
+  source: FeatureSource,
+  rows: ArrayLike<number>,
+  scratch?: SourceScratch,
+): Promise<Float32Array> {
+  const keep = (k: keyof SourceScratch, a: Float32Array) => {
+    if (scratch && (scratch[k]?.length ?? 0) < a.length) scratch[k] = a;
+    return a;
+  };
   switch (source) {
     case "avg_patch":
-      return await t.read("avgPatch", rows);
+      return keep(source, await t.read("avgPatch", rows, scratch?.[source]));
     case "cls":
-      return await t.read("global", rows);
-    case "cls_avg_patch":
-      return concatRows(await t.read("global", rows), await t.read("avgPatch", rows), rows.length);
+      return keep(source, await t.read("global", rows, scratch?.[source]));
+    case "cls_avg_patch": {
+      const g = keep("global", await t.read("global", rows, scratch?.global));
+      const a = keep("avgPatch", await t.read("avgPatch", rows, scratch?.avgPatch));
+      return keep(source, concatRows(g, a, rows.length, scratch?.[source]));
+    }
     case "patch":
-      return await t.read("patches", rows);
+      return keep(source, await t.read("patches", rows, scratch?.[source]));
   }
 }
 

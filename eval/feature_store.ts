@@ -23,6 +23,7 @@ import {
   type FeatureField,
   type FeatureTable,
   type FieldData,
+  outputBuffer,
   rowLength,
 } from "./feature_table.ts";
 
@@ -203,6 +204,7 @@ export class DiskFeatureTable implements FeatureTable {
   readonly dir: string;
   readonly #fields: FeatureField[];
   readonly #files = new Map<number, Deno.FsFile>();
+  #buf = new Uint8Array(0);
   /** Delete the folder on close (a store nobody will reuse). */
   temporary = false;
 
@@ -213,6 +215,12 @@ export class DiskFeatureTable implements FeatureTable {
     this.labels = labels;
     this.blockRows = m.shardRows;
     this.#fields = FEATURE_FIELDS.filter((f) => rowLength(m.dims, f) > 0);
+  }
+
+  /** A reusable read buffer of at least `n` bytes (grows, never shrinks: the largest run read). */
+  #scratch(n: number): Uint8Array {
+    if (this.#buf.length < n) this.#buf = new Uint8Array(n);
+    return this.#buf.subarray(0, n);
   }
 
   #file(shard: number): Deno.FsFile {
@@ -234,11 +242,15 @@ export class DiskFeatureTable implements FeatureTable {
     throw new Error(`feature store ${this.dir}: no field '${field}'`);
   }
 
-  read<F extends FeatureField>(field: F, rows: ArrayLike<number>): Promise<FieldData[F]> {
+  read<F extends FeatureField>(field: F, rows: ArrayLike<number>, into?: FieldData[F]): Promise<FieldData[F]> {
     const len = rowLength(this.dims, field);
     if (len === 0) return Promise.reject(new Error(`feature store ${this.dir}: no field '${field}'`));
-    const out = isInt(field) ? new Int32Array(rows.length * len) : new Float32Array(rows.length * len);
-    const bytes = new Uint8Array(out.buffer);
+    const out = outputBuffer<Float32Array | Int32Array>(
+      isInt(field) ? Int32Array : Float32Array,
+      rows.length * len,
+      into,
+    );
+    const bytes = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
     const order = Int32Array.from({ length: rows.length }, (_, i) => i).sort((a, b) => rows[a] - rows[b]);
     const rowBytes = 4 * len;
     for (let s = 0; s < order.length;) {
@@ -256,7 +268,7 @@ export class DiskFeatureTable implements FeatureTable {
       const last = rows[order[e - 1]];
       const inShard = Math.min(this.blockRows, this.length - shard * this.blockRows);
       const pos = this.#fieldOffset(field, inShard) + (first - shard * this.blockRows) * rowBytes;
-      const run = new Uint8Array((last - first + 1) * rowBytes);
+      const run = this.#scratch((last - first + 1) * rowBytes);
       readAt(this.#file(shard), pos, run, join(this.dir, shardName(shard)));
       for (let t = s; t < e; t++) {
         const r = rows[order[t]] - first;

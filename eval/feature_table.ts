@@ -51,8 +51,12 @@ export interface FeatureTable {
   readonly labels: Int32Array | null;
   /** Images per natural block (a disk shard): a good size for streaming reads. */
   readonly blockRows: number;
-  /** Rows `rows` (any order, repeats allowed) of `field`, concatenated in that order. */
-  read<F extends FeatureField>(field: F, rows: ArrayLike<number>): Promise<FieldData[F]>;
+  /**
+   * Rows `rows` (any order, repeats allowed) of `field`, concatenated in that order; into `out`
+   * (a view of its start is returned) when it is long enough, so that a reader streaming many
+   * batches reuses one buffer instead of leaving a garbage buffer per batch for the GC.
+   */
+  read<F extends FeatureField>(field: F, rows: ArrayLike<number>, out?: FieldData[F]): Promise<FieldData[F]>;
   /** Release files (and delete a temporary store). */
   close(): Promise<void>;
 }
@@ -74,10 +78,25 @@ export function allRows(n: number): Int32Array {
   return Int32Array.from({ length: n }, (_, i) => i);
 }
 
-/** Copy rows `rows` of a row-major array with `len` numbers per row. */
-export function gatherRows<T extends Float32Array | Int32Array>(src: T, len: number, rows: ArrayLike<number>): T {
-  const Ctor = src.constructor as { new (n: number): T };
-  const out = new Ctor(rows.length * len);
+/** `out`'s first `n` numbers when it has that many, else a new array of `n` like `like`. */
+export function outputBuffer<T extends Float32Array | Int32Array>(
+  like: T | (new (n: number) => T),
+  n: number,
+  out?: T,
+): T {
+  if (out && out.length >= n) return out.subarray(0, n) as T;
+  const Ctor = (typeof like === "function" ? like : like.constructor) as new (n: number) => T;
+  return new Ctor(n);
+}
+
+/** Copy rows `rows` of a row-major array with `len` numbers per row (into `out` when it is long enough). */
+export function gatherRows<T extends Float32Array | Int32Array>(
+  src: T,
+  len: number,
+  rows: ArrayLike<number>,
+  out?: T,
+): T {
+  out = outputBuffer(src, rows.length * len, out);
   for (let i = 0; i < rows.length; i++) out.set(src.subarray(rows[i] * len, (rows[i] + 1) * len), i * len);
   return out;
 }
@@ -128,7 +147,7 @@ export class MemoryFeatureTable implements FeatureTable {
     };
   }
 
-  read<F extends FeatureField>(field: F, rows: ArrayLike<number>): Promise<FieldData[F]> {
+  read<F extends FeatureField>(field: F, rows: ArrayLike<number>, out?: FieldData[F]): Promise<FieldData[F]> {
     const src = this.#data[field];
     if (!src) return Promise.reject(new Error(`MemoryFeatureTable: no field '${field}'`));
     for (let i = 0; i < rows.length; i++) {
@@ -136,7 +155,7 @@ export class MemoryFeatureTable implements FeatureTable {
         return Promise.reject(new RangeError(`MemoryFeatureTable: row ${rows[i]} outside [0, ${this.length})`));
       }
     }
-    return Promise.resolve(gatherRows(src, rowLength(this.dims, field), rows) as FieldData[F]);
+    return Promise.resolve(gatherRows(src, rowLength(this.dims, field), rows, out as typeof src) as FieldData[F]);
   }
 
   close(): Promise<void> {

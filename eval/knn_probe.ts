@@ -15,7 +15,7 @@ import { z } from "zod";
 import { tf } from "../model/engine.ts";
 import { top1 } from "./metrics.ts";
 import { allRows, chunks, type FeatureTable } from "./feature_table.ts";
-import { type FeatureSource, sourceShape, tableSourceRows } from "./feature_sources.ts";
+import { type FeatureSource, type SourceScratch, sourceShape, tableSourceRows } from "./feature_sources.ts";
 import { blockTopK, normalizeRowsInPlace, RunningTopK } from "./topk.ts";
 import { holdoutSplit } from "./splits.ts";
 
@@ -79,12 +79,16 @@ export async function knnPredict(
   const labels = dbt.labels!;
   const preds = new Map(cfg.ks.map((k) => [k, new Int32Array(queries.length)] as const));
   let done = 0;
+  const qScratch: SourceScratch = {}, dbScratch: SourceScratch = {};
   for (const qc of chunks(queries, cfg.chunk)) {
-    const q = tf.tensor2d(normalizeRowsInPlace(await tableSourceRows(qt, source, qc), d), [qc.length, d]);
+    const q = tf.tensor2d(normalizeRowsInPlace(await tableSourceRows(qt, source, qc, qScratch), d), [qc.length, d]);
     const top = new RunningTopK(qc.length, kmax, 1);
     try {
       for (const bc of chunks(db, Math.min(DB_BLOCK, dbt.blockRows))) {
-        const x = tf.tensor2d(normalizeRowsInPlace(await tableSourceRows(dbt, source, bc), d), [bc.length, d]);
+        const x = tf.tensor2d(normalizeRowsInPlace(await tableSourceRows(dbt, source, bc, dbScratch), d), [
+          bc.length,
+          d,
+        ]);
         const r = await blockTopK(q, x, kmax, "dot").finally(() => x.dispose());
         top.merge(r.scores, r.idx, r.kb, Int32Array.from(bc, (i) => labels[i]));
       }

@@ -7,6 +7,11 @@
  *
  * Expected runtime: the paper's pretraining used 32 GPUs (8 GPUs x 4 nodes) for 500k iterations;
  * expect thousands of GPU-hours per pretrained cell. Nobody should run this by accident.
+ * Probes (`paper` protocol, eval/protocols.ts, the official evaluation's settings): linear and
+ * attentive grids (30 classifiers per feature source) trained together on the fly through the
+ * frozen encoder, 12,500 iterations x 1024 augmented images (12.8M encoder forwards, ~10 IN-1k
+ * epochs) plus the 10% holdout and val; kNN reads extracted features of train + val (1.33M
+ * forwards, global and mean-patch vectors only, ~16 GB on disk for D = 1024).
  * Expected numbers (capi README, IN-1k pretraining, ViT-L/14): attentive IN-1k top-1 82.9.
  * MAE ViT-L/16 linear probe (mae FINETUNE.md): 75.8 (paper) / 76.0 (PyTorch repo).
  *

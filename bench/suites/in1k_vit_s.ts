@@ -7,6 +7,11 @@
  *
  * Expected runtime: not measured yet (no GPU runner with tfjs-node-gpu was available to us);
  * 14 cells (6 of them pretrain 100 epochs of ViT-S: roughly a GPU-day each, an estimate).
+ * Probes (`paper` protocol, eval/protocols.ts, the official evaluation's settings): linear and
+ * attentive grids (30 classifiers per feature source) trained together on the fly through the
+ * frozen encoder, 12,500 iterations x 1024 augmented images (12.8M encoder forwards, ~10 IN-1k
+ * epochs) plus the 10% holdout and val; kNN reads extracted features of train + val (1.33M
+ * forwards, global and mean-patch vectors only, ~8 GB on disk for D = 384).
  * Expected numbers: none published for CAPI at ViT-S; MAE reports no ViT-S linear probe either,
  * so this suite's first run defines them.
  *
