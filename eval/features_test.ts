@@ -74,6 +74,11 @@ Deno.test("extractFeatures writes shards, reads any rows back, and round-trips t
     assert.deepEqual(f.dims, { global: 2, avgPatch: 2, patches: [2, 3, 2], labelMap: null });
     // Any order, repeats, across shards: global of rows 4, 1, 2, 1 = (id, -id).
     assert.deepEqual([...await f.read("global", [4, 1, 2, 1])], [4, -4, 1, -1, 2, -2, 1, -1]);
+    // Into a caller's buffer (reused across batches): a view of its start comes back.
+    const buf = new Float32Array(16);
+    const view = await f.read("global", [3, 0], buf);
+    assert.equal(view.buffer, buf.buffer);
+    assert.deepEqual([...view], [3, -3, 0, -0]);
     const p = await f.read("patches", [2]);
     assert.equal(p[1], 2 + 100, "patch (0, 0), channel 1 of image 2");
     await f.close();

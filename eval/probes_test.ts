@@ -92,7 +92,7 @@ Deno.test("protocols: paper starts from the official settings; overrides win; er
   assert.equal(paper.features, "online");
   assert.deepEqual(probeInput("attentive", paper as never), { online: true, patches: true });
   const lr = resolveProbeConfig("seg_logreg", "paper") as Record<string, unknown>;
-  assert.deepEqual([lr.maxIter, lr.tol, lr.resolution], [1000, 1e-12, 224]);
+  assert.deepEqual([lr.maxIter, lr.tol, lr.resolution, lr.selectFrom], [1000, 1e-12, 224, "all"]);
   assert.equal((resolveProbeConfig("seg_knn", "paper") as Record<string, unknown>).dtype, "bfloat16");
   assert.deepEqual((resolveProbeConfig("knn", "paper") as Record<string, unknown>).ks, [10, 20, 100, 200]);
   assert.equal((cpu("attentive") as Record<string, unknown>).iterations, 500);

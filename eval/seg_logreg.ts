@@ -22,7 +22,9 @@
  * first. Measured on the synthetic ADE20K set (eval/README.md), converged fits stop with
  * 1e-11..1e-10 of predicted decrease, a broken quasi-Newton model predicts 1e-5 and more. A fit
  * stopped by the iteration cap, a numeric error, or a stall with more decrease predicted is not
- * converged, and the probe says so.
+ * converged, and the probe says so. The `paper` protocol picks C among all fits, as the official
+ * code does (cuML cannot tell); `cpu` (`selectFrom: "converged"`) only among the converged ones,
+ * since on CPU-scale features the weakly regularised fits do not converge within the cap.
  *
  * @module
  */
@@ -54,6 +56,10 @@ export const SegLogregConfig = z.strictObject({
   resolution: z.union([z.literal("encoder"), z.number().int().positive()]).default("encoder")
     .describe("images and label maps resized to this square size (official 224); 'encoder': its input size"),
   holdoutFraction: z.number().gt(0).lt(1).default(0.1).describe("share of training images used to pick C"),
+  selectFrom: z.enum(["all", "converged"]).default("converged").describe(
+    "C candidates the holdout picks from: all (official: cuML cannot tell) or the converged fits only (cpu: on " +
+      "CPU-scale features the weakly regularised fits do not converge within the cap; all when none did)",
+  ),
   seed: z.number().int().default(0).describe("seed of the holdout split"),
 });
 export type SegLogregConfig = z.infer<typeof SegLogregConfig>;
@@ -296,6 +302,23 @@ async function scoreFits(fits: LogregFit[], t: FeatureTable, images: Int32Array,
   return fits.map((_, j) => ({ ...accs[j].scores(), distinct: seen[j].size }));
 }
 
+/**
+ * Index of the best holdout mIoU (first on ties) among all candidates, or among the converged
+ * ones (`converged`; all of them when none converged).
+ */
+export function pickCandidate(
+  candidates: { holdoutMiou: number; converged?: boolean }[],
+  selectFrom: SegLogregConfig["selectFrom"],
+): number {
+  const only = selectFrom === "converged" && candidates.some((c) => c.converged);
+  let best = -1;
+  for (const [j, c] of candidates.entries()) {
+    if (only && !c.converged) continue;
+    if (best < 0 || c.holdoutMiou > candidates[best].holdoutMiou) best = j;
+  }
+  return best;
+}
+
 const fitSummary = (f: LogregFit) => ({
   status: f.status,
   converged: f.converged,
@@ -332,8 +355,7 @@ export async function runSegLogreg(
     holdoutMiou: onHold[j].miou,
     converged: f.converged,
   }));
-  let best = 0;
-  for (let j = 1; j < fits.length; j++) if (candidates[j].holdoutMiou > candidates[best].holdoutMiou) best = j;
+  const best = pickCandidate(candidates, cfg.selectFrom);
   const full = new LabelledPatches(train, allRows(train.length), scaler, budget);
   let finalFit: LogregFit;
   try {

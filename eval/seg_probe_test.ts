@@ -11,7 +11,7 @@ import { allRows, MemoryFeatureTable } from "./feature_table.ts";
 import { keepLabelled, modeOf, patchTargets, StandardScaler, toPatches } from "./seg_data.ts";
 import { LabelledPatches } from "./labelled_patches.ts";
 import { pixelModes, runSegKnn, SegKnnConfig } from "./seg_knn.ts";
-import { fitLogregGrid, isConverged, runSegLogreg, SegLogregConfig } from "./seg_logreg.ts";
+import { fitLogregGrid, isConverged, pickCandidate, runSegLogreg, SegLogregConfig } from "./seg_logreg.ts";
 
 await initBackend("cpu");
 
@@ -115,6 +115,19 @@ Deno.test("logreg (L-BFGS) matches a float64 Newton solution; strong L2 leaves t
   } finally {
     db.dispose();
   }
+});
+
+Deno.test("C selection: best holdout mIoU, first on ties; cpu picks among converged fits only (all if none)", () => {
+  const c = [
+    { holdoutMiou: 0.12, converged: true },
+    { holdoutMiou: 0.17, converged: true },
+    { holdoutMiou: 0.18, converged: false },
+    { holdoutMiou: 0.18, converged: false },
+  ];
+  assert.equal(pickCandidate(c, "all"), 2, "official: the best, converged or not (first of the tie)");
+  assert.equal(pickCandidate(c, "converged"), 1);
+  assert.equal(pickCandidate(c.map((x) => ({ ...x, converged: false })), "converged"), 2, "none converged: all");
+  assert.equal(SegLogregConfig.parse({}).selectFrom, "converged");
 });
 
 /** Images whose 2x2-pixel patches carry one of 3 classes and a noisy class-mean feature. */
