@@ -186,9 +186,12 @@ function markGroup(rows: LeaderboardRow[]): void {
       else if (r === best) s.mark = "best";
       else s.mark = separate(s, best.metrics[m]) === -1 ? "below" : "tied_best";
       if (r.subjectKind !== "pretrained") continue;
-      for (const base of have.filter((b) => b.subjectKind !== "pretrained")) {
+      for (const base of rows.filter((b) => m in b.metrics && b.subjectKind !== "pretrained")) {
         if (base.subjectKind === "random_init" && base.method !== r.method) continue;
-        s.versus[base.subject] = (["below", "tie", "above"] as const)[separate(s, base.metrics[m]) + 1];
+        // A flagged baseline cannot be beaten or matched: the comparison is unknown, not skipped.
+        s.versus[base.subject] = base.metrics[m].mark === "not_measured"
+          ? "not_measured"
+          : (["below", "tie", "above"] as const)[separate(s, base.metrics[m]) + 1];
       }
     }
   }

@@ -31,16 +31,22 @@ export function formatMetric(s: MetricStats | undefined): string {
 /** Which main metrics clear every baseline, and which fall below one, beyond the seed spread. */
 export function versusSummary(r: LeaderboardRow): string {
   if (r.subjectKind !== "pretrained") return "baseline";
-  const above: string[] = [], below: string[] = [], tied: string[] = [];
+  const above: string[] = [], below: string[] = [], tied: string[] = [], unknown: string[] = [];
   for (const m of r.mainScores) {
     const v = Object.values(r.metrics[m]?.versus ?? {});
     if (!v.length) continue;
     if (v.every((x) => x === "above")) above.push(m);
     else if (v.some((x) => x === "below")) below.push(m);
+    else if (v.some((x) => x === "not_measured")) unknown.push(m);
     else tied.push(m);
   }
   const part = (label: string, xs: string[]) => (xs.length ? [`${label}: ${xs.join(", ")}`] : []);
-  const out = [...part("above all", above), ...part("below one", below), ...part("tied", tied)];
+  const out = [
+    ...part("above all", above),
+    ...part("below one", below),
+    ...part("tied", tied),
+    ...part("baseline not measured", unknown),
+  ];
   return out.length ? out.join("; ") : "–";
 }
 

@@ -14,7 +14,7 @@ import { z } from "zod";
 export const LEADERBOARD_SCHEMA_VERSION = 2;
 
 export const MARKS = ["best", "tied_best", "below", "no_ranking", "not_measured"] as const;
-export const VERSUS = ["above", "tie", "below"] as const;
+export const VERSUS = ["above", "tie", "below", "not_measured"] as const;
 
 export const MetricStats = z.strictObject({
   mean: z.number(),
@@ -33,7 +33,8 @@ export const MetricStats = z.strictObject({
     "why the metric is not a measurement, per seed: 'not converged (seed 1)', 'constant prediction (seeds 0, 1)'",
   ),
   versus: z.record(z.string(), z.enum(VERSUS)).describe(
-    "pretrained rows: comparison with each baseline row of the group; 'tie' when seed ranges overlap",
+    "pretrained rows: comparison with each baseline row of the group; 'tie' when seed ranges overlap; " +
+      "'not_measured' when the baseline's number is flagged (so nothing can be said)",
   ),
 });
 export type MetricStats = z.infer<typeof MetricStats>;

@@ -145,12 +145,19 @@ Deno.test("a probe that did not converge or predicts one class is shown as not m
   assert.deepEqual(stats("capi").versus, {}, "a flagged number is compared with nothing");
   // With raw pixels out, mae (0.565) is the best measured row; the flagged rows keep their values in the JSON.
   assert.equal(stats("mae").mark, "best");
-  assert.deepEqual(stats("mae").versus, { "random_init.mae": "above" });
+  // ... and nothing can be said against the flagged raw-pixels baseline: not "above all baselines".
+  assert.deepEqual(stats("mae").versus, { "random_init.mae": "above", raw_pixels: "not_measured" });
   assert.deepEqual(stats("raw_pixels").values, [0.7, 0.72]);
   const md = leaderboardMarkdown(lb);
   assert.match(md, /\| raw_pixels \| none \| 0, 1 \| not measured: constant prediction \(seed 1\) \|/);
   assert.match(md, /not measured: not converged \(seed 0\)/);
   assert.doesNotMatch(md, /70\.0 ±/, "a flagged number is not shown as a measurement");
+  assert.match(md, /\| mae \|.*baseline not measured: knn\/top1/);
+  assert.doesNotMatch(
+    lb.notes.join(" "),
+    /mae on knn\/top1/,
+    "no 'above every baseline' verdict against a flagged one",
+  );
 });
 
 Deno.test("duplicate records of one identity collapse to one", async () => {
