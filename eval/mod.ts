@@ -5,7 +5,7 @@
  * (grid-stacked linear / attentive heads) -> `grid_train.ts` (joint lr x wd training) ->
  * `class_probe.ts` with its inputs `class_data.ts` (extracted features) and `class_online.ts`
  * (images through the encoder) -> `topk.ts`, `knn_probe.ts` -> `seg_data.ts`, `seg_knn.ts`,
- * `labelled_patches.ts`, `lbfgs.ts`, `seg_logreg.ts` -> `feature_table.ts`, `feature_store.ts`, `features.ts`,
+ * `labelled_patches.ts`, `lbfgs.ts`, `logreg_objective.ts`, `seg_logreg.ts` -> `feature_table.ts`, `feature_store.ts`, `features.ts`,
  * `feature_sources.ts`, `dataset_source.ts`, `splits.ts` -> `protocols.ts`, `probes.ts`
  * (registry) -> `checkpoint_encoder.ts` (tfjs or ONNX encoders from checkpoints). CLI: `bench/eval.ts`.
  *
