@@ -28,8 +28,41 @@ import {
 import type { ProbeOutcome } from "./cell_runner.ts";
 import type { Cell, DataSpec } from "./suite.ts";
 
-/** Where a cell's feature stores live while it is evaluated (deleted after the cell). */
+/** Where a cell's feature stores live while it is evaluated (deleted after the cell), one folder per process. */
 const FEATURES_TMP = ".cache/bench/features";
+
+/**
+ * This process's folder for temporary feature stores under `root`. A killed run leaves its
+ * stores behind (an ImageNet-scale store is tens of GB): the first call per root removes the
+ * folders of processes that no longer run (Linux `/proc`; elsewhere nothing is removed), so a
+ * resumed run cleans up after the killed one, while concurrent shards keep theirs.
+ */
+export async function processTempDir(root: string): Promise<string> {
+  const mine = `${root}/${Deno.pid}`;
+  if (swept.has(root)) return mine;
+  swept.add(root);
+  if (!existsSync("/proc/self")) return mine;
+  try {
+    for await (const e of Deno.readDir(root)) {
+      if (e.isDirectory && /^\d+$/.test(e.name) && !existsSync(`/proc/${e.name}`)) {
+        await Deno.remove(`${root}/${e.name}`, { recursive: true });
+      }
+    }
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+  return mine;
+}
+const swept = new Set<string>();
+
+function existsSync(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 interface Plan {
   spec: Cell["protocol"]["probes"][number];
@@ -96,7 +129,7 @@ export async function runProtocolProbes(
           const table = await extractFeatures(encoder, src, {
             batchSize: cell.runtime.evalBatchSize,
             keepPatches: wantsPatches.has(key),
-            tempDir: FEATURES_TMP,
+            tempDir: await processTempDir(FEATURES_TMP),
           });
           const sec = (performance.now() - t0) / 1000;
           extractSec += sec;

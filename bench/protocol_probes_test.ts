@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { probeInput, resolveProbeConfig } from "../eval/probes.ts";
 import type { EvalProtocol } from "../eval/protocols.ts";
-import { probeJobs } from "./protocol_probes.ts";
+import { probeJobs, processTempDir } from "./protocol_probes.ts";
 import { loadSuite } from "./suites/mod.ts";
 
 const plansOf = (suite: string, protocol: EvalProtocol) =>
@@ -23,4 +23,22 @@ Deno.test("the big suites run the paper protocol, the default suite the cpu one"
     assert.equal(loadSuite(s).protocol.evalProtocol, "paper", s);
   }
   assert.equal(loadSuite("default").protocol.evalProtocol, "cpu");
+});
+
+Deno.test({
+  name: "temporary feature stores of processes that no longer run are removed, live ones kept",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    const root = await Deno.makeTempDir();
+    try {
+      await Deno.mkdir(`${root}/2147483646/features-x`, { recursive: true }); // no such pid
+      await Deno.mkdir(`${root}/1`, { recursive: true }); // init: alive
+      await Deno.mkdir(`${root}/notes`, { recursive: true }); // not a pid folder: left alone
+      assert.equal(await processTempDir(root), `${root}/${Deno.pid}`);
+      const left = [...Deno.readDirSync(root)].map((e) => e.name).sort();
+      assert.deepEqual(left, ["1", "notes"]);
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
 });
