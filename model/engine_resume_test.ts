@@ -1,7 +1,8 @@
 /**
  * Checkpoints are engine-neutral (issue 12): a run started on the tfjs engine resumes on the
- * ONNX engine and the other way round, ending where an uninterrupted run on either ends
- * within float32 noise (measured: 1.2e-6 to 2.1e-6 of a tensor's scale; bound 2e-5); on the ONNX engine a resume is bit-identical to an uninterrupted run.
+ * ONNX engine and the other way round, ending where an uninterrupted run ends within float32
+ * noise (measured 1.2e-6 to 2.1e-6 of a tensor's scale; bound 2e-5); on the ONNX engine a
+ * resume is bit-identical to an uninterrupted run.
  */
 import assert from "node:assert/strict";
 import { initBackend } from "./engine.ts";
