@@ -75,7 +75,12 @@ export async function cellIdentity(
   for (const p of cell.protocol.probes) {
     probes.push({ ...p, train: dataIdentity(await resolve(p.train)), eval: dataIdentity(await resolve(p.eval)) });
   }
-  const protocol = { id: cell.protocol.id, version: cell.protocol.version, probes };
+  const protocol = {
+    id: cell.protocol.id,
+    version: cell.protocol.version,
+    evalProtocol: cell.protocol.evalProtocol,
+    probes,
+  };
   const pretrain = cell.pretrain && cell.subject.kind === "pretrained"
     ? {
       method: cell.subject.method,

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { cellIdentity, type CellReport, PretrainDone, runCells } from "./cell_runner.ts";
 import { FAKE_SUITE, fakeContext, fakePhases } from "./fake_phases.ts";
-import { readRunRecords, RunRecord, writeRunRecord } from "./run_record.ts";
+import { readRunRecords, RUN_RECORD_SCHEMA_VERSION, RunRecord, writeRunRecord } from "./run_record.ts";
 import { expandSuite, Suite } from "./suite.ts";
 
 const quiet = { log: () => {}, context: fakeContext() };
@@ -265,7 +265,7 @@ Deno.test("--plan decides without running or writing; a record of an older schem
   await Deno.writeTextFile(done.recordPath!, JSON.stringify(old));
   const again = await runCells(cells.slice(0, 1), fakePhases().phases, { ...dirs, ...quiet });
   assert.equal(again[0].status, "done");
-  assert.equal((await readRunRecords(dirs.recordsDir))[0].record.schemaVersion, 2);
+  assert.equal((await readRunRecords(dirs.recordsDir))[0].record.schemaVersion, RUN_RECORD_SCHEMA_VERSION);
   await Deno.remove(dirs.root, { recursive: true });
 });
 

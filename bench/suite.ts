@@ -16,6 +16,7 @@ import { z } from "zod";
 import { BACKENDS } from "../model/engine.ts";
 import { ENGINE_NAMES, ORT_EPS } from "../model/engine_choice.ts";
 import { METHOD_NAMES } from "../model/method.ts";
+import { EvalProtocol } from "../eval/protocols.ts";
 
 export const DATA_KINDS = ["imagenet", "ade20k"] as const;
 
@@ -111,6 +112,10 @@ export type ProbeSpecInput = z.input<typeof ProbeSpec>;
 export const ProbeProtocol = z.strictObject({
   id: z.string().min(1).describe("protocol name; records with different ids never merge"),
   version: z.number().int().positive().describe("bump when the protocol's code changes its numbers"),
+  evalProtocol: EvalProtocol.default("cpu").describe(
+    "settings every probe starts from before its `config` overrides: paper (the official evaluation code's) " +
+      "or cpu (scaled for 2 cores); eval/protocols.ts",
+  ),
   probes: z.array(ProbeSpec).min(1),
 });
 export type ProbeProtocol = z.infer<typeof ProbeProtocol>;
@@ -130,6 +135,9 @@ export const RuntimeConfig = z.strictObject({
       "batch enters the pretraining identity",
   ),
   evalBatchSize: z.number().int().positive().default(64).describe("feature extraction batch"),
+  evalMemoryBytes: z.number().int().positive().default(512 * 2 ** 20).describe(
+    "prepared training patches a segmentation probe keeps on the backend; the rest is re-read from disk",
+  ),
   limitTrain: z.number().int().positive().optional().describe(
     "smoke runs only: at most this many probe-training images (changes results, so it enters the identity)",
   ),
