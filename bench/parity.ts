@@ -18,13 +18,12 @@
  * @module
  */
 import { describeChoice, ENGINE_FLAG_HELP, parseEngineChoice, startEngine } from "../model/engine_choice.ts";
-import { loadFixture } from "../model/fixture.ts";
+import { type Fixture, loadFixture } from "../model/fixture.ts";
 import { ParityReport, type ParityRow } from "../model/parity.ts";
 import { createTfTrainEngine } from "../model/tf_train_engine.ts";
 import type { EngineFactory } from "../model/train_engine.ts";
 import { detectFixtureKind, PARITY_RUNNERS } from "./parity_runners.ts";
 import { type CliSpec, runCli } from "./cli.ts";
-import type { Fixture } from "../model/fixture.ts";
 import { replayTrajectory, type TrajectoryRow } from "../model/trajectory.ts";
 import { trajectoryAdapter } from "../model/trajectory_adapters.ts";
 
