@@ -32,6 +32,8 @@ if (import.meta.main) {
   await initBackend("wasm");
   const t0 = performance.now();
   const ok = await runParity(positionals, { verbose: values.verbose, engine: ortEngineFactory({ ep }) });
-  console.log(`ort_parity: ep=${ep}, ${positionals.length} fixture(s) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  console.log(
+    `ort_parity: ep=${ep}, ${positionals.length} fixture(s) in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+  );
   Deno.exit(ok ? 0 : 1);
 }

@@ -123,7 +123,9 @@ export class OrtProgram {
     try {
       session = await ort.InferenceSession.create(lowered.bytes, options);
     } catch (e) {
-      throw new Error(epStartMessage(ep, e) ?? `onnxruntime (${ep}) could not compile the graph: ${explain(e, lowered)}`);
+      throw new Error(
+        epStartMessage(ep, e) ?? `onnxruntime (${ep}) could not compile the graph: ${explain(e, lowered)}`,
+      );
     }
     return new OrtProgram(session, lowered, ep);
   }

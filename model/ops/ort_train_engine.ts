@@ -97,7 +97,9 @@ interface Compiled {
 const scalar = (v: number): HostTensor<Float32Array> => ({ shape: [], data: new Float32Array([v]) });
 const f32Of = (t: ort.Tensor, name: string): Float32Array => {
   if (t.type !== "float32") throw new Error(`ort engine: output '${name}' is ${t.type}, expected float32`);
-  if (t.location !== "cpu") throw new Error(`ort engine: output '${name}' is on ${t.location}; read it as a cpu output`);
+  if (t.location !== "cpu") {
+    throw new Error(`ort engine: output '${name}' is on ${t.location}; read it as a cpu output`);
+  }
   return t.data as Float32Array;
 };
 const feedBytes = (f: Feed) =>
@@ -221,7 +223,13 @@ export class OrtTrainEngine implements TrainEngine {
       for (const p of step.updated.get(opt.id) ?? []) {
         const shape = this.#spec.params.get(p)!.value.shape;
         for (const k of [`exp_avg.${p}`, `exp_avg_sq.${p}`]) {
-          if (!this.#state.has(k)) this.#state.setHost(k, [...shape], new Float32Array(shape.reduce((a, b) => a * b, 1)));
+          if (!this.#state.has(k)) {
+            this.#state.setHost(
+              k,
+              [...shape],
+              new Float32Array(shape.reduce((a, b) => a * b, 1)),
+            );
+          }
         }
       }
     }
