@@ -43,7 +43,7 @@ status=0
 for ep in ${ORT_PARITY_EPS:-webgpu cpu}; do
   if [ "$ep" = webgpu ]; then
     ensure_lavapipe || echo "ort webgpu CI: going on without a new lavapipe"
-    why="$($DENO eval 'import { checkExecutionProvider } from "./model/ops/ort_train_engine.ts";
+    why="$($DENO eval 'import { checkExecutionProvider } from "./model/ops/ort_program.ts";
       try { await checkExecutionProvider("webgpu"); } catch (e) { console.log(e.message); }' 2>/dev/null | tail -1)"
     if [ -n "$why" ]; then
       echo "SKIP ort webgpu parity: $why"

@@ -9,8 +9,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { cudaStartMessage, denoEpHost, type EpHostView, epStartMessage, webgpuStartMessage } from "./ep_diagnose.ts";
-import { checkExecutionProvider } from "./ort_train_engine.ts";
-import { parseExecutionProvider } from "./ort_program.ts";
+import { checkExecutionProvider, parseExecutionProvider } from "./ort_program.ts";
 
 const BIN = "/app/node_modules/onnxruntime-node/bin/napi-v6/linux/x64";
 const LOADER = "/usr/lib/x86_64-linux-gnu/libvulkan.so.1";
@@ -165,8 +164,8 @@ Deno.test({
   ignore: Deno.env.get("MIMBENCH_SKIP_WEBGPU") === "1",
   fn: async () => {
     const root = fileURLToPath(new URL("../../", import.meta.url));
-    const engine = new URL("./ort_train_engine.ts", import.meta.url).href;
-    const code = `import { checkExecutionProvider } from "${engine}";
+    const program = new URL("./ort_program.ts", import.meta.url).href;
+    const code = `import { checkExecutionProvider } from "${program}";
       try { await checkExecutionProvider("webgpu"); console.log("STARTED"); } catch (e) { console.log(e.message); }`;
     const r = await new Deno.Command(Deno.execPath(), {
       args: ["eval", code],

@@ -18,7 +18,7 @@
  *
  * @module
  */
-import * as ort from "onnxruntime-node";
+import type * as ort from "onnxruntime-node";
 import type { HostTensor } from "../fixture.ts";
 import { GraphOps } from "./graph_ops.ts";
 import { lowerToOnnx } from "./onnx_lower.ts";

@@ -10,10 +10,10 @@
 import assert from "node:assert/strict";
 import type { HostTensor } from "../fixture.ts";
 import { Rng } from "../rng.ts";
-import { checkExecutionProvider, OrtTrainEngine } from "./ort_train_engine.ts";
+import { OrtTrainEngine } from "./ort_train_engine.ts";
 import { DeviceState } from "./ort_device.ts";
 import { IN, normal, smallDraws, smallHyper, smallSpec } from "./small_step_spec.ts";
-import { OrtProgram } from "./ort_program.ts";
+import { checkExecutionProvider, OrtProgram } from "./ort_program.ts";
 import { GraphOps } from "./graph_ops.ts";
 import { lowerToOnnx } from "./onnx_lower.ts";
 

@@ -23,8 +23,9 @@
  */
 import * as ort from "onnxruntime-node";
 import type { HostTensor } from "../fixture.ts";
-import type { LoweredGraph, LowerTarget } from "./onnx_lower.ts";
 import { epStartMessage } from "./ep_diagnose.ts";
+import { GraphOps } from "./graph_ops.ts";
+import { type LoweredGraph, type LowerTarget, lowerToOnnx } from "./onnx_lower.ts";
 
 /** onnxruntime execution providers the engine runs on (`--ep`). */
 export const EXECUTION_PROVIDERS = ["cpu", "webgpu", "cuda"] as const;
@@ -205,4 +206,25 @@ function explain(e: unknown, lowered: LoweredGraph): string {
   const info = recorded ? lowered.describe.get(recorded) : undefined;
   const where = info ? ` [recorded node ${recorded}: ${info}]` : recorded ? ` [recorded node ${recorded}]` : "";
   return `${msg.split("\n")[0]}${where}`;
+}
+
+const started = new Map<ExecutionProvider, Promise<void>>();
+
+/**
+ * Start provider `ep` once per process with a one-node program, so a provider that cannot start
+ * fails here, in one line naming the missing piece (ep_diagnose.ts), before any data is read.
+ */
+export function checkExecutionProvider(ep: ExecutionProvider): Promise<void> {
+  let p = started.get(ep);
+  if (!p) {
+    p = (async () => {
+      const o = new GraphOps();
+      o.output("y", o.mul(o.inputOf("x", [1], "float32"), 2));
+      const program = await OrtProgram.create(lowerToOnnx(o.graph, { target: lowerTargetOf(ep) }), { ep, threads: 1 });
+      await program.release();
+    })();
+    started.set(ep, p);
+    p.catch(() => started.delete(ep));
+  }
+  return p;
 }

@@ -6,7 +6,7 @@
  *
  *   deno run -A model/ops/ort_speed.ts [--method vit|capi|mae|simmim] [--ep cpu|webgpu|cuda] [--vit s16]
  *       [--batch 64] [--steps 8] [--warmup 3] [--threads N] [--rounds R] [--spin] [--fresh-memory]
- *       [--profile] [--copy-cost]
+ *       [--profile] [--copy-cost] [--check]
  *
  * Prints, per round, images/s, wall ms per step, CPU ms per step (all threads of this process:
  * steadier than wall time on a shared machine), and at the end the compile time, the peak RSS,
@@ -15,7 +15,8 @@
  * time of identity runs moving the same bytes) and the device bytes the engine holds.
  * `--profile` runs two more steps with onnxruntime's profiler and prints the time per operator
  * type; `--copy-cost` measures onnxruntime-node's output conversion alone (with `--fresh-memory`:
- * without host_memory.ts's tuning and early release). Compare with `deno task speed --backend blas`
+ * without host_memory.ts's tuning and early release); `--check` only starts the provider and says
+ * whether it could (exit 3 and the one-line reason when not). Compare with `deno task speed --backend blas`
  * (same model, batch and optimizer on tfjs) and `python3 bench/speed_torch.py` (PyTorch). Measured
  * numbers: README.md.
  *
@@ -23,9 +24,10 @@
  */
 import { parseArgs } from "node:util";
 import process from "node:process";
-import { checkExecutionProvider, OrtTrainEngine } from "./ort_train_engine.ts";
+import { OrtTrainEngine } from "./ort_train_engine.ts";
 import { REFERENCE_VIT, VIT_HYPER, type VitConfig, vitDraws, vitStepSpec } from "./vit_step_spec.ts";
 import {
+  checkExecutionProvider,
   defaultThreads,
   type ExecutionProvider,
   type Feed,
@@ -200,6 +202,8 @@ async function main(): Promise<void> {
       threads: { type: "string" },
       profile: { type: "boolean", default: false },
       "copy-cost": { type: "boolean", default: false },
+      // --check: only start the provider (a one-node program) and say whether it started; exit 3 if not.
+      check: { type: "boolean", default: false },
       // host_memory.ts's glibc tuning (on by default in the engine); --fresh-memory turns it off.
       "fresh-memory": { type: "boolean", default: false },
       // --spin: onnxruntime's pool threads spin between operators (its default; off in the engine).
@@ -222,6 +226,16 @@ async function main(): Promise<void> {
   }
   if (!(values.vit in VIT_SIZES)) {
     throw new Error(`--vit: expected ${Object.keys(VIT_SIZES).join(", ")}; got '${values.vit}'`);
+  }
+  if (values.check) {
+    try {
+      await checkExecutionProvider(ep);
+      console.log(`ort-speed: the ${ep} provider started (onnxruntime-node ${ORT_VERSION})`);
+    } catch (e) {
+      console.log(`ort-speed: ${(e as Error).message}`);
+      Deno.exit(3);
+    }
+    return;
   }
   await checkExecutionProvider(ep); // a provider that cannot start says why, in one line, before any work
   const work = workload(method, values.vit, batch);

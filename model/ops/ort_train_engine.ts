@@ -46,6 +46,7 @@ import { buildTrainStep, type DrawShape, hyperInput, type TrainStepGraph, valida
 import { GraphOps } from "./graph_ops.ts";
 import { lowerToOnnx } from "./onnx_lower.ts";
 import {
+  checkExecutionProvider,
   defaultThreads,
   type ExecutionProvider,
   type Feed,
@@ -424,27 +425,6 @@ export class OrtTrainEngine implements TrainEngine {
       for (const p of evals) await p.then((x) => x.release(), () => {});
     });
   }
-}
-
-const started = new Map<ExecutionProvider, Promise<void>>();
-
-/**
- * Start provider `ep` once per process with a one-node program, so a provider that cannot start
- * fails here, in one line naming the missing piece (ep_diagnose.ts), before any data is read.
- */
-export function checkExecutionProvider(ep: ExecutionProvider): Promise<void> {
-  let p = started.get(ep);
-  if (!p) {
-    p = (async () => {
-      const o = new GraphOps();
-      o.output("y", o.mul(o.inputOf("x", [1], "float32"), 2));
-      const program = await OrtProgram.create(lowerToOnnx(o.graph, { target: lowerTargetOf(ep) }), { ep, threads: 1 });
-      await program.release();
-    })();
-    started.set(ep, p);
-    p.catch(() => started.delete(ep));
-  }
-  return p;
 }
 
 /** An `EngineFactory` for the ORT engine on `opts.ep` (default `cpu`): the provider is started (checked) first. */
