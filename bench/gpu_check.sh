@@ -47,17 +47,25 @@ pack() {
   bin="$(readlink -f "$(command -v deno)")"
   echo "pack: $bin ($(deno --version | head -1))"
   [ "$TOOLS/deno.xz" -nt "$bin" ] || { xz -T0 -6 -c "$bin" >"$TOOLS/deno.xz.tmp" && mv "$TOOLS/deno.xz.tmp" "$TOOLS/deno.xz"; }
-  # onnxruntime-node travels with its linux-x64 binaries only (45 of its 288 MB; the other platforms stay
-  # behind); sharp's musl builds stay behind; sharp itself travels: speed.ts reaches it through
-  # pretrain.ts and datasets/decode.ts.
+  # What travels must fit 64 MiB with the working tree (15 MB) and deno (31 MB), so node_modules is
+  # trimmed to what `deno run --no-check` loads: onnxruntime-node with its linux-x64 binaries only (45 of
+  # its 288 MB); tfjs without its browser bundles (UMD, es2017, fesm, minified: Deno loads each
+  # package's `main`, dist/*.node.js); no type declarations or source maps; no sharp (only the tfjs
+  # speed stage, GPU_CHECK_TFJS=1, reaches it through bench/pretrain.ts: pack with PACK_SHARP=1 then).
   # tar exits 1 when another process touches node_modules meanwhile (deno's setup cache): harmless.
   local rc=0 ortbin='node_modules/.deno/onnxruntime-node@*/node_modules/onnxruntime-node/bin/napi-v6'
+  local tfd='node_modules/.deno/@tensorflow+*/node_modules/@tensorflow/*/dist' trim=()
+  for p in core converter layers data backend-cpu backend-wasm backend-webgl backend-webgpu; do
+    trim+=(--exclude="$tfd/tf-$p.js")
+  done
+  [ "${PACK_SHARP:-0}" = 1 ] || trim+=(--exclude='node_modules/.deno/@img+*' --exclude='node_modules/.deno/sharp@*')
   tar -cf "$TOOLS/node_modules.tar" --warning=no-file-changed \
     --exclude="$ortbin/darwin" --exclude="$ortbin/win32" --exclude="$ortbin/linux/arm64" \
-    --exclude='node_modules/.deno/@img+sharp-linuxmusl-*' --exclude='node_modules/.deno/@img+sharp-libvips-linuxmusl-*' \
-    --exclude='*.map' node_modules || rc=$?
+    --exclude="$tfd/tf.js" --exclude="$tfd/*.es2017.js" --exclude="$tfd/*.es2017.min.js" --exclude="$tfd/*.fesm.js" \
+    --exclude="$tfd/*.fesm.min.js" --exclude="$tfd/*.min.js" --exclude="$tfd/*.min.js.html" --exclude="$tfd/miniprogram" \
+    "${trim[@]}" --exclude='*.map' --exclude='*.d.ts' node_modules || rc=$?
   [ $rc -le 1 ] || { echo "pack: tar of node_modules failed ($rc)" >&2; exit 1; }
-  xz -T0 -6 -f "$TOOLS/node_modules.tar"
+  [ "${PACK_NO_XZ:-0}" = 1 ] || xz -T0 -6 -f "$TOOLS/node_modules.tar"
   # The Vulkan loader, plus EGL/GLES loaders for wgpu's OpenGL ES fallback on the NVIDIA driver.
   local debs="libvulkan1 libegl1 libglvnd0 libgles2"
   rm -f "$TOOLS"/debs/*.deb
@@ -162,7 +170,7 @@ for ep in ${ORT_EPS:-webgpu cuda}; do
   if timeout 90 "${RUN[@]}" model/ops/ort_speed.ts --check --ep "$ep" >"$OUT/ort_check_$ep.txt" 2>&1; then
     EP_OK[$ep]=1
   fi
-  note "ort $ep: $(grep -m1 '^ort-speed:' "$OUT/ort_check_$ep.txt" | cut -c13-600)"
+  note "ort $ep: $(grep -m1 "^ort-speed:" "$OUT/ort_check_$ep.txt" | cut -c12-600)"
 done
 
 stage "PyTorch CUDA fp32"
