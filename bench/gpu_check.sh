@@ -7,7 +7,8 @@
 #   bash bench/gpu_check.sh --pack   HERE, once: puts an xz'd copy of this deno binary and of
 #                                    node_modules (tfjs, zod, sharp, onnxruntime-node's linux-x64
 #                                    binaries) and the Vulkan loader .debs in .cache/gpu_check/
-#                                    (git-ignored, as all of .cache/). ~60 MB to carry.
+#                                    (git-ignored, as all of .cache/): 49 MB (deno 31, node_modules
+#                                    18), with the 15 MB working tree 61 of the 64 MiB a call carries.
 #   bash bench/gpu_check.sh          THERE (no network, no deno): unpacks them, installs the
 #                                    loader, then runs the stages below; logs under $OUT.
 # Device call: run(command="bash bench/gpu_check.sh", carry=[".cache/gpu_check"], timeout_s=470).

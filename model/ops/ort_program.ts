@@ -14,7 +14,7 @@
  * - WebGPU graph capture is out of reach from onnxruntime-node 1.30: the binding rejects the
  *   provider option `enableGraphCapture` ("unrecognized option"), and the WebGPU provider reads
  *   its settings when it is appended, before session-config entries (`extra`) are applied (an
- *   invalid `preferredLayout` passes through `extra` unnoticed). Measured on lavapipe, README.md.
+ *   invalid `preferredLayout` passes through `extra` unnoticed); README.md, "The GPU providers".
  * - A provider that cannot start fails in one line naming the missing piece (ep_diagnose.ts).
  * - Feeds are checked against the graph (names, dtypes, shapes) before running, and
  *   onnxruntime's errors come back naming the recorded node (`matMul_12`) and its shapes.

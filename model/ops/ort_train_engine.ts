@@ -244,14 +244,6 @@ export class OrtTrainEngine implements TrainEngine {
     for (const name of want) if (!(name in feeds)) feeds[name] = this.#state.feed(name);
 
     const out = await program.run(feeds);
-    for (const [opt, ps] of step.updated) {
-      for (const p of ps) {
-        for (const k of [`param.${p}`, `exp_avg.${p}`, `exp_avg_sq.${p}`]) this.#state.adopt(k, out[`new.${k}`]);
-      }
-      if (ps.length) this.#steps.set(opt, this.#steps.get(opt)! + 1);
-    }
-    for (const e of step.emaTargets) this.#state.adopt(`param.${e}`, out[`new.param.${e}`]);
-    this.#state.settle(); // replaced state freed: host arrays released, device tensors disposed
     if (this.ep !== "cpu") {
       const down = Object.values(out).reduce((a, t) => a + (t.location === "cpu" ? t.size * 4 : 0), 0);
       this.#lastStep = {
@@ -259,6 +251,17 @@ export class OrtTrainEngine implements TrainEngine {
         toHostBytes: down,
       };
     }
+    const adopt = (key: string) => {
+      this.#state.adopt(key, out[`new.${key}`]);
+      delete out[`new.${key}`];
+    };
+    for (const [opt, ps] of step.updated) {
+      for (const p of ps) for (const k of [`param.${p}`, `exp_avg.${p}`, `exp_avg_sq.${p}`]) adopt(k);
+      if (ps.length) this.#steps.set(opt, this.#steps.get(opt)! + 1);
+    }
+    for (const e of step.emaTargets) adopt(`param.${e}`);
+    this.#state.settle(); // replaced state freed: host arrays released, device tensors disposed
+    for (const t of Object.values(out)) if (t.location === "gpu-buffer") t.dispose(); // none expected: never leak one
 
     const scalars: Record<string, number> = { loss: f32Of(out.loss, "loss")[0] };
     for (const m of step.metrics) scalars[m] = f32Of(out[`metric.${m}`], m)[0];
