@@ -44,6 +44,8 @@ export class DeviceState {
   readonly #slots = new Map<string, Slot>();
   /** Identity programs by signature (`key:shape` list): uploads (gpu-buffer outputs) and reads (cpu outputs). */
   readonly #programs = new Map<string, Promise<OrtProgram>>();
+  /** Slots {@link adopt} replaced, freed by {@link settle}. */
+  #retired: (Slot | undefined)[] = [];
   #live = 0;
   #peak = 0;
 
@@ -118,8 +120,6 @@ export class DeviceState {
       this.#slots.set(key, { shape, host: t.data as Float32Array });
     }
   }
-
-  #retired: (Slot | undefined)[] = [];
 
   /** Dispose what {@link adopt} replaced. */
   settle(): void {
