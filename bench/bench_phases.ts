@@ -18,21 +18,20 @@ import { type StrictDataset, strictDataset } from "../datasets/strict_dataset.ts
 import { DataLoader } from "../datasets/loader.ts";
 import type { VisionEncoder } from "../model/encoder.ts";
 import { initialValues, type MethodName, type MimMethod } from "../model/method.ts";
-import { tfEncoder } from "../model/tf_train_engine.ts";
+import { EngineEncoder, evalOnlySpec } from "../model/engine_encoder.ts";
+import type { StartedEngine } from "../model/engine_choice.ts";
 import { createMethod, methodPreset } from "../model/methods.ts";
 import { readSafetensors } from "../model/safetensors.ts";
 import { CHECKPOINT_FILE, LOG_FILE, train, type TrainResult } from "../model/trainer.ts";
 import type { HostTensor } from "../model/fixture.ts";
 import { CapiConfig } from "../model/capi/config.ts";
-import { ortEncoderFor } from "../model/onnx/export.ts";
-import { datasetSource } from "../eval/dataset_source.ts";
-import { type ExtractedFeatures, extractFeatures } from "../eval/features.ts";
 import type { EvalMethod } from "../eval/feature_sources.ts";
-import { needsPatches, runProbe } from "../eval/probes.ts";
 import { openEncoder } from "../eval/checkpoint_encoder.ts";
+import { limitedDataset } from "../eval/dataset_source.ts";
 import { resolveCheckpoint } from "./checkpoint_arg.ts";
 import { defaultSyntheticRoot, SyntheticConfig } from "../datasets/synthetic.ts";
-import type { BenchPhases, EvaluateContext, PretrainContext, ProbeOutcome } from "./cell_runner.ts";
+import type { BenchPhases, EvaluateContext, PretrainContext } from "./cell_runner.ts";
+import { runProtocolProbes } from "./protocol_probes.ts";
 import { hashFileList } from "./identity.ts";
 import { RawPixelEncoder } from "./raw_pixels.ts";
 import type { ResolvedData } from "./run_record.ts";
@@ -166,7 +165,7 @@ async function fullLossCurve(dir: string, result: TrainResult): Promise<TrainRes
 /** Opens a data spec as strict reading allows (`strictDataset`), once per spec. */
 type OpenData = (spec: DataSpec) => Promise<StrictDataset>;
 
-async function pretrain({ cell, checkpointDir, pretrainHash }: PretrainContext, open: OpenData) {
+async function pretrain({ cell, checkpointDir, pretrainHash }: PretrainContext, open: OpenData, engine: StartedEngine) {
   const pre = cell.pretrain!;
   const method = buildMethod(cell);
   const [h, w] = method.encoderInfo.imageSize;
@@ -187,18 +186,20 @@ async function pretrain({ cell, checkpointDir, pretrainHash }: PretrainContext, 
     outDir: checkpointDir,
     logEvery: cell.runtime.logEvery,
     checkpointEvery: cell.runtime.checkpointEvery,
+    batchPerDevice: cell.runtime.batchPerDevice,
     resume: true,
     identity: { pretrainHash },
+    engine: engine.factory,
   });
   return { ...result, lossCurve: await fullLossCurve(checkpointDir, result) };
 }
 
 /**
- * The encoder a cell evaluates. Methods run through onnxruntime (exported from the same
- * weights; eval/ tests its parity with tfjs at 1e-4), several times faster than tfjs-wasm:
- * `runtime.encoderRuntime` is a runtime knob, not part of the identity.
+ * The encoder a cell evaluates, on the engine that pretrains (`runtime.engine`/`ep`, a runtime
+ * knob outside the identity): the method's own `encode` (its one definition) with the
+ * checkpoint's weights, released weights read from their file, or raw pixels.
  */
-async function encoderFor(cell: Cell, checkpointDir: string | null) {
+async function encoderFor(cell: Cell, checkpointDir: string | null, engine: StartedEngine) {
   if (cell.subject.kind === "raw_pixels") {
     // Raw pixels at the resolution and patch size the methods' encoders see for this preset.
     const c = CapiConfig.parse(merge(methodPreset("capi", cell.model.preset), cell.model.overrides));
@@ -211,11 +212,10 @@ async function encoderFor(cell: Cell, checkpointDir: string | null) {
     };
   }
   if (cell.subject.kind === "released") {
-    // Released weights run on tfjs, read lazily from the file (onnx export needs a trainable method).
     const s = cell.subject;
     const ckpt = await resolveCheckpoint(s.checkpoint, { hubCache: cell.runtime.hubCache });
     const opened = await openEncoder(ckpt.path, {
-      onnx: false,
+      engine,
       threads: cell.runtime.workers,
       method: s.method,
       preset: s.preset,
@@ -226,7 +226,7 @@ async function encoderFor(cell: Cell, checkpointDir: string | null) {
       evalMethod: s.method as EvalMethod,
       config: opened.config ?? {},
       checkpoint: { name: s.checkpoint, sha256: opened.sha256, format: opened.format },
-      dispose: () => {},
+      dispose: () => {}, // the caller disposes the encoder
     };
   }
   const method = buildMethod(cell);
@@ -234,54 +234,26 @@ async function encoderFor(cell: Cell, checkpointDir: string | null) {
   const params = cell.subject.kind === "pretrained"
     ? await loadWeights(method, [...spec.params.keys()], checkpointDir!)
     : initialValues(spec);
-  const encoder: VisionEncoder = cell.runtime.encoderRuntime === "onnx"
-    ? await ortEncoderFor(method, params, cell.runtime.workers)
-    : tfEncoder(method, params);
-  return { encoder, evalMethod: method.name as EvalMethod, config: methodConfig(method.name, cell), dispose: () => {} };
+  const encoder = new EngineEncoder(await engine.factory(evalOnlySpec(params)), method, true);
+  return {
+    encoder: encoder as VisionEncoder,
+    evalMethod: method.name as EvalMethod,
+    config: methodConfig(method.name, cell),
+    dispose: () => {}, // the caller disposes the encoder, which owns its engine
+  };
 }
 
-async function evaluate({ cell, checkpointDir, log }: EvaluateContext, open: OpenData) {
-  const { encoder, evalMethod, config, dispose, ...rest } = await encoderFor(cell, checkpointDir);
+/** Probe every spec of the cell's protocol with the cell's encoder (protocol_probes.ts). */
+async function evaluate({ cell, checkpointDir, log }: EvaluateContext, open: OpenData, engine: StartedEngine) {
+  const { encoder, evalMethod, config, dispose, ...rest } = await encoderFor(cell, checkpointDir, engine);
   const checkpoint = "checkpoint" in rest ? rest.checkpoint : undefined;
-  const keepPatches = cell.protocol.probes.some((p) => needsPatches(p.probe));
-  const cache = new Map<string, Promise<{ feats: ExtractedFeatures; classes: number }>>();
-  let extractSec = 0;
-  const features = (d: DataSpec, limit: number | undefined) => {
-    const key = JSON.stringify([d.kind, d.source, d.root, d.split, d.synthetic, limit]);
-    if (!cache.has(key)) {
-      cache.set(
-        key,
-        (async () => {
-          const t0 = performance.now();
-          const ds = (await open(d)).dataset;
-          const src = datasetSource(ds, `${d.name}/${d.split}`, encoder.info.imageSize, {
-            concurrency: 4 * cell.runtime.workers,
-            limit,
-          });
-          const feats = await extractFeatures(encoder, src, { batchSize: cell.runtime.evalBatchSize, keepPatches });
-          const sec = (performance.now() - t0) / 1000;
-          extractSec += sec;
-          log(`  features ${d.name}/${d.split}: ${src.length} images in ${sec.toFixed(1)}s`);
-          return { feats, classes: ds.numClasses };
-        })(),
-      );
-    }
-    return cache.get(key)!;
-  };
   try {
-    const probes: ProbeOutcome[] = [];
-    for (const spec of cell.protocol.probes) {
-      const { limitTrain, limitVal } = cell.runtime;
-      const [tr, va] = [await features(spec.train, limitTrain), await features(spec.eval, limitVal)];
-      const out = await runProbe(spec.probe, tr.feats, va.feats, {
-        method: evalMethod,
-        classes: tr.classes,
-        config: { ...spec.config, seed: cell.seed },
-      });
-      const main = `${spec.probe}/${spec.mainMetric}`;
-      log(`  ${spec.probe}: ${main}=${out.metrics[main]?.toFixed(4)} (${out.seconds.toFixed(1)}s)`);
-      probes.push({ probe: spec.probe, metrics: out.metrics, config: out.config, seconds: out.seconds });
-    }
+    const openRole = async (d: DataSpec, role: "train" | "eval") => {
+      const ds = (await open(d)).dataset;
+      const n = role === "train" ? cell.runtime.limitTrain : cell.runtime.limitVal;
+      return limitedDataset(ds, n, cell.seed);
+    };
+    const { extractSec, probes } = await runProtocolProbes(cell, encoder, evalMethod, openRole, log);
     return {
       arch: encoder.info.arch,
       resolvedConfig: config,
@@ -322,7 +294,7 @@ async function resolveData(spec: DataSpec, open: OpenData, log: (line: string) =
  * them, unless `allowMissing`, which leaves those samples out and records how many.
  */
 export function benchPhases(
-  data: { allowMissing: boolean; workers?: number; log?: (line: string) => void },
+  data: { allowMissing: boolean; engine: StartedEngine; workers?: number; log?: (line: string) => void },
 ): BenchPhases {
   const log = data.log ?? ((line: string) => console.log(line));
   const opened = new Map<string, Promise<StrictDataset>>();
@@ -340,7 +312,7 @@ export function benchPhases(
   };
   return {
     resolveData: (spec) => resolveData(spec, open, log),
-    pretrain: (ctx) => pretrain(ctx, open),
-    evaluate: (ctx) => evaluate(ctx, open),
+    pretrain: (ctx) => pretrain(ctx, open, data.engine),
+    evaluate: (ctx) => evaluate(ctx, open, data.engine),
   };
 }

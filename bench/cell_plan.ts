@@ -28,9 +28,11 @@ import type { Cell, DataSpec } from "./suite.ts";
 /** What computes the numbers of this run (measured once per run, before any cell). */
 export interface RunContext {
   code: { pretraining: CodeVersion; evaluation: CodeVersion };
-  /** The tfjs engine as initialised: pretraining and probes run on it. */
+  /** What pretrains: the `ort` engine on its execution provider, or tfjs on its backend. */
+  trainEngine: EngineDescription;
+  /** The tfjs engine as initialised: the probe heads train on it. */
   engine: EngineDescription;
-  /** What extracts features: onnxruntime (`encoderRuntime: onnx`) or the tfjs engine. */
+  /** What extracts features: the same engine as pretraining. */
   featureEngine: EngineDescription;
   /** Image decoder versions (sharp, libvips): they decode every input. */
   decoder: Record<string, string>;
@@ -57,6 +59,12 @@ export interface CellIdentity {
   protocolHash: string;
 }
 
+/** Whether pretraining runs the global batch as several micro-batches of `runtime.batchPerDevice`. */
+function microBatched(cell: Cell): boolean {
+  const m = cell.runtime.batchPerDevice;
+  return cell.pretrain !== null && m !== undefined && m < cell.pretrain.batchSize;
+}
+
 /** The identities of a cell under `ctx`. */
 export async function cellIdentity(
   cell: Cell,
@@ -67,7 +75,12 @@ export async function cellIdentity(
   for (const p of cell.protocol.probes) {
     probes.push({ ...p, train: dataIdentity(await resolve(p.train)), eval: dataIdentity(await resolve(p.eval)) });
   }
-  const protocol = { id: cell.protocol.id, version: cell.protocol.version, probes };
+  const protocol = {
+    id: cell.protocol.id,
+    version: cell.protocol.version,
+    evalProtocol: cell.protocol.evalProtocol,
+    probes,
+  };
   const pretrain = cell.pretrain && cell.subject.kind === "pretrained"
     ? {
       method: cell.subject.method,
@@ -76,6 +89,9 @@ export async function cellIdentity(
       steps: cell.pretrain.steps,
       batchSize: cell.pretrain.batchSize,
       seed: cell.seed,
+      // Micro-batches change results (CAPI draws its stochastic-depth subsets per micro-batch, as the
+      // official code does per GPU; sums round differently), so a split batch is part of the identity.
+      ...(microBatched(cell) ? { batchPerDevice: cell.runtime.batchPerDevice } : {}),
     }
     : null;
   // Published numbers are displayed, not measured: they stay out of the identity. Smoke-run limits change results.
@@ -86,7 +102,7 @@ export async function cellIdentity(
   const pretrainIdentity = pretrain
     ? {
       ...pretrain,
-      computedBy: { code: ctx.code.pretraining.sourceHash, engine: engineKey(ctx.engine), decoder: ctx.decoder },
+      computedBy: { code: ctx.code.pretraining.sourceHash, engine: engineKey(ctx.trainEngine), decoder: ctx.decoder },
     }
     : null;
   return {

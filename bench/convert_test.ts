@@ -28,7 +28,7 @@ Deno.test("convert: CAPI and SimMIM released layouts -> official-name safetensor
         assert.ok(f.tensors.get("encoder.rel_pos_bias.relative_position_index")!.data instanceof Int32Array);
       }
       const images = (await readSafetensors(`${DIR}${method}_tiny_images.safetensors`)).tensors.get("images")!;
-      const opt = { onnx: false, threads: 1, imageSize: [16, 16] as [number, number] };
+      const opt = { threads: 1, imageSize: [16, 16] as [number, number] };
       const a = await openEncoder(`${DIR}${method}_tiny.pth`, { ...opt, method });
       const b = await openEncoder(out, opt); // method and architecture from the metadata
       try {

@@ -1,7 +1,7 @@
 /**
  * `deno task embed --checkpoint FILE|DIR|HUB_NAME [--method capi|mae|simmim] [--preset P] [--config JSON]
  *   (--images FILE.safetensors | --data KIND:ROOT [--split val] [--image-size N] [--limit N])
- *   --out OUT.safetensors [--backend wasm|blas|cpu|webgpu|tensorflow] [--batch 16] [--hub-cache DIR]`
+ *   --out OUT.safetensors [--engine tfjs|ort] [--ep cpu|webgpu|cuda] [--backend NAME] [--batch 16] [--hub-cache DIR]`
  *
  * Writes what a frozen encoder computes, as float32 safetensors:
  * - `patches` `[N, H/p, W/p, D]`: the final-norm patch tokens, row-major over the grid, no
@@ -24,16 +24,15 @@
  */
 import { openDataset, parseDataSpec } from "../datasets/data_spec.ts";
 import type { EncoderFeatures } from "../model/encoder.ts";
-import { initBackend, parseBackend } from "../model/engine.ts";
 import { createSafetensorsWriter, openSafetensors } from "../model/safetensors.ts";
 import { openEncoder } from "../eval/checkpoint_encoder.ts";
-import { datasetSource } from "../eval/dataset_source.ts";
+import { datasetSource, subsetDataset } from "../eval/dataset_source.ts";
 import { type EvalImageSource, progressLine, type SourceBatch } from "../eval/features.ts";
 import { parseConfigFlag, parseMethod, resolveCheckpoint } from "./checkpoint_arg.ts";
-import { BACKENDS } from "../model/engine.ts";
+import { ENGINE_FLAG_HELP, parseEngineChoice, startEngine } from "../model/engine_choice.ts";
 import { choiceFlag, type CliSpec, intFlag, type ParsedArgs, requiredFlag, runCli, UsageError } from "./cli.ts";
 import { codeVersion } from "./code_version.ts";
-import { peakRssBytes, tfjsEngine } from "./provenance.ts";
+import { peakRssBytes } from "./provenance.ts";
 
 export const EMBED_CLI = {
   name: "embed",
@@ -54,7 +53,9 @@ export const EMBED_CLI = {
     "image-size": { type: "string", arg: "N", help: "resolution with --data (default the config's)" },
     limit: { type: "string", arg: "N", help: "at most N images" },
     out: { type: "string", arg: "FILE", help: "output safetensors (patches, global, labels with --data)" },
-    backend: { type: "string", arg: BACKENDS.join("|"), help: "tensor backend (default wasm)" },
+    engine: { type: "string", arg: "tfjs|ort", help: `${ENGINE_FLAG_HELP.engine} (default tfjs)` },
+    ep: { type: "string", arg: "cpu|webgpu|cuda", help: ENGINE_FLAG_HELP.ep },
+    backend: { type: "string", arg: "NAME", help: `${ENGINE_FLAG_HELP.backend} (default wasm)` },
     batch: { type: "string", arg: "N", help: "images per forward (default 16)" },
     "hub-cache": { type: "string", arg: "DIR", help: "download cache of hub names (default .cache/hub)" },
   },
@@ -119,7 +120,7 @@ export function checkEmbedArgs({ values }: ParsedArgs<typeof EMBED_CLI>) {
     split: choiceFlag("split", values.split, ["train", "val"] as const),
     imageSize: side === undefined ? undefined : [side, side] as [number, number],
     limit: intFlag("limit", values.limit, { min: 1 }),
-    backend: parseBackend(values.backend),
+    choice: parseEngineChoice(values),
     batch: intFlag("batch", values.batch, { min: 1, fallback: 16 }),
     hubCache: values["hub-cache"],
   };
@@ -129,16 +130,16 @@ export type EmbedOptions = ReturnType<typeof checkEmbedArgs>;
 
 /** `deno task embed` with checked options; progress and notes go to `log`. */
 export async function runEmbed(o: EmbedOptions, log: (line: string) => void = (l) => console.error(l)): Promise<void> {
-  const { batch, limit, backend } = o;
+  const { batch, limit } = o;
   // The checkpoint first: a bad path or name fails before any data is touched.
   const ckpt = await resolveCheckpoint(o.checkpoint, { hubCache: o.hubCache });
-  await initBackend(backend);
+  const started = await startEngine(o.choice);
 
   let size = o.imageSize;
   let src: EvalImageSource | undefined;
   if (o.images) ({ src, size } = await imagesSource(o.images, limit));
   const opened = await openEncoder(ckpt.path, {
-    onnx: false,
+    engine: started,
     threads: 2,
     method: o.method ?? ckpt.method,
     preset: o.preset ?? (o.method ? undefined : ckpt.preset),
@@ -154,14 +155,18 @@ export async function runEmbed(o: EmbedOptions, log: (line: string) => void = (l
       const spec = parseDataSpec(o.data!);
       // ADE20K: the segmentation transform (resize to H x W); ImageNet layouts: resize + centre crop, with labels.
       const task = spec.kind === "ade20k" ? "segmentation" : "classification";
-      const ds = await openDataset(spec, o.split, { task, log });
-      src = datasetSource(ds, `${o.data} ${o.split}`, enc.info.imageSize, { limit });
+      const all = await openDataset(spec, o.split, { task, log });
+      // --limit: the first N images, in dataset order.
+      const ds = limit && limit < all.length
+        ? subsetDataset(all, Int32Array.from({ length: limit }, (_, i) => i))
+        : all;
+      src = datasetSource(ds, `${o.data} ${o.split}`, enc.info.imageSize);
       if (task === "classification") labels = new Int32Array(src.length);
     }
     const [h, w] = enc.info.imageSize, p = enc.info.patchSize, d = enc.info.embedDim, n = src.length;
     const global = new Float32Array(n * d);
     const code = await codeVersion("evaluation");
-    const engine = await tfjsEngine(backend);
+    const engine = started.description;
     writer = await createSafetensorsWriter(
       o.out,
       [

@@ -55,7 +55,7 @@ Deno.test("deno task eval: an unlabelled image fails naming it; --allow-missing 
     assert.match(lenient.stdout, /^knn\/top1 \d\.\d{4}$/m);
     const record = JSON.parse(await Deno.readTextFile(`${tmp}/ok.json`));
     assert.deepEqual(record.data.skipped, { train: 0, val: 1 });
-    assert.equal(record.data.val, 9);
+    assert.equal(record.data.val.n, 9);
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }

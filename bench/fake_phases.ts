@@ -79,6 +79,7 @@ export function fakePhases(opts: { dieAfterStep?: number } = {}): { phases: Benc
           probe: p.probe,
           metrics: { [`${p.probe}/${p.mainMetric}`]: v, [`${p.probe}/loss`]: 1 - v },
           config: { k: 20 },
+          status: { protocol: cell.protocol.evalProtocol, converged: null, constantPrediction: false, notes: [] },
           seconds: 0.01,
         };
       });
@@ -126,13 +127,15 @@ export const FAKE_SUITE: SuiteInput = {
 
 /**
  * A run context for tests: code versions and engines as given (defaults: commit `c0ffee...`,
- * sources `a...`/`b...`, tfjs on `blas` with fixed versions, features on ORT's CPU EP).
+ * sources `a...`/`b...`, tfjs on `blas` with fixed versions training and probing (`engine` changes
+ * both unless `trainEngine` is given), features on ORT's CPU EP).
  */
 export function fakeContext(o: {
   commit?: string;
   pretrainingSources?: string;
   evaluationSources?: string;
   engine?: Partial<EngineDescription>;
+  trainEngine?: EngineDescription;
 } = {}): RunContext {
   const commit = o.commit ?? "c0ffee".padEnd(40, "0");
   const code = (sources: "pretraining" | "evaluation", sourceHash: string) => ({
@@ -142,21 +145,23 @@ export function fakeContext(o: {
     sourceHash,
     files: 120,
   });
+  const engine: EngineDescription = {
+    engine: "tfjs",
+    device: "blas",
+    versions: {
+      "@tensorflow/tfjs-core": "4.22.0",
+      "@tensorflow/tfjs-backend-wasm": "4.22.0",
+      blas: "OpenBLAS 0.3.21",
+    },
+    ...o.engine,
+  };
   return {
     code: {
       pretraining: code("pretraining", o.pretrainingSources ?? "a".repeat(64)),
       evaluation: code("evaluation", o.evaluationSources ?? "b".repeat(64)),
     },
-    engine: {
-      engine: "tfjs",
-      device: "blas",
-      versions: {
-        "@tensorflow/tfjs-core": "4.22.0",
-        "@tensorflow/tfjs-backend-wasm": "4.22.0",
-        blas: "OpenBLAS 0.3.21",
-      },
-      ...o.engine,
-    },
+    engine,
+    trainEngine: o.trainEngine ?? engine,
     featureEngine: { engine: "ort", device: "cpu", versions: { "onnxruntime-node": "1.30.0" } },
     decoder: { sharp: "0.34.5", vips: "8.17.3" },
   };

@@ -1,8 +1,9 @@
 /**
- * `deno task parity [--backend wasm|cpu|tensorflow] [--verbose] FILE.json [FILE.json ...]`
+ * `deno task parity [--engine tfjs|ort] [--ep cpu|webgpu|cuda] [--backend NAME] [--verbose] FILE.json ...`
  *
  * For each `mim-fixture-v1` fixture: build the model from the manifest's `config`, load its
- * `param.*` tensors, run every step the manifest describes and compare every reference
+ * `param.*` tensors, run the method's training step on the chosen engine (tfjs on `--backend`, or
+ * the one-graph onnxruntime engine on `--ep`) and compare every reference
  * tensor by two errors (model/parity.ts): `err = max |ours - ref| / max(1, |ref|)` must be <= 1e-4
  * and `scale = max |ours - ref| / max |ref|` <= 1e-2 (except tensors the manifest's notes call
  * noise). Prints a table (failing rows; every row with --verbose), then one line per fixture,
@@ -11,7 +12,7 @@
  *
  * @module
  */
-import { BACKENDS, initBackend, parseBackend } from "../model/engine.ts";
+import { describeChoice, ENGINE_FLAG_HELP, parseEngineChoice, startEngine } from "../model/engine_choice.ts";
 import { loadFixture } from "../model/fixture.ts";
 import { ParityReport, type ParityRow } from "../model/parity.ts";
 import { createTfTrainEngine } from "../model/tf_train_engine.ts";
@@ -72,10 +73,12 @@ export async function runParity(
 
 export const PARITY_CLI = {
   name: "parity",
-  synopsis: "deno task parity [--backend NAME] [--verbose] FILE.json [FILE.json ...]",
+  synopsis: "deno task parity [--engine tfjs|ort] [--ep EP] [--backend NAME] [--verbose] FILE.json [FILE.json ...]",
   summary: "Golden-tensor parity: run every step a fixture describes and compare every reference tensor.",
   flags: {
-    backend: { type: "string", arg: BACKENDS.join("|"), help: "tensor backend (default wasm)" },
+    engine: { type: "string", arg: "tfjs|ort", help: `${ENGINE_FLAG_HELP.engine} (default tfjs)` },
+    ep: { type: "string", arg: "cpu|webgpu|cuda", help: ENGINE_FLAG_HELP.ep },
+    backend: { type: "string", arg: "NAME", help: `${ENGINE_FLAG_HELP.backend} (default wasm)` },
     verbose: { type: "boolean", short: "v", help: "print passing tensors too" },
   },
   positionals: { min: 1 },
@@ -86,13 +89,14 @@ if (import.meta.main) {
   Deno.exit(
     await runCli(PARITY_CLI, Deno.args, {
       check: ({ values, positionals }) => ({
-        backend: parseBackend(values.backend),
+        choice: parseEngineChoice(values),
         verbose: values.verbose ?? false,
         paths: positionals,
       }),
-      run: async ({ backend, verbose, paths }) => {
-        await initBackend(backend);
-        return (await runParity(paths, { verbose })) ? 0 : 1;
+      run: async ({ choice, verbose, paths }) => {
+        const engine = await startEngine(choice);
+        console.log(`parity on ${describeChoice(choice)}`);
+        return (await runParity(paths, { verbose, engine: engine.factory })) ? 0 : 1;
       },
     }),
   );

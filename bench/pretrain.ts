@@ -1,6 +1,7 @@
 /**
  * `deno task pretrain --method capi --preset tiny --data synthetic --steps N --out DIR
- *   [--resume | --force] [--backend wasm|cpu|tensorflow] [--batch 64] [--seed 0] [--log-every 10] [--ckpt-every 200]`
+ *   [--resume | --force] [--engine tfjs|ort] [--ep cpu|webgpu|cuda] [--backend NAME] [--batch 64] [--seed 0]
+ *   [--log-every 10] [--ckpt-every 200]`
  *   (`--help` lists every flag)
  *
  * Pretrains one method with the method-agnostic trainer (`model/trainer.ts`): a progress
@@ -22,7 +23,7 @@
  *
  * @module
  */
-import { BACKENDS, initBackend, parseBackend } from "../model/engine.ts";
+import { ENGINE_FLAG_HELP, parseEngineChoice, startEngine } from "../model/engine_choice.ts";
 import type { HostTensor } from "../model/fixture.ts";
 import { METHOD_NAMES, type MethodName } from "../model/method.ts";
 import { createMethod, methodPreset } from "../model/methods.ts";
@@ -32,15 +33,7 @@ import { atomicWriteJson } from "../model/atomic_write.ts";
 import { DataLoader, openDataset, parseDataSpec, type Problem, strictDataset } from "../datasets/mod.ts";
 import { choiceFlag, type CliSpec, intFlag, type ParsedArgs, runCli, UsageError } from "./cli.ts";
 import { codeVersion } from "./code_version.ts";
-import {
-  decoderVersions,
-  deviceInfo,
-  engineKey,
-  engineLabel,
-  isCi,
-  runtimeVersions,
-  tfjsEngine,
-} from "./provenance.ts";
+import { decoderVersions, deviceInfo, engineKey, engineLabel, isCi, runtimeVersions } from "./provenance.ts";
 
 /**
  * Seeded procedural images `[B, 3, H, W]`, roughly ImageNet-normalised: a few oriented
@@ -165,11 +158,18 @@ export const PRETRAIN_CLI = {
     },
     steps: { type: "string", arg: "N", default: "200", help: "optimizer steps; the schedules span them (default 200)" },
     batch: { type: "string", arg: "N", default: "64", help: "global batch (default 64)" },
+    "batch-per-device": {
+      type: "string",
+      arg: "N",
+      help: "micro-batch: the batch runs as batch/N micro-batches, gradients accumulated (default: one-shot)",
+    },
     seed: { type: "string", arg: "N", default: "0", help: "seed of every random draw (default 0)" },
     out: { type: "string", arg: "DIR", help: "run folder (default runs/<method>_<preset>_<data>_s<seed>)" },
     resume: { type: "boolean", help: "continue the run in --out from its last checkpoint" },
     force: { type: "boolean", help: "start over in an --out that holds a run (deletes its checkpoint and logs)" },
-    backend: { type: "string", arg: BACKENDS.join("|"), help: "tensor backend (default wasm)" },
+    engine: { type: "string", arg: "tfjs|ort", help: `${ENGINE_FLAG_HELP.engine} (default tfjs)` },
+    ep: { type: "string", arg: "cpu|webgpu|cuda", help: ENGINE_FLAG_HELP.ep },
+    backend: { type: "string", arg: "NAME", help: `${ENGINE_FLAG_HELP.backend} (default wasm)` },
     "log-every": { type: "string", arg: "N", default: "10", help: "steps between log lines (default 10)" },
     "ckpt-every": { type: "string", arg: "N", default: "200", help: "steps between checkpoints (default 200)" },
     "allow-missing": {
@@ -201,10 +201,16 @@ async function checkArgs({ values }: ParsedArgs<typeof PRETRAIN_CLI>) {
   if (values.data !== "procedural") parseDataSpec(values.data);
   const steps = intFlag("steps", values.steps, { min: 1, fallback: 200 });
   const batch = intFlag("batch", values.batch, { min: 1, fallback: 64 });
+  const batchPerDevice = intFlag("batch-per-device", values["batch-per-device"], { min: 1 });
+  if (batchPerDevice !== undefined && batchPerDevice < batch && batch % batchPerDevice !== 0) {
+    throw new UsageError(
+      `--batch-per-device ${batchPerDevice} does not divide --batch ${batch} (micro-batches are equal shares)`,
+    );
+  }
   const seed = intFlag("seed", values.seed, { min: 0, fallback: 0 });
   const logEvery = intFlag("log-every", values["log-every"], { min: 1, fallback: 10 });
   const ckptEvery = intFlag("ckpt-every", values["ckpt-every"], { min: 1, fallback: 200 });
-  const backend = parseBackend(values.backend);
+  const choice = parseEngineChoice(values);
   if (values.resume && values.force) {
     throw new UsageError("--resume and --force exclude each other: continue the run, or start it over");
   }
@@ -224,10 +230,11 @@ async function checkArgs({ values }: ParsedArgs<typeof PRETRAIN_CLI>) {
     data: values.data,
     steps,
     batch,
+    batchPerDevice,
     seed,
     logEvery,
     ckptEvery,
-    backend,
+    choice,
     out,
     resume,
     force,
@@ -239,7 +246,7 @@ async function pretrainMain(o: Awaited<ReturnType<typeof checkArgs>>): Promise<v
   if (o.force) {
     for (const name of await runFilesIn(o.out)) await Deno.remove(`${o.out}/${name}`);
   }
-  await initBackend(o.backend);
+  const started = await startEngine(o.choice);
   const config = methodPreset(o.method, o.preset);
   const optim = (config.optim ?? {}) as Record<string, unknown>;
   config.optim = { ...optim, totalIters: o.steps }; // schedules span exactly this run
@@ -248,7 +255,7 @@ async function pretrainMain(o: Awaited<ReturnType<typeof checkArgs>>): Promise<v
   // --resume under another code version or engine is refused by the trainer).
   const [code, engine, decoder] = [
     await codeVersion("pretrainCli"),
-    await tfjsEngine(o.backend),
+    started.description,
     await decoderVersions(),
   ];
   const identity = {
@@ -258,6 +265,8 @@ async function pretrainMain(o: Awaited<ReturnType<typeof checkArgs>>): Promise<v
     data: o.data,
     batch: o.batch,
     seed: o.seed,
+    // A split batch changes results (CAPI's per-micro-batch stochastic depth, rounding): part of the identity.
+    ...(o.batchPerDevice !== undefined && o.batchPerDevice < o.batch ? { batchPerDevice: o.batchPerDevice } : {}),
     computedBy: { code: code.sourceHash, engine: engineKey(engine), decoder },
   };
   const imageSize = imageSizeOf({ imageSize: 224, ...config });
@@ -276,6 +285,8 @@ async function pretrainMain(o: Awaited<ReturnType<typeof checkArgs>>): Promise<v
     identity,
     logEvery: o.logEvery,
     checkpointEvery: o.ckptEvery,
+    batchPerDevice: o.batchPerDevice,
+    engine: started.factory,
   });
   const run = {
     ...identity,

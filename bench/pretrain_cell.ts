@@ -83,7 +83,7 @@ export async function pretrainCell(
       outcome: { ...outcome, wallSec: (performance.now() - t0) / 1000 },
       provenance: {
         code: c.code.pretraining,
-        engine: c.engine,
+        engine: c.trainEngine,
         decoder: c.decoder,
         ...machine,
         startedAt,

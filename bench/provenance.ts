@@ -3,21 +3,19 @@
  * `model/engine.ts` initialised, a fallback recorded as the fallback), the versions of the
  * numeric and image-decoding libraries, the runtime, the machine, CI, peak memory.
  *
- * Engines are described with `EngineDescription` (model/train_engine.ts): `tfjs` with its
- * backend as the device (`blas`, `wasm`, `cpu`, `webgpu`, `tensorflow`), or `ort` with its
- * execution provider. Asking for `blas` on a machine without OpenBLAS runs `wasm`: the
- * description then says `device: "wasm", fallbackFrom: "blas"`, and so do the records and the
- * leaderboard.
+ * Engines are described with `EngineDescription` (model/train_engine.ts), by the engines
+ * themselves (`tfEngineDescription`, `OrtTrainEngine.description`; model/engine_choice.ts starts
+ * them): `tfjs` with its backend as the device (`blas`, `wasm`, `cpu`, `webgpu`, `tensorflow`), or
+ * `ort` with its execution provider. Asking for `blas` on a machine without OpenBLAS runs `wasm`:
+ * the description then says `device: "wasm", fallbackFrom: "blas"`, and so do the records and
+ * the leaderboard.
  *
  * Machine facts are best-effort and never fail a run (no `nvidia-smi` gives `gpu: null`).
  *
  * @module
  */
 import { fileURLToPath } from "node:url";
-import { type Backend, tf } from "../model/engine.ts";
 import type { EngineDescription } from "../model/train_engine.ts";
-import { activeBlas } from "../model/kernels/blas_backend.ts";
-import { webgpuAdapterSummary } from "../model/webgpu/loader.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
@@ -28,56 +26,6 @@ async function run(cmd: string, args: string[]): Promise<string | null> {
   } catch {
     return null;
   }
-}
-
-/** The version in an installed npm package's package.json (what `import` loads), or null. */
-async function packageVersion(name: string): Promise<string | null> {
-  try {
-    const text = await Deno.readTextFile(`${ROOT}node_modules/${name}/package.json`);
-    return (JSON.parse(text) as { version?: string }).version ?? null;
-  } catch {
-    return null;
-  }
-}
-
-/**
- * The tfjs engine as `initBackend(asked)` left it: `tf.getBackend()` is the device, and the
- * versions are those of the packages and libraries that backend computes with.
- */
-export async function tfjsEngine(asked: Backend): Promise<EngineDescription> {
-  const device = tf.getBackend();
-  const versions: Record<string, string> = { "@tensorflow/tfjs-core": tf.version["tfjs-core"] };
-  if (device === "wasm" || device === "blas") {
-    versions["@tensorflow/tfjs-backend-wasm"] = (await import("@tensorflow/tfjs-backend-wasm")).version_wasm;
-  }
-  if (device === "blas") {
-    // e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Haswell MAX_THREADS=64": the kernel family matters too.
-    versions.blas = activeBlas()?.description ?? "unknown";
-  }
-  if (device === "webgpu") {
-    versions["@tensorflow/tfjs-backend-webgpu"] = await packageVersion("@tensorflow/tfjs-backend-webgpu") ??
-      "unknown";
-    const a = webgpuAdapterSummary();
-    if (a) versions.webgpuAdapter = `${a.vendor} ${a.architecture} ${a.device} (${a.description})`;
-  }
-  if (device === "tensorflow") {
-    versions["@tensorflow/tfjs-node-gpu"] = await packageVersion("@tensorflow/tfjs-node-gpu") ?? "unknown";
-    const binding = (tf.backend() as unknown as { binding?: { TF_Version?: string } }).binding;
-    if (binding?.TF_Version) versions.libtensorflow = binding.TF_Version;
-  }
-  return { engine: "tfjs", device, ...(device !== asked ? { fallbackFrom: asked } : {}), versions };
-}
-
-/**
- * The engine that extracts features when a cell's `encoderRuntime` is `onnx`: onnxruntime-node on
- * its CPU execution provider (model/onnx/ort_encoder.ts asks for `cpu` and nothing else).
- */
-export async function ortCpuEngine(): Promise<EngineDescription> {
-  return {
-    engine: "ort",
-    device: "cpu",
-    versions: { "onnxruntime-node": await packageVersion("onnxruntime-node") ?? "unknown" },
-  };
 }
 
 /** One line for logs and the leaderboard: `tfjs wasm (fallback from blas)`, `ort cuda`. */

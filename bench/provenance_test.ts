@@ -15,9 +15,9 @@ import { EngineRecord } from "./run_record.ts";
 Deno.test("without a BLAS library, a blas run is described as wasm with fallbackFrom blas", async () => {
   const script = `
     import { initBackend } from "${REPO_ROOT}model/engine.ts";
-    import { tfjsEngine } from "${REPO_ROOT}bench/provenance.ts";
+    import { tfEngineDescription } from "${REPO_ROOT}model/tf_train_engine.ts";
     await initBackend("blas");
-    console.log(JSON.stringify(await tfjsEngine("blas")));`;
+    console.log(JSON.stringify(tfEngineDescription()));`;
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["eval", "--config", `${REPO_ROOT}deno.json`, script],
     env: { BLAS_LIB: "/nonexistent/libopenblas.so.0", NO_COLOR: "1" },

@@ -1,5 +1,6 @@
 /**
- * `deno task bench [--suite NAME] [--shard i/n] [--backend wasm|cpu|tensorflow|...] [--list | --plan]
+ * `deno task bench [--suite NAME] [--shard i/n] [--engine tfjs|ort] [--ep cpu|webgpu|cuda] [--backend NAME]
+ *   [--list | --plan]
  *   [--allow-missing] [--reuse-from COMMIT]` (`--help` lists every flag)
  *
  * Runs the cells of a suite (default: `default`, the embedded synthetic data on 2 CPU cores):
@@ -18,12 +19,20 @@
  *
  * @module
  */
-import { BACKENDS, initBackend, parseBackend } from "../model/engine.ts";
+import {
+  describeChoice,
+  ENGINE_FLAG_HELP,
+  type EngineChoice,
+  parseEngineChoice,
+  type StartedEngine,
+  startEngine,
+} from "../model/engine_choice.ts";
+import { tfEngineDescription } from "../model/tf_train_engine.ts";
 import { benchPhases } from "./bench_phases.ts";
 import { type CellReport, runCells, type RunContext } from "./cell_runner.ts";
-import { choiceFlag, type CliSpec, intFlag, type ParsedArgs, runCli, UsageError } from "./cli.ts";
+import { type CliSpec, intFlag, type ParsedArgs, runCli, UsageError } from "./cli.ts";
 import { codeVersion } from "./code_version.ts";
-import { decoderVersions, ortCpuEngine, tfjsEngine } from "./provenance.ts";
+import { decoderVersions } from "./provenance.ts";
 import { RESULTS_DIR, writeLeaderboard } from "./leaderboard.ts";
 import { ciMatrix, expandSuite, parseShard, selectShard } from "./suite.ts";
 import { loadSuite, SUITES } from "./suites/mod.ts";
@@ -40,7 +49,7 @@ export const BENCH_CLI = {
       help: `${Object.keys(SUITES).join(", ")} (default default)`,
     },
     shard: { type: "string", arg: "i/n", help: "run every n-th cell starting at the i-th (1-based), for CI matrices" },
-    backend: { type: "string", arg: BACKENDS.join("|"), help: "tensor backend (default: the suite's)" },
+    backend: { type: "string", arg: "NAME", help: `${ENGINE_FLAG_HELP.backend} (default: the suite's)` },
     records: { type: "string", arg: "DIR", help: "where run records go (default results/runs)" },
     out: { type: "string", arg: "DIR", help: "where the leaderboard files go (default results)" },
     checkpoints: {
@@ -60,13 +69,8 @@ export const BENCH_CLI = {
       type: "boolean",
       help: "skip (and record) unlabelled images, unknown classes, missing annotations, unreadable files",
     },
-    engine: {
-      type: "string",
-      arg: "tfjs|ort",
-      default: "tfjs",
-      help: "training engine (default tfjs; ort, the onnxruntime engine of issue 12, is not in this build yet)",
-    },
-    ep: { type: "string", arg: "cpu|cuda|webgpu", help: "onnxruntime execution provider (with --engine ort)" },
+    engine: { type: "string", arg: "tfjs|ort", help: `${ENGINE_FLAG_HELP.engine} (default: the suite's)` },
+    ep: { type: "string", arg: "cpu|webgpu|cuda", help: `${ENGINE_FLAG_HELP.ep}; default: the suite's` },
     plan: {
       type: "boolean",
       help: "resolve data and identities, say what each cell would do (run, re-run and why, skip, reuse), exit",
@@ -85,28 +89,21 @@ export const BENCH_CLI = {
   ],
 } as const satisfies CliSpec;
 
-const EPS = ["cpu", "cuda", "webgpu"] as const;
-
 function checkArgs({ values }: ParsedArgs<typeof BENCH_CLI>) {
   const suite = loadSuite(values.suite);
-  if (values.backend) suite.runtime.backend = parseBackend(values.backend);
   const limitTrain = intFlag("limit-train", values["limit-train"], { min: 1 });
   const limitVal = intFlag("limit-val", values["limit-val"], { min: 1 });
   if (limitTrain !== undefined) suite.runtime.limitTrain = limitTrain;
   if (limitVal !== undefined) suite.runtime.limitVal = limitVal;
   if (values["hub-cache"]) suite.runtime.hubCache = values["hub-cache"];
-  const engine = choiceFlag("engine", values.engine, ["tfjs", "ort"] as const);
-  if (values.ep !== undefined) {
-    choiceFlag("ep", values.ep, EPS);
-    if (engine !== "ort") throw new UsageError("--ep applies to --engine ort; the tfjs engine takes --backend");
-  }
-  if (engine === "ort") {
-    // The flag exists so that CI command lines (.github/workflows/bench.yml) are final; the engine
-    // arrives with issue 12 and replaces this refusal.
-    throw new UsageError(
-      "--engine ort: the onnxruntime training engine (issue 12) is not in this build yet; use --engine tfjs",
-    );
-  }
+  // The suite's engine unless the flags say otherwise; an --ep alone implies --engine ort.
+  const choice = parseEngineChoice(
+    { engine: values.engine ?? (values.ep ? "ort" : undefined), ep: values.ep, backend: values.backend },
+    { engine: suite.runtime.engine, ep: suite.runtime.ep, backend: suite.runtime.backend },
+  );
+  suite.runtime.engine = choice.engine;
+  if (choice.engine === "ort") suite.runtime.ep = choice.ep;
+  suite.runtime.backend = choice.backend;
   const reuseFrom = values["reuse-from"];
   if (reuseFrom !== undefined && !/^[0-9a-f]{7,40}$/.test(reuseFrom)) {
     throw new UsageError(`--reuse-from: expected a commit hash (7 to 40 hex digits), got '${reuseFrom}'`);
@@ -148,13 +145,20 @@ function summaryTable(reports: CellReport[]): string {
   return [fmt(head), fmt(widths.map((w) => "-".repeat(w))), ...rows.map(fmt)].join("\n");
 }
 
-/** What computes this run's numbers, measured after the backend was initialised. */
-async function runContext(suite: ReturnType<typeof checkArgs>["suite"]): Promise<RunContext> {
-  const engine = await tfjsEngine(suite.runtime.backend);
+/** The engine a suite's runtime asks for. */
+function runtimeChoice(r: ReturnType<typeof checkArgs>["suite"]["runtime"]): EngineChoice {
+  return r.engine === "ort"
+    ? { engine: "ort", ep: r.ep, backend: r.backend, threads: r.workers }
+    : { engine: "tfjs", backend: r.backend };
+}
+
+/** What computes this run's numbers, measured once the engine started. */
+async function runContext(started: StartedEngine): Promise<RunContext> {
   return {
     code: { pretraining: await codeVersion("pretraining"), evaluation: await codeVersion("evaluation") },
-    engine,
-    featureEngine: suite.runtime.encoderRuntime === "onnx" ? await ortCpuEngine() : engine,
+    trainEngine: started.description,
+    engine: tfEngineDescription(),
+    featureEngine: started.description,
     decoder: await decoderVersions(),
   };
 }
@@ -175,20 +179,20 @@ async function benchMain(o: ReturnType<typeof checkArgs>): Promise<number> {
   const shardText = shard ? ` in shard ${shard.index}/${shard.count}` : "";
   log(
     `bench: suite '${suite.name}' (${suite.description}): ${cells.length} of ${all.length} cells${shardText}, ` +
-      `backend ${suite.runtime.backend}`,
+      `${describeChoice(runtimeChoice(suite.runtime))}`,
   );
   if (o.list) {
     for (const c of cells) log(`  ${c.name} ${c.model.preset} seed ${c.seed}`);
     return 0;
   }
-  await initBackend(suite.runtime.backend);
-  const context = await runContext(suite);
+  const started = await startEngine(runtimeChoice(suite.runtime));
+  const context = await runContext(started);
   if (context.engine.fallbackFrom) {
     log(
       `bench: backend '${context.engine.fallbackFrom}' is not available here, '${context.engine.device}' runs (records say so)`,
     );
   }
-  const phases = benchPhases({ allowMissing: o.allowMissing, workers: suite.runtime.workers, log });
+  const phases = benchPhases({ allowMissing: o.allowMissing, engine: started, workers: suite.runtime.workers, log });
   const reports = await runCells(cells, phases, {
     recordsDir: `${o.recordsDir}/${suite.name}`,
     checkpointsDir: o.checkpointsDir,

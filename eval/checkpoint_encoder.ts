@@ -22,8 +22,9 @@ import type { VisionEncoder } from "../model/encoder.ts";
 import type { MethodName, MimMethod } from "../model/method.ts";
 import { METHOD_NAMES } from "../model/method.ts";
 import { createMethod } from "../model/methods.ts";
-import { ortEncoderFor } from "../model/onnx/export.ts";
-import { tfEncoder } from "../model/tf_train_engine.ts";
+import { createTfTrainEngine } from "../model/tf_train_engine.ts";
+import { EngineEncoder, evalOnlySpec } from "../model/engine_encoder.ts";
+import type { StartedEngine } from "../model/engine_choice.ts";
 import { OnnxAdapterConfig, OrtEncoder } from "../model/onnx/ort_encoder.ts";
 import type { EvalMethod } from "./feature_sources.ts";
 import { sha256File } from "../model/sha256.ts";
@@ -48,7 +49,9 @@ export interface OpenedEncoder {
 }
 
 export interface OpenEncoderOptions {
-  onnx: boolean;
+  /** The engine that encodes (default: tfjs on the current backend). */
+  engine?: StartedEngine;
+  /** onnxruntime threads of an external ONNX encoder (`--adapter`). */
   threads: number;
   adapterPath?: string;
   /** Released weights: the method, preset and `--config` overrides (from flags, a hub entry, or convert metadata). */
@@ -104,12 +107,13 @@ export async function openEncoder(path: string, o: OpenEncoderOptions): Promise<
           `--method ${METHOD_NAMES.join("|")} and usually --preset (e.g. --method capi --preset vit_l)`,
       );
     }
-    if (o.onnx) throw new Error(`--onnx: released weights run on tfjs only; drop --onnx`);
     const spec: ReleasedSpec = {
       method,
       preset: o.preset ?? (converted && !o.method ? meta.preset || undefined : undefined),
       overrides: o.overrides ?? (converted && !o.method && meta.overrides ? JSON.parse(meta.overrides) : undefined),
       imageSize: o.imageSize,
+      // tfjs streams the file into variables by default; another engine takes host arrays.
+      engine: o.engine && o.engine.choice.engine !== "tfjs" ? o.engine.factory : undefined,
     };
     const { encoder: full, config, report } = await loadReleasedEncoder(src, spec);
     o.log?.(`${path}: ${src.format}, ${method}${spec.preset ? ` preset ${spec.preset}` : ""}: ${describeLoad(report)}`);
@@ -165,7 +169,11 @@ async function openPretrainCheckpoint(path: string, sha256: string, o: OpenEncod
   }
   const missing = [...method.stepSpec().params.keys()].filter((n) => !params.has(n));
   if (missing.length) throw new Error(`${path}: checkpoint lacks ${missing.length} parameters, e.g. '${missing[0]}'`);
-  const encoder = o.onnx ? await ortEncoderFor(method, params, o.threads) : tfEncoder(method, params);
+  const encoder = new EngineEncoder(
+    await (o.engine?.factory ?? createTfTrainEngine)(evalOnlySpec(params)),
+    method,
+    true,
+  );
   return {
     encoder,
     method: name as MethodName,

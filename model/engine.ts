@@ -39,9 +39,17 @@ let gradientsRegistered = false;
 /** The backend last asked for when it is not the one running (`blas` without a BLAS library runs `wasm`). */
 let fallbackFrom: Backend | null = null;
 
+/** Versions of the backend packages `initBackend` loaded (records: what computed a number). */
+const loadedVersions: Record<string, string> = {};
+
 /** The backend asked for when `initBackend` fell back to another one, else null: records name what actually ran. */
 export function backendFallback(): Backend | null {
   return fallbackFrom;
+}
+
+/** `@tensorflow/tfjs-core` and the versions of the backend packages loaded so far (tfjs-backend-wasm, ...). */
+export function backendVersions(): Record<string, string> {
+  return { "@tensorflow/tfjs-core": tf.version["tfjs-core"], ...loadedVersions };
 }
 
 /** Swap the last two axes of `x` (rank >= 2) with an explicit transpose. */
@@ -167,12 +175,16 @@ export async function initBackend(name: Backend = "wasm"): Promise<void> {
     case "wasm": {
       const wasm = await import("@tensorflow/tfjs-backend-wasm");
       wasm.setWasmPaths(wasmDir());
+      loadedVersions["@tensorflow/tfjs-backend-wasm"] = wasm.version_wasm;
       break;
     }
     case "webgpu": {
       // tfjs-backend-webgpu on Deno's WebGPU (Vulkan); fails naming the missing driver piece (model/webgpu/).
       const { loadWebGpu } = await import("./webgpu/loader.ts");
-      await loadWebGpu();
+      const a = await loadWebGpu();
+      // The package exports no version; deno.json pins every tfjs package to tfjs-core's.
+      loadedVersions["@tensorflow/tfjs-backend-webgpu"] = tf.version_core;
+      loadedVersions.webgpuAdapter = `${a.vendor} ${a.architecture} ${a.device} (${a.description})`;
       break;
     }
     case "blas": {
@@ -186,10 +198,12 @@ export async function initBackend(name: Backend = "wasm"): Promise<void> {
     }
     case "tensorflow": {
       try {
-        await import("@tensorflow/tfjs-node-gpu");
+        const node = await import("@tensorflow/tfjs-node-gpu");
+        loadedVersions["@tensorflow/tfjs-node-gpu"] = node.version["tfjs-node"] ?? "unknown";
       } catch (gpuError) {
         try {
-          await import(["@tensorflow", "tfjs-node"].join("/"));
+          const node = await import(["@tensorflow", "tfjs-node"].join("/"));
+          loadedVersions["@tensorflow/tfjs-node"] = node.version?.["tfjs-node"] ?? "unknown";
         } catch {
           throw new Error(`${TENSORFLOW_INSTALL_HINT} (import failed: ${(gpuError as Error).message})`);
         }

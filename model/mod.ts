@@ -1,6 +1,7 @@
 /**
- * `@mim/model`: the tensor engine, the `Ops` interface and its tfjs implementation, the ViT
- * building blocks, CAPI, MAE and SimMIM, the tfjs training engine and the engine-neutral trainer.
+ * `@mim/model`: the tensor engine, the `Ops` interface and its two implementations (tfjs eager,
+ * the recorded graph run by onnxruntime), the ViT building blocks, CAPI, MAE and SimMIM, both
+ * training engines, the engine choice of every task and the engine-neutral trainer.
  *
  * @module
  */
@@ -25,6 +26,23 @@ export type * from "./train_step.ts";
 export type * from "./train_engine.ts";
 export { createTfTrainEngine, tfEncoder, tfEngineFactory, TfTrainEngine } from "./tf_train_engine.ts";
 export { EngineEncoder, evalOnlySpec } from "./engine_encoder.ts";
+export { GraphOps } from "./ops/graph_ops.ts";
+export { gradients } from "./ops/autodiff.ts";
+export { lowerToOnnx } from "./ops/onnx_lower.ts";
+export { OrtProgram } from "./ops/ort_program.ts";
+export { buildTrainStep } from "./ops/step_graph.ts";
+export { OrtTrainEngine, type OrtTrainEngineOptions } from "./ops/ort_train_engine.ts";
+export {
+  describeChoice,
+  ENGINE_NAMES,
+  type EngineChoice,
+  type EngineName,
+  ORT_EPS,
+  type OrtEp,
+  parseEngineChoice,
+  type StartedEngine,
+  startEngine,
+} from "./engine_choice.ts";
 export { PARITY_TOLERANCE, ParityReport } from "./parity.ts";
 export * from "./nn/mod.ts";
 export { createMethod, type CreateMethodOptions, methodPreset } from "./methods.ts";
@@ -62,5 +80,4 @@ export { MAE_PRESETS, MaeConfig, maeConfig } from "./mae/config.ts";
 export { MaeEncoderForward, MaeMethod } from "./mae/method.ts";
 export { SIMMIM_PRESETS, SimmimConfig, simmimConfig } from "./simmim/config.ts";
 export { SimmimEncoderForward, SimmimMethod } from "./simmim/method.ts";
-export { exportMethodEncoder, ortEncoderFor } from "./onnx/export.ts";
 export { OnnxAdapterConfig, OrtEncoder } from "./onnx/ort_encoder.ts";

@@ -16,6 +16,7 @@ import { SimmimConfig } from "./simmim/config.ts";
 import { loadSimmimEncoderFrom, simmimLayout } from "./simmim/checkpoint.ts";
 import type { Layout, LoadReport } from "./state_dict.ts";
 import type { TensorSource } from "./tensor_source.ts";
+import type { EngineFactory } from "./train_engine.ts";
 
 export interface ReleasedSpec {
   method: MethodName;
@@ -25,6 +26,8 @@ export interface ReleasedSpec {
   overrides?: Record<string, unknown>;
   /** Evaluation resolution `[H, W]`; default the config's. */
   imageSize?: [number, number];
+  /** The engine that encodes (default: tfjs, each tensor uploaded as it is read). */
+  engine?: EngineFactory;
 }
 
 const SCHEMAS = { capi: CapiConfig, mae: MaeConfig, simmim: SimmimConfig } as const;
@@ -78,7 +81,7 @@ export async function loadReleasedEncoder(
   src: TensorSource,
   spec: ReleasedSpec,
 ): Promise<{ encoder: VisionEncoder; config: Record<string, unknown>; report: LoadReport }> {
-  const o = { ...storedConfig(src, spec), imageSize: spec.imageSize };
+  const o = { ...storedConfig(src, spec), imageSize: spec.imageSize, engine: spec.engine };
   switch (spec.method) {
     case "capi":
       return await loadCapiEncoderFrom(src, { ...o, config: o.config as CapiConfig | undefined });

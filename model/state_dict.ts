@@ -10,7 +10,6 @@
  * @module
  */
 import type { HostTensor } from "./fixture.ts";
-import type { ParamStore } from "./params.ts";
 import { missingTensorError, type TensorSource } from "./tensor_source.ts";
 
 export interface ExpectedParam {
@@ -86,12 +85,17 @@ export function checkParams(src: TensorSource, prefix: string, expected: Expecte
   return report;
 }
 
-/** Check, then upload the needed tensors of `expected` from `src` into `store`, one at a time. */
+/** Where `loadParams` puts each tensor it reads: a tfjs `ParamStore` (uploads at once), or a host map. */
+export interface ParamSink {
+  add(name: string, value: HostTensor<Float32Array>, trainable: boolean): unknown;
+}
+
+/** Check, then hand the needed tensors of `expected` from `src` to `store`, one at a time. */
 export async function loadParams(
   src: TensorSource,
   prefix: string,
   expected: ExpectedParam[],
-  store: ParamStore,
+  store: ParamSink,
   o: LoadOptions,
 ): Promise<LoadReport> {
   // Every shape is checked before anything is uploaded: a wrong preset fails fast and allocates nothing.

@@ -4,7 +4,7 @@
  * segmentation kNN and logistic regression, with the authors' numbers beside ours.
  *
  *   IMAGENET_ROOT=/data/imagenet ADE20K_ROOT=/data/ADEChallengeData2016 \
- *     deno task bench --suite released --backend tensorflow --shard i/n
+ *     deno task bench --suite released --shard i/n         (engine ort on CUDA; probe heads on tfjs blas)
  *
  * Expected runtime: GPU runners only; each ViT-L/14 cell embeds 1.33M ImageNet images and 22k
  * ADE20K images (~1.7e11 FLOP an image), the weights download once into `.cache/hub`
@@ -91,7 +91,7 @@ export function releasedSuite(o: {
     },
     // Released weights are deterministic; probe seeds would only measure the probes' own noise.
     seeds: [0],
-    runtime: { backend: "tensorflow", evalBatchSize: 128, workers: 8 },
+    runtime: { engine: "ort", ep: "cuda", backend: "blas", evalBatchSize: 128, workers: 8 },
     // One GPU job per released file (and one for raw pixels): each embeds IN-1k and ADE20K once.
     ci: { shards: o.weights.length + 1 },
   };

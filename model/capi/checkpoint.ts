@@ -13,8 +13,8 @@
  * @module
  */
 import type { EngineEncoder } from "../engine_encoder.ts";
-import { ParamStore } from "../params.ts";
-import { tfEncoderFromStore } from "../tf_train_engine.ts";
+import { loadedEncoder } from "../loaded_encoder.ts";
+import type { EngineFactory } from "../train_engine.ts";
 import { type ExpectedParam, type Layout, loadParams, type LoadReport } from "../state_dict.ts";
 import { openTensorSource, type TensorSource } from "../tensor_source.ts";
 import { type CapiConfig, capiConfig } from "./config.ts";
@@ -100,6 +100,8 @@ export interface CapiLoadOptions {
   configName?: string;
   /** Evaluation resolution (RoPE works at any multiple of the patch); default the config's. */
   imageSize?: number | [number, number];
+  /** The engine that encodes (default: tfjs, each tensor uploaded as it is read). */
+  engine?: EngineFactory;
 }
 
 /** Where the backbone sits in `src` and the architecture it is checked against. */
@@ -123,15 +125,12 @@ export async function loadCapiEncoderFrom(
   o: CapiLoadOptions = {},
 ): Promise<{ encoder: EngineEncoder; config: CapiConfig; report: LoadReport }> {
   const { prefix, config, expected, model } = capiLayout(src, o);
-  const store = new ParamStore();
-  try {
-    const report = await loadParams(src, prefix, expected, store, { model, storeName: (n) => `backbone.${n}` });
-    const encoder = tfEncoderFromStore(new CapiEncoderForward(config, "backbone."), store);
-    return { encoder, config, report };
-  } catch (e) {
-    store.dispose();
-    throw e;
-  }
+  const { encoder, report } = await loadedEncoder(
+    () => new CapiEncoderForward(config, "backbone."),
+    (sink) => loadParams(src, prefix, expected, sink, { model, storeName: (n) => `backbone.${n}` }),
+    o.engine,
+  );
+  return { encoder, config, report };
 }
 
 /** Load the backbone in checkpoint file `path` for evaluation at `imageSize`. */

@@ -93,7 +93,7 @@ export async function tfjsRows(xs: Float32Array): Promise<[string, Func, ArrayLi
   return rows;
 }
 
-// ---- onnxruntime: tiny single-purpose graphs written directly (model/onnx/graph.ts has no contrib domains).
+// ---- onnxruntime: tiny single-purpose graphs written directly (the ops lowering emits whole graphs).
 
 interface Node {
   op: string;
@@ -104,7 +104,7 @@ interface Node {
 
 function model(nodes: Node[], consts: Record<string, number>, outputs: string[]): Uint8Array {
   const w = new ProtoWriter();
-  w.int(1, 8); // IR version 8, opset 17 (as model/onnx/graph.ts)
+  w.int(1, 8); // IR version 8, opset 17 (as model/ops/onnx_lower.ts)
   w.string(2, "gelu_accuracy");
   w.message(7, (g) => {
     nodes.forEach((n, i) =>

@@ -14,8 +14,8 @@
  */
 import { vitBlockShapes } from "../nn/vit_block.ts";
 import type { EngineEncoder } from "../engine_encoder.ts";
-import { ParamStore } from "../params.ts";
-import { tfEncoderFromStore } from "../tf_train_engine.ts";
+import { loadedEncoder } from "../loaded_encoder.ts";
+import type { EngineFactory } from "../train_engine.ts";
 import { type ExpectedParam, type Layout, loadParams, type LoadReport } from "../state_dict.ts";
 import { openTensorSource, type TensorSource } from "../tensor_source.ts";
 import { type MaeConfig, maeConfig, maeDims } from "./config.ts";
@@ -87,6 +87,8 @@ export interface MaeLoadOptions {
   imageSize?: number | [number, number];
   /** Heads when the architecture is read from the shapes (no shape carries them). */
   numHeads?: number;
+  /** The engine that encodes (default: tfjs, each tensor uploaded as it is read). */
+  engine?: EngineFactory;
 }
 
 /** Where the encoder sits in `src`; `expected` is at the stored resolution, `config` at the evaluation one. */
@@ -121,21 +123,20 @@ export async function loadMaeEncoderFrom(
 ): Promise<{ encoder: EngineEncoder; config: MaeConfig; report: LoadReport }> {
   const { prefix, config, expected, model: what } = maeLayout(src, o);
   const { gridH, gridW, nTokens } = maeDims(config);
-  const store = new ParamStore();
-  try {
-    const report = await loadParams(src, prefix, expected, store, {
-      model: what,
-      transform: (name, t) => {
-        if (name !== "pos_embed" || t.shape[1] === nTokens + 1) return t;
-        const pos = sincos2d(config.embedDim, [gridH, gridW], true); // fixed sin-cos: exact at any grid
-        return { shape: [1, ...pos.shape], data: pos.data };
-      },
-    });
-    return { encoder: tfEncoderFromStore(new MaeEncoderForward(config), store), config, report };
-  } catch (e) {
-    store.dispose();
-    throw e;
-  }
+  const { encoder, report } = await loadedEncoder(
+    () => new MaeEncoderForward(config),
+    (sink) =>
+      loadParams(src, prefix, expected, sink, {
+        model: what,
+        transform: (name, t) => {
+          if (name !== "pos_embed" || t.shape[1] === nTokens + 1) return t;
+          const pos = sincos2d(config.embedDim, [gridH, gridW], true); // fixed sin-cos: exact at any grid
+          return { shape: [1, ...pos.shape], data: pos.data };
+        },
+      }),
+    o.engine,
+  );
+  return { encoder, config, report };
 }
 
 /** Load the MAE encoder in checkpoint file `path` for evaluation. */

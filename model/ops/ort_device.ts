@@ -38,6 +38,20 @@ export interface DeviceStateOptions {
 
 const bytesOf = (shape: number[]) => 4 * shape.reduce((a, b) => a * b, 1);
 
+/** Bytes a run's feeds send host -> device: host arrays and `cpu` tensors (device tensors stay put). */
+export function hostFeedBytes(feeds: Record<string, Feed>): number {
+  let n = 0;
+  for (const f of Object.values(feeds)) {
+    n += "location" in f ? (f.location === "cpu" ? f.size * 4 : 0) : f.data.byteLength;
+  }
+  return n;
+}
+
+/** Bytes a run's outputs bring device -> host: its `cpu` outputs. */
+export function cpuOutputBytes(out: Record<string, ort.Tensor>): number {
+  return Object.values(out).reduce((a, t) => a + (t.location === "cpu" ? t.size * 4 : 0), 0);
+}
+
 export class DeviceState {
   readonly ep: ExecutionProvider;
   readonly #threads?: number;
@@ -65,6 +79,13 @@ export class DeviceState {
 
   get peakBytes(): number {
     return this.#peak;
+  }
+
+  /** Bytes of every value held, on the host or the device. */
+  get totalBytes(): number {
+    let n = 0;
+    for (const s of this.#slots.values()) n += bytesOf(s.shape);
+    return n;
   }
 
   has(key: string): boolean {

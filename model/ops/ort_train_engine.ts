@@ -22,6 +22,9 @@
  *   state stays on the host as on `cpu` and every step copies it up and back: parameters and
  *   both moments of each trainable parameter, and the EMA targets, in both directions.
  *
+ * The accumulated step (`stepMicro`, ort_micro_step.ts) keeps its saved tensors and accumulated
+ * gradients where the state lives, and its apply graph is fed and committed like a one-shot step.
+ *
  * `deviceStats()` reports the bytes the last step moved each way and the device bytes held.
  * Engine calls run one at a time (a step never sees, nor frees, tensors another call is using).
  * The step graph is compiled on first use per draw shapes and per `StepOptions`; `evaluate`
@@ -29,10 +32,10 @@
  *
  * @module
  */
-import * as ort from "onnxruntime-node";
+import type * as ort from "onnxruntime-node";
 import type { HostTensor } from "../fixture.ts";
 import type { Ops, Tensor } from "./ops.ts";
-import { adamwScalars, type StepDraws, type StepHyper, type TrainStepSpec } from "../train_step.ts";
+import { adamwScalars, type MicroBatch, type StepDraws, type StepHyper, type TrainStepSpec } from "../train_step.ts";
 import type {
   EngineDescription,
   EngineFactory,
@@ -55,8 +58,9 @@ import {
   OrtProgram,
   type OutputLocation,
 } from "./ort_program.ts";
-import { DeviceState } from "./ort_device.ts";
+import { cpuOutputBytes, DeviceState, hostFeedBytes } from "./ort_device.ts";
 import { keepFreedMemory } from "./host_memory.ts";
+import { OrtMicroStep } from "./ort_micro_step.ts";
 
 export interface OrtTrainEngineOptions {
   /** Execution provider (default `cpu`). */
@@ -103,8 +107,6 @@ const f32Of = (t: ort.Tensor, name: string): Float32Array => {
   }
   return t.data as Float32Array;
 };
-const feedBytes = (f: Feed) =>
-  f instanceof ort.Tensor ? (f.location === "cpu" ? f.size * 4 : 0) : (f as HostTensor).data.byteLength;
 
 export class OrtTrainEngine implements TrainEngine {
   readonly description: EngineDescription;
@@ -117,6 +119,7 @@ export class OrtTrainEngine implements TrainEngine {
   readonly #steps = new Map<string, number>();
   readonly #programs = new Map<string, Promise<Compiled>>();
   readonly #evals = new Map<string, Promise<OrtProgram>>();
+  readonly #micro: OrtMicroStep;
   #lastStep = { toDeviceBytes: 0, toHostBytes: 0 };
   #disposed = false;
   #tail: Promise<unknown> = Promise.resolve();
@@ -135,6 +138,7 @@ export class OrtTrainEngine implements TrainEngine {
     }
     for (const opt of spec.optimizers) this.#steps.set(opt.id, 0);
     this.description = { engine: "ort", device: this.ep, versions: { "onnxruntime-node": ORT_VERSION } };
+    this.#micro = new OrtMicroStep(spec, this.#programOptions());
   }
 
   /** Bytes moved by the last step and device bytes held (see {@link DeviceStats}). */
@@ -206,9 +210,45 @@ export class OrtTrainEngine implements TrainEngine {
   async #step(draws: StepDraws, hyper: StepHyper, opts: StepOptions): Promise<StepResult> {
     this.#live();
     const { step, program } = await this.#compiled(draws, opts);
+    const { feeds, uploaded } = await this.#stateFeeds(program, step, hyper);
     const want = new Set(program.inputNames);
-    const feeds: Record<string, Feed> = {};
     for (const [name, d] of Object.entries(draws)) if (want.has(`draw.${name}`)) feeds[`draw.${name}`] = d;
+    const out = await program.run(feeds);
+    this.#moved(uploaded + hostFeedBytes(feeds), cpuOutputBytes(out));
+    const peakTensorBytes = this.#state.totalBytes + Object.values(out).reduce((s, t) => s + 4 * t.size, 0);
+    this.#commit(step, out);
+
+    const scalars: Record<string, number> = { loss: f32Of(out.loss, "loss")[0] };
+    for (const m of step.metrics) scalars[m] = f32Of(out[`metric.${m}`], m)[0];
+    const host = (name: string): HostTensor<Float32Array> => ({
+      shape: out[name].dims.map(Number),
+      data: f32Of(out[name], name),
+    });
+    return {
+      read: () => Promise.resolve({ ...scalars }),
+      traced: opts.trace ? new Map(step.traces.map((t) => [t, host(`trace.${t}`)])) : undefined,
+      grads: opts.grads ? new Map([...step.updated.values()].flat().map((p) => [p, host(`grad.${p}`)])) : undefined,
+      peakTensorBytes, // the state beside the program's outputs (onnxruntime's own arena is not visible)
+      dispose: () => {},
+    };
+  }
+
+  #moved(toDeviceBytes: number, toHostBytes: number): void {
+    this.#lastStep = this.ep === "cpu" ? { toDeviceBytes: 0, toHostBytes: 0 } : { toDeviceBytes, toHostBytes };
+  }
+
+  /**
+   * Feeds of the engine's state that `program` reads (parameters, AdamW moments, created as zeros
+   * at an optimizer's first step) and its scalars (AdamW's, the EMA momentum). On a resident
+   * provider host values go up first, in one run; `uploaded` is the bytes that run sent.
+   */
+  async #stateFeeds(
+    program: OrtProgram,
+    step: TrainStepGraph,
+    hyper: StepHyper,
+  ): Promise<{ feeds: Record<string, Feed>; uploaded: number }> {
+    const feeds: Record<string, Feed> = {};
+    const want = new Set(program.inputNames);
     for (const opt of this.#spec.optimizers) {
       const t = this.#steps.get(opt.id)! + 1;
       const groups = hyper.groups[opt.id];
@@ -222,15 +262,9 @@ export class OrtTrainEngine implements TrainEngine {
         feeds[hyperInput.bc2Sqrt(opt.id)] = scalar(s.bc2Sqrt);
       }
       for (const p of step.updated.get(opt.id) ?? []) {
-        const shape = this.#spec.params.get(p)!.value.shape;
+        const shape = [...this.#spec.params.get(p)!.value.shape];
         for (const k of [`exp_avg.${p}`, `exp_avg_sq.${p}`]) {
-          if (!this.#state.has(k)) {
-            this.#state.setHost(
-              k,
-              [...shape],
-              new Float32Array(shape.reduce((a, b) => a * b, 1)),
-            );
-          }
+          if (!this.#state.has(k)) this.#state.setHost(k, shape, new Float32Array(shape.reduce((a, b) => a * b, 1)));
         }
       }
     }
@@ -240,17 +274,13 @@ export class OrtTrainEngine implements TrainEngine {
       feeds[hyperInput.emaMomentum] = scalar(m);
       if (want.has(hyperInput.emaOneMinus)) feeds[hyperInput.emaOneMinus] = scalar(1 - m); // float64 on the host
     }
-    const uploaded = await this.#state.upload(); // resident providers: host state goes up once, in one run
-    for (const name of want) if (!(name in feeds)) feeds[name] = this.#state.feed(name);
+    const uploaded = await this.#state.upload();
+    for (const name of want) if (!(name in feeds) && this.#state.has(name)) feeds[name] = this.#state.feed(name);
+    return { feeds, uploaded };
+  }
 
-    const out = await program.run(feeds);
-    if (this.ep !== "cpu") {
-      const down = Object.values(out).reduce((a, t) => a + (t.location === "cpu" ? t.size * 4 : 0), 0);
-      this.#lastStep = {
-        toDeviceBytes: uploaded + Object.values(feeds).reduce((a, f) => a + feedBytes(f), 0),
-        toHostBytes: down,
-      };
-    }
+  /** Adopt the parameters, moments and EMA targets a step program returned (replaced state freed). */
+  #commit(step: TrainStepGraph, out: Record<string, ort.Tensor>): void {
     const adopt = (key: string) => {
       this.#state.adopt(key, out[`new.${key}`]);
       delete out[`new.${key}`];
@@ -262,19 +292,43 @@ export class OrtTrainEngine implements TrainEngine {
     for (const e of step.emaTargets) adopt(`param.${e}`);
     this.#state.settle(); // replaced state freed: host arrays released, device tensors disposed
     for (const t of Object.values(out)) if (t.location === "gpu-buffer") t.dispose(); // none expected: never leak one
+  }
 
-    const scalars: Record<string, number> = { loss: f32Of(out.loss, "loss")[0] };
-    for (const m of step.metrics) scalars[m] = f32Of(out[`metric.${m}`], m)[0];
-    const host = (name: string): HostTensor<Float32Array> => ({
-      shape: out[name].dims.map(Number),
-      data: f32Of(out[name], name),
+  /**
+   * The accumulated step (ort_micro_step.ts): statistics passes and each micro-batch's gradients,
+   * then one apply program (clipping, AdamW, EMA) fed and committed like a one-shot step.
+   */
+  stepMicro(micro: MicroBatch[], hyper: StepHyper, opts: StepOptions = {}): Promise<StepResult> {
+    if (micro.length === 1) return this.step(micro[0].draws, hyper, opts);
+    return this.#serial(async () => {
+      this.#live();
+      const first = await this.#state.upload(); // the passes read the parameters where they live
+      try {
+        const acc = await this.#micro.accumulate(micro, opts, (n) => this.#state.feed(`param.${n}`));
+        const { graph, program } = await this.#micro.apply(acc.withGradient);
+        const { feeds, uploaded } = await this.#stateFeeds(program, graph, hyper);
+        for (const p of acc.withGradient) feeds[`grad.${p}`] = acc.grads.feed(p);
+        const stateBytes = this.#state.totalBytes, gradBytes = acc.grads.totalBytes;
+        // Held at once: the state beside the passes' and gradients' tensors, then old and new state beside the gradients.
+        const peakTensorBytes = Math.max(stateBytes + acc.peakBytes, 2 * stateBytes + gradBytes);
+        const out = await program.run(feeds);
+        this.#moved(
+          first + acc.toDeviceBytes + uploaded + hostFeedBytes(feeds),
+          acc.toHostBytes + cpuOutputBytes(out),
+        );
+        this.#commit(graph, out);
+        const grads = opts.grads ? await acc.grads.read(acc.withGradient) : undefined;
+        return {
+          read: () => Promise.resolve({ ...acc.scalars }),
+          tracedMicro: acc.tracedMicro,
+          grads,
+          peakTensorBytes,
+          dispose: () => {},
+        };
+      } finally {
+        this.#micro.clearGrads();
+      }
     });
-    return {
-      read: () => Promise.resolve({ ...scalars }),
-      traced: opts.trace ? new Map(step.traces.map((t) => [t, host(`trace.${t}`)])) : undefined,
-      grads: opts.grads ? new Map([...step.updated.values()].flat().map((p) => [p, host(`grad.${p}`)])) : undefined,
-      dispose: () => {},
-    };
   }
 
   snapshot(): Promise<EngineState> {
@@ -423,6 +477,7 @@ export class OrtTrainEngine implements TrainEngine {
     this.#evals.clear();
     // After any call in flight; device tensors before the sessions whose providers allocated them.
     this.#tail = this.#tail.then(async () => {
+      await this.#micro.release();
       await this.#state.dispose();
       for (const c of programs) await c.then((x) => x.program.release(), () => {});
       for (const p of evals) await p.then((x) => x.release(), () => {});

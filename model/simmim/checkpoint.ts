@@ -17,8 +17,8 @@
  */
 import { vitBlockShapes } from "../nn/vit_block.ts";
 import type { EngineEncoder } from "../engine_encoder.ts";
-import { ParamStore } from "../params.ts";
-import { tfEncoderFromStore } from "../tf_train_engine.ts";
+import { loadedEncoder } from "../loaded_encoder.ts";
+import type { EngineFactory } from "../train_engine.ts";
 import { type ExpectedParam, type Layout, loadParams, type LoadReport } from "../state_dict.ts";
 import { openTensorSource, type TensorSource } from "../tensor_source.ts";
 import { type SimmimConfig, simmimConfig, simmimDims } from "./config.ts";
@@ -109,6 +109,8 @@ export interface SimmimLoadOptions {
   configName?: string;
   /** Must be the checkpoint's resolution (the RPB table is tied to the grid). */
   imageSize?: number | [number, number];
+  /** The engine that encodes (default: tfjs, each tensor uploaded as it is read). */
+  engine?: EngineFactory;
 }
 
 /** Where the model sits in `src` and the architecture it is checked against. */
@@ -136,14 +138,12 @@ export async function loadSimmimEncoderFrom(
   o: SimmimLoadOptions = {},
 ): Promise<{ encoder: EngineEncoder; config: SimmimConfig; report: LoadReport }> {
   const { prefix, config, expected, model: what } = simmimLayout(src, o);
-  const store = new ParamStore();
-  try {
-    const report = await loadParams(src, prefix, expected, store, { model: what });
-    return { encoder: tfEncoderFromStore(new SimmimEncoderForward(config), store), config, report };
-  } catch (e) {
-    store.dispose();
-    throw e;
-  }
+  const { encoder, report } = await loadedEncoder(
+    () => new SimmimEncoderForward(config),
+    (sink) => loadParams(src, prefix, expected, sink, { model: what }),
+    o.engine,
+  );
+  return { encoder, config, report };
 }
 
 /** Load the SimMIM encoder in checkpoint file `path` for evaluation. */
