@@ -433,7 +433,9 @@ export class OrtTrainEngine implements TrainEngine {
       return o.graph.inputs.get(`param.${name}`)?.value ?? o.inputOf(`param.${name}`, [...ps.value.shape], "float32");
     };
     const outs = fn(o, get);
-    for (const [name, t] of Object.entries(outs)) o.output(name, t);
+    // Graph outputs under `out.<name>`: a result may share its name with an input (a method's
+    // `encode` reads input `patches` and returns `patches`), and ONNX names each value once.
+    for (const [name, t] of Object.entries(outs)) o.output(`out.${name}`, t);
     const data = [...o.graph.inputs].filter(([n]) => !n.startsWith("param.") || !read.has(n.slice(6)));
     const signature = JSON.stringify([key, data.map(([n, i]) => [n, i.value.dtype, i.value.shape])]);
     let p = this.#evals.get(signature);
@@ -457,7 +459,8 @@ export class OrtTrainEngine implements TrainEngine {
     const res = await program.run(feeds);
     const result: Record<string, HostTensor<Float32Array>> = {};
     for (const name of Object.keys(outs)) {
-      result[name] = { shape: res[name].dims.map(Number), data: f32Of(res[name], name) };
+      const t = res[`out.${name}`];
+      result[name] = { shape: t.dims.map(Number), data: f32Of(t, name) };
     }
     return result;
   }
