@@ -4,39 +4,24 @@
  * device (the step's state outputs are `gpu-buffer` tensors fed back, and per step only the draws
  * and the hyper-parameter scalars go up and `loss` and the metrics come down, counted in bytes);
  * snapshot/restore round-trips and a restored engine resumes bit-identically; `evaluate` runs on
- * the provider. Also `DeviceState` on its own, and what the CUDA provider cannot do. Skipped,
- * with the reason printed, where no WebGPU adapter exists (the line ep_diagnose.ts writes).
+ * the provider, and every method's `encode` (the features `eval --engine ort` extracts) gives the
+ * CPU provider's features to float32 rounding. Also `DeviceState` on its own, and what the CUDA
+ * provider cannot do. Skipped, with the reason printed, where no WebGPU adapter exists
+ * (webgpu_test_gate.ts).
  */
 import assert from "node:assert/strict";
 import type { HostTensor } from "../fixture.ts";
 import { Rng } from "../rng.ts";
 import { OrtTrainEngine } from "./ort_train_engine.ts";
+import { METHOD_NAMES } from "../method.ts";
+import { microMethod } from "../micro_batch_check.ts";
+import { EngineEncoder } from "../engine_encoder.ts";
 import { DeviceState } from "./ort_device.ts";
 import { IN, normal, smallDraws, smallHyper, smallSpec } from "./small_step_spec.ts";
-import { checkExecutionProvider, OrtProgram } from "./ort_program.ts";
+import { OrtProgram } from "./ort_program.ts";
+import { gpuTest } from "./webgpu_test_gate.ts";
 import { GraphOps } from "./graph_ops.ts";
 import { lowerToOnnx } from "./onnx_lower.ts";
-
-/** Why the WebGPU tests cannot run here, or null when they can. */
-async function noWebGpu(): Promise<string | null> {
-  if (Deno.env.get("MIMBENCH_SKIP_WEBGPU") === "1") return "MIMBENCH_SKIP_WEBGPU=1";
-  try {
-    await checkExecutionProvider("webgpu");
-    return null;
-  } catch (e) {
-    const msg = (e as Error).message;
-    if (msg.startsWith("onnxruntime 'webgpu' provider")) return msg;
-    throw e;
-  }
-}
-
-function gpuTest(name: string, fn: () => Promise<void>): void {
-  Deno.test(name, async () => {
-    const why = await noWebGpu();
-    if (why) return console.log(`skipped: ${why}`);
-    await fn();
-  });
-}
 
 const floats = (t: HostTensor) => t.data.length;
 
@@ -122,6 +107,33 @@ gpuTest("webgpu engine: evaluate runs on the provider, on the parameters held th
   } finally {
     gpu.dispose();
     cpu.dispose();
+  }
+});
+
+gpuTest("webgpu engine: every method's encode extracts the CPU provider's features (float32 rounding)", async () => {
+  const images = { shape: [3, 3, 16, 16], data: Rng.from(5, "images").fillNormal(new Float32Array(3 * 3 * 16 * 16)) };
+  for (const name of METHOD_NAMES) {
+    const method = microMethod(name, 3), spec = method.stepSpec();
+    const gpu = new EngineEncoder(new OrtTrainEngine(spec, { ep: "webgpu" }), method, true);
+    const cpu = new EngineEncoder(new OrtTrainEngine(spec), method, true);
+    try {
+      const [fg, fc] = [await gpu.encode(images), await cpu.encode(images)];
+      for (const k of ["global", "patches", "registers"] as const) {
+        const c = fc[k], g = fg[k];
+        if (!c) {
+          assert.equal(g, null, `${name} ${k}`);
+          continue;
+        }
+        assert.deepEqual(g!.shape, c.shape, `${name} ${k}`);
+        // Measured 2e-7 to 6e-7 of the tensor's scale (2026-12-02, lavapipe): float32 rounding in another order.
+        const scale = Math.max(...Array.from(c.data, Math.abs));
+        const err = Math.max(...Array.from(c.data, (v, i) => Math.abs(v - g!.data[i])));
+        assert.ok(err <= 1e-5 * scale, `${name} ${k}: webgpu differs from cpu by ${err} (scale ${scale})`);
+      }
+    } finally {
+      gpu.dispose();
+      cpu.dispose();
+    }
   }
 });
 
