@@ -5,8 +5,10 @@
  * CPU, WebGPU or CUDA execution provider.
  *
  *   deno run -A model/ops/ort_speed.ts [--method vit|capi|mae|simmim] [--ep cpu|webgpu|cuda] [--vit s16]
- *       [--batch 64] [--steps 8] [--warmup 3] [--threads N] [--rounds R] [--spin] [--fresh-memory]
- *       [--profile] [--copy-cost] [--check]
+ *       [--batch 64] [--per-device N] [--steps 8] [--warmup 3] [--threads N] [--rounds R] [--spin]
+ *       [--fresh-memory] [--profile] [--copy-cost] [--check]
+ *
+ * `--per-device N` (a method only) runs each iteration as micro-batches of N (`stepMicro`).
  *
  * Prints, per round, images/s, wall ms per step, CPU ms per step (all threads of this process:
  * steadier than wall time on a shared machine), and at the end the compile time, the peak RSS,
@@ -39,7 +41,7 @@ import { GraphOps } from "./graph_ops.ts";
 import { lowerToOnnx } from "./onnx_lower.ts";
 import { release as releaseArray } from "./host_memory.ts";
 import { DeviceState } from "./ort_device.ts";
-import type { StepDraws, StepHyper, TrainStepSpec } from "../train_step.ts";
+import type { MicroBatch, StepDraws, StepHyper, TrainStepSpec } from "../train_step.ts";
 import { METHOD_NAMES, type MethodName } from "../method.ts";
 import { createMethod, methodPreset } from "../methods.ts";
 import { Rng } from "../rng.ts";
@@ -56,9 +58,11 @@ interface Workload {
   spec: TrainStepSpec;
   draw(it: number): StepDraws;
   hyper(it: number): StepHyper;
+  /** With `--per-device`: the iteration as micro-batches. */
+  micro?(it: number): MicroBatch[];
 }
 
-function workload(method: "vit" | MethodName, vit: string, batch: number): Workload {
+function workload(method: "vit" | MethodName, vit: string, batch: number, perDevice?: number): Workload {
   if (method === "vit") {
     const cfg = VIT_SIZES[vit];
     const draws = vitDraws(cfg, batch);
@@ -83,6 +87,7 @@ function workload(method: "vit" | MethodName, vit: string, batch: number): Workl
     spec: m.stepSpec(),
     draw: (it) => m.draw(images, Rng.from(0, "speed", it)),
     hyper: (it) => m.hyper(it),
+    micro: perDevice ? (it) => m.drawMicroBatches(images, Rng.from(0, "speed", it), perDevice) : undefined,
   };
 }
 
@@ -196,6 +201,7 @@ async function main(): Promise<void> {
       ep: { type: "string", default: "cpu" },
       vit: { type: "string", default: "reference" },
       batch: { type: "string", default: "64" },
+      "per-device": { type: "string" },
       steps: { type: "string", default: "8" },
       warmup: { type: "string", default: "3" },
       rounds: { type: "string", default: "1" },
@@ -216,6 +222,7 @@ async function main(): Promise<void> {
     return n;
   };
   const batch = int("batch", values.batch, 1), steps = int("steps", values.steps, 1);
+  const perDevice = values["per-device"] === undefined ? undefined : int("per-device", values["per-device"], 1);
   const warmup = int("warmup", values.warmup, 1), rounds = int("rounds", values.rounds, 1);
   const threads = values.threads === undefined ? defaultThreads() : int("threads", values.threads, 1);
   const spin = values.spin, keepFreedMemory = !values["fresh-memory"];
@@ -223,6 +230,9 @@ async function main(): Promise<void> {
   const method = values.method as "vit" | MethodName;
   if (method !== "vit" && !(METHOD_NAMES as readonly string[]).includes(method)) {
     throw new Error(`--method: expected vit, ${METHOD_NAMES.join(", ")}; got '${method}'`);
+  }
+  if (perDevice !== undefined && (method === "vit" || batch % perDevice !== 0)) {
+    throw new Error(`--per-device ${perDevice}: needs --method capi|mae|simmim and a divisor of --batch ${batch}`);
   }
   if (!(values.vit in VIT_SIZES)) {
     throw new Error(`--vit: expected ${Object.keys(VIT_SIZES).join(", ")}; got '${values.vit}'`);
@@ -238,12 +248,14 @@ async function main(): Promise<void> {
     return;
   }
   await checkExecutionProvider(ep); // a provider that cannot start says why, in one line, before any work
-  const work = workload(method, values.vit, batch);
+  const work = workload(method, values.vit, batch, perDevice);
   const spec = work.spec;
   console.log(
-    `ort-speed: ${work.label}, batch ${batch}, onnxruntime-node ${ORT_VERSION} ${ep} provider, ${threads} threads${
-      spin ? ", spinning" : ""
-    }${keepFreedMemory ? "" : ", fresh output memory"}, load ${Deno.loadavg().map((l) => l.toFixed(2)).join(" ")}`,
+    `ort-speed: ${work.label}, batch ${batch}${
+      perDevice ? ` as micro-batches of ${perDevice}` : ""
+    }, onnxruntime-node ${ORT_VERSION} ${ep} provider, ${threads} threads${spin ? ", spinning" : ""}${
+      keepFreedMemory ? "" : ", fresh output memory"
+    }, load ${Deno.loadavg().map((l) => l.toFixed(2)).join(" ")}`,
   );
   const profileDir = values.profile ? await Deno.makeTempDir({ prefix: "ort_profile" }) : null;
   const engine = new OrtTrainEngine(spec, {
@@ -254,7 +266,8 @@ async function main(): Promise<void> {
   });
   try {
     let it = 0;
-    const step = () => engine.step(work.draw(it), work.hyper(it++));
+    const step = () =>
+      work.micro ? engine.stepMicro(work.micro(it), work.hyper(it++)) : engine.step(work.draw(it), work.hyper(it++));
     const t0 = performance.now();
     const first = await step();
     const compileMs = performance.now() - t0;
