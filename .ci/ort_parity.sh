@@ -1,22 +1,22 @@
 #!/usr/bin/env bash
-# CI step (issue 13): the parity fixtures on the ORT engine, on the WebGPU execution provider
-# (onnxruntime's Dawn over Mesa's software Vulkan, lavapipe) and on the CPU provider.
+# CI step (issue 13): every parity fixture on the ORT engine on the WebGPU execution provider
+# (onnxruntime's Dawn over Mesa's software Vulkan, lavapipe), through the parity CLI:
+#   deno task parity --engine ort --ep webgpu model/testdata/*.json model/testdata/variants/*.json
+# (the same fixtures on the CPU provider run inside `deno task test`, bench/parity_test.ts).
 #
-# 1. `ensure_lavapipe` (.ci/lavapipe.sh): Mesa >= 23 lavapipe (Debian: from <codename>-backports;
-#    Dawn refuses Debian 12's Mesa 22.3). Without it: "SKIP ort webgpu parity: <the one line the
-#    engine gives>" and exit 0 (a skip, not a pass).
-# 2. Every fixture of model/testdata and its variants with `deno task parity --engine ort --ep EP`
-#    once the parity CLI has those flags, else `.ci/ort_parity.ts --ep EP` (the same runParity);
-#    each must print PASS.
+# 1. `ensure_lavapipe` (.ci/lavapipe.sh): Mesa >= 23 lavapipe (Debian: from <codename>-backports,
+#    Mesa 25 on bookworm; Dawn refuses Debian 12's Mesa 22.3). Without a provider that starts:
+#    "SKIP ort webgpu parity: <the one line the engine gives>" and exit 0 (a skip, not a pass).
+# 2. The parity CLI must print PASS for every fixture (exit 0).
 #
-# Cost, measured on the 2-core dev machine at load 9-11 (2026-12-01): webgpu 80 s wall / 33 s CPU
-# with a cold Mesa shader cache (lavapipe compiles each WGSL pipeline with LLVM: 32-40 s of it is
-# capi_tiny alone), 30 s / 10 s warm; cpu 10 s. Mesa keeps compiled shaders in
-# $MESA_SHADER_CACHE_DIR (default ~/.cache/mesa_shader_cache, 2.3 MB for all fixtures): a CI that
-# can keep that folder between runs (e.g. actions/cache) pays the cold cost once.
+# Cost (2-core dev machine, 2026-12-02): 24 s wall / 13 CPU-s with Mesa's shader cache warm (load
+# 6; in .ci/run the test suite's goldens on the provider warm it first), 67 s / 34 CPU-s cold
+# (empty MESA_SHADER_CACHE_DIR, load 7-9): lavapipe compiles every WGSL pipeline with LLVM. Mesa keeps
+# compiled shaders in $MESA_SHADER_CACHE_DIR (default ~/.cache/mesa_shader_cache, a few MB): a CI
+# that keeps that folder between runs (e.g. actions/cache) pays the cold cost once.
 #
 # Call from .ci/run as `bash .ci/ort_parity.sh`. DENO overrides the deno command; ORT_PARITY_EPS
-# (default "webgpu cpu") the providers.
+# (default "webgpu") the providers, e.g. "webgpu cpu".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DENO_NO_UPDATE_CHECK=1 NO_COLOR=1
@@ -27,11 +27,6 @@ fi
 . .ci/lavapipe.sh
 
 FIXTURES=(model/testdata/*.json model/testdata/variants/*.json)
-if $DENO task parity --help 2>/dev/null | grep -q -- '--ep'; then
-  parity() { $DENO task parity --engine ort --ep "$1" "${FIXTURES[@]}"; }
-else
-  parity() { $DENO run -A .ci/ort_parity.ts --ep "$1" "${FIXTURES[@]}"; }
-fi
 
 # Mesa's Vulkan wants a runtime folder; the loader makes one when unset, this keeps logs quiet.
 if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
@@ -40,7 +35,7 @@ if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
 fi
 
 status=0
-for ep in ${ORT_PARITY_EPS:-webgpu cpu}; do
+for ep in ${ORT_PARITY_EPS:-webgpu}; do
   if [ "$ep" = webgpu ]; then
     ensure_lavapipe || echo "ort webgpu CI: going on without a new lavapipe"
     why="$($DENO eval 'import { checkExecutionProvider } from "./model/ops/ort_program.ts";
@@ -52,7 +47,7 @@ for ep in ${ORT_PARITY_EPS:-webgpu cpu}; do
   fi
   t0=$SECONDS
   # Dawn's adapter warnings (lavapipe's dynamic-offset limits) are noise here; everything else is kept.
-  if parity "$ep" 2> >(grep -v -e 'artificially reduced from' >&2); then
+  if $DENO task parity --engine ort --ep "$ep" "${FIXTURES[@]}" 2> >(grep -v -e 'artificially reduced from' >&2); then
     echo "ort $ep parity: PASS in $((SECONDS - t0)) s"
   else
     echo "ort $ep parity: FAILED"

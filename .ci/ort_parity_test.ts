@@ -4,7 +4,7 @@
  * every tensor passes the tightened metric of model/parity.ts (1e-4 relative and 1e-2 of the
  * tensor's scale), and our float32 errors stay within 1.5x torch float32's (median over tensors),
  * as bench/parity_test.ts asks of the tfjs engine. The variants run in CI through
- * .ci/ort_parity.sh (all fixtures, both providers); here the three goldens keep `deno task test`
+ * .ci/ort_parity.sh (all fixtures); here the three goldens keep `deno task test`
  * honest about the provider. Skipped, with the reason, where no WebGPU adapter exists.
  *
  * Cost: lavapipe compiles each WGSL pipeline with LLVM once per machine (Mesa's shader cache):
@@ -39,7 +39,7 @@ for (const name of ["capi_tiny", "mae_tiny", "simmim_tiny"]) {
         engine: ortEngineFactory({ ep: "webgpu" }),
         onSummary: (_, s) => vsTorch = s.vsTorchF32,
       });
-      assert.ok(ok, `${path}: parity FAILED on webgpu (rerun: deno run -A .ci/ort_parity.ts --ep webgpu -v ${path})`);
+      assert.ok(ok, `${path}: parity FAILED on webgpu (rerun: deno task parity --engine ort --ep webgpu -v ${path})`);
       assert.ok(vsTorch <= VS_TORCH_BOUND, `${path}: our float32 errors are ${vsTorch.toFixed(2)}x torch float32's`);
     },
   });

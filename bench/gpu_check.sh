@@ -18,7 +18,7 @@
 #      (ort_speed.ts --check --ep webgpu|cuda: the one-line reason when a provider cannot start);
 #   2. PyTorch CUDA fp32 (bench/gpu_torch_speed.py): the reference ViT per batch, ViT-S/16 at 224
 #      px batch 256; the methods once a CUDA twin of each exists (`--method` in its --help);
-#   3. ORT parity: every fixture on `--ep webgpu` (.ci/ort_parity.ts);
+#   3. ORT parity: every fixture on `--ep webgpu` (bench/parity.ts --engine ort --ep webgpu);
 #   4. ORT speed (model/ops/ort_speed.ts) per provider: vit, capi, mae, simmim (tiny presets) per
 #      batch, and ViT-S/16 at 224 px batch 256; img/s, the bytes a step moves each way and the
 #      device state held, peak GPU memory from nvidia-smi sampling (100 ms);
@@ -209,7 +209,7 @@ fi
 
 if [ "${EP_OK[webgpu]:-0}" = 1 ] && time_left "ort webgpu parity"; then
   stage "ORT parity on the webgpu provider"
-  timeout 150 "${RUN[@]}" .ci/ort_parity.ts --ep webgpu model/testdata/*.json model/testdata/variants/*.json \
+  timeout 150 "${RUN[@]}" bench/parity.ts --engine ort --ep webgpu model/testdata/*.json model/testdata/variants/*.json \
     >"$OUT/ort_parity.log" 2>&1
   rc=$?
   grep -vE '^\s+(pass|skip)|artificially reduced' "$OUT/ort_parity.log" | tail -14
