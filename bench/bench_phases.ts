@@ -25,14 +25,13 @@ import { readSafetensors } from "../model/safetensors.ts";
 import { CHECKPOINT_FILE, LOG_FILE, train, type TrainResult } from "../model/trainer.ts";
 import type { HostTensor } from "../model/fixture.ts";
 import { CapiConfig } from "../model/capi/config.ts";
-import { datasetSource } from "../eval/dataset_source.ts";
-import { type ExtractedFeatures, extractFeatures } from "../eval/features.ts";
 import type { EvalMethod } from "../eval/feature_sources.ts";
-import { needsPatches, runProbe } from "../eval/probes.ts";
 import { openEncoder } from "../eval/checkpoint_encoder.ts";
+import { limitedDataset } from "../eval/dataset_source.ts";
 import { resolveCheckpoint } from "./checkpoint_arg.ts";
 import { defaultSyntheticRoot, SyntheticConfig } from "../datasets/synthetic.ts";
-import type { BenchPhases, EvaluateContext, PretrainContext, ProbeOutcome } from "./cell_runner.ts";
+import type { BenchPhases, EvaluateContext, PretrainContext } from "./cell_runner.ts";
+import { runProtocolProbes } from "./protocol_probes.ts";
 import { hashFileList } from "./identity.ts";
 import { RawPixelEncoder } from "./raw_pixels.ts";
 import type { ResolvedData } from "./run_record.ts";
@@ -187,6 +186,7 @@ async function pretrain({ cell, checkpointDir, pretrainHash }: PretrainContext, 
     outDir: checkpointDir,
     logEvery: cell.runtime.logEvery,
     checkpointEvery: cell.runtime.checkpointEvery,
+    batchPerDevice: cell.runtime.batchPerDevice,
     resume: true,
     identity: { pretrainHash },
     engine: engine.factory,
@@ -243,48 +243,17 @@ async function encoderFor(cell: Cell, checkpointDir: string | null, engine: Star
   };
 }
 
+/** Probe every spec of the cell's protocol with the cell's encoder (protocol_probes.ts). */
 async function evaluate({ cell, checkpointDir, log }: EvaluateContext, open: OpenData, engine: StartedEngine) {
   const { encoder, evalMethod, config, dispose, ...rest } = await encoderFor(cell, checkpointDir, engine);
   const checkpoint = "checkpoint" in rest ? rest.checkpoint : undefined;
-  const keepPatches = cell.protocol.probes.some((p) => needsPatches(p.probe));
-  const cache = new Map<string, Promise<{ feats: ExtractedFeatures; classes: number }>>();
-  let extractSec = 0;
-  const features = (d: DataSpec, limit: number | undefined) => {
-    const key = JSON.stringify([d.kind, d.source, d.root, d.split, d.synthetic, limit]);
-    if (!cache.has(key)) {
-      cache.set(
-        key,
-        (async () => {
-          const t0 = performance.now();
-          const ds = (await open(d)).dataset;
-          const src = datasetSource(ds, `${d.name}/${d.split}`, encoder.info.imageSize, {
-            concurrency: 4 * cell.runtime.workers,
-            limit,
-          });
-          const feats = await extractFeatures(encoder, src, { batchSize: cell.runtime.evalBatchSize, keepPatches });
-          const sec = (performance.now() - t0) / 1000;
-          extractSec += sec;
-          log(`  features ${d.name}/${d.split}: ${src.length} images in ${sec.toFixed(1)}s`);
-          return { feats, classes: ds.numClasses };
-        })(),
-      );
-    }
-    return cache.get(key)!;
-  };
   try {
-    const probes: ProbeOutcome[] = [];
-    for (const spec of cell.protocol.probes) {
-      const { limitTrain, limitVal } = cell.runtime;
-      const [tr, va] = [await features(spec.train, limitTrain), await features(spec.eval, limitVal)];
-      const out = await runProbe(spec.probe, tr.feats, va.feats, {
-        method: evalMethod,
-        classes: tr.classes,
-        config: { ...spec.config, seed: cell.seed },
-      });
-      const main = `${spec.probe}/${spec.mainMetric}`;
-      log(`  ${spec.probe}: ${main}=${out.metrics[main]?.toFixed(4)} (${out.seconds.toFixed(1)}s)`);
-      probes.push({ probe: spec.probe, metrics: out.metrics, config: out.config, seconds: out.seconds });
-    }
+    const openRole = async (d: DataSpec, role: "train" | "eval") => {
+      const ds = (await open(d)).dataset;
+      const n = role === "train" ? cell.runtime.limitTrain : cell.runtime.limitVal;
+      return limitedDataset(ds, n, cell.seed);
+    };
+    const { extractSec, probes } = await runProtocolProbes(cell, encoder, evalMethod, openRole, log);
     return {
       arch: encoder.info.arch,
       resolvedConfig: config,

@@ -59,6 +59,12 @@ export interface CellIdentity {
   protocolHash: string;
 }
 
+/** Whether pretraining runs the global batch as several micro-batches of `runtime.batchPerDevice`. */
+function microBatched(cell: Cell): boolean {
+  const m = cell.runtime.batchPerDevice;
+  return cell.pretrain !== null && m !== undefined && m < cell.pretrain.batchSize;
+}
+
 /** The identities of a cell under `ctx`. */
 export async function cellIdentity(
   cell: Cell,
@@ -69,7 +75,12 @@ export async function cellIdentity(
   for (const p of cell.protocol.probes) {
     probes.push({ ...p, train: dataIdentity(await resolve(p.train)), eval: dataIdentity(await resolve(p.eval)) });
   }
-  const protocol = { id: cell.protocol.id, version: cell.protocol.version, probes };
+  const protocol = {
+    id: cell.protocol.id,
+    version: cell.protocol.version,
+    evalProtocol: cell.protocol.evalProtocol,
+    probes,
+  };
   const pretrain = cell.pretrain && cell.subject.kind === "pretrained"
     ? {
       method: cell.subject.method,
@@ -78,6 +89,9 @@ export async function cellIdentity(
       steps: cell.pretrain.steps,
       batchSize: cell.pretrain.batchSize,
       seed: cell.seed,
+      // Micro-batches change results (CAPI draws its stochastic-depth subsets per micro-batch, as the
+      // official code does per GPU; sums round differently), so a split batch is part of the identity.
+      ...(microBatched(cell) ? { batchPerDevice: cell.runtime.batchPerDevice } : {}),
     }
     : null;
   // Published numbers are displayed, not measured: they stay out of the identity. Smoke-run limits change results.

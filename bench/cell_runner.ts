@@ -27,6 +27,7 @@ import {
 } from "./run_record.ts";
 import { type Machine, pretrainCell } from "./pretrain_cell.ts";
 import { type Cell, type DataSpec, type ProbeName, probeTask } from "./suite.ts";
+import type { ProbeStatus } from "../eval/probes.ts";
 
 export { cellIdentity, type RunContext } from "./cell_plan.ts";
 export { PretrainDone } from "./pretrain_cell.ts";
@@ -57,11 +58,12 @@ export interface EvaluateContext {
   log: (line: string) => void;
 }
 
-/** One probe's raw outcome: metrics keyed `<probe>/<metric>`. */
+/** One probe's raw outcome: metrics keyed `<probe>/<metric>`, and whether they are a measurement. */
 export interface ProbeOutcome {
   probe: ProbeName;
   metrics: Record<string, number>;
   config: Record<string, unknown>;
+  status: ProbeStatus;
   seconds: number;
 }
 
@@ -161,6 +163,7 @@ async function runCell(
       mainScore: main,
       higherIsBetter: Object.fromEntries(Object.keys(out.metrics).map((k) => [k, higherIsBetter(k)])),
       config: out.config,
+      status: out.status,
       seconds: out.seconds,
     });
   }
@@ -189,7 +192,12 @@ async function runCell(
     },
     seed: cell.seed,
     data: [...read.values()],
-    protocol: { id: cell.protocol.id, version: cell.protocol.version, hash: id.protocolHash },
+    protocol: {
+      id: cell.protocol.id,
+      version: cell.protocol.version,
+      evalProtocol: cell.protocol.evalProtocol,
+      hash: id.protocolHash,
+    },
     config: { resolved: ev.resolvedConfig, runtime: { ...cell.runtime } },
     results,
     metrics: Object.assign({}, ...results.map((r) => r.metrics)),

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { cellIdentity, type CellReport, PretrainDone, runCells } from "./cell_runner.ts";
 import { FAKE_SUITE, fakeContext, fakePhases } from "./fake_phases.ts";
-import { readRunRecords, RunRecord, writeRunRecord } from "./run_record.ts";
+import { readRunRecords, RUN_RECORD_SCHEMA_VERSION, RunRecord, writeRunRecord } from "./run_record.ts";
 import { expandSuite, Suite } from "./suite.ts";
 
 const quiet = { log: () => {}, context: fakeContext() };
@@ -40,16 +40,21 @@ Deno.test("runCells writes one valid record per cell, then skips them all on a r
   await Deno.remove(dirs.root, { recursive: true });
 });
 
-Deno.test("the identity ignores runtime knobs and covers seed, data file list, budget and protocol", async () => {
+Deno.test("the identity ignores runtime knobs and covers seed, data file list, budget, micro-batches and protocol", async () => {
   const { phases } = fakePhases();
   const base = Suite.parse(FAKE_SUITE);
   const id = async (s: Suite, i = 0) => (await cellIdentity(expandSuite(s)[i], phases.resolveData, fakeContext())).hash;
   const h = await id(base);
   const knobs = Suite.parse({
     ...FAKE_SUITE,
-    runtime: { backend: "cpu", batchPerDevice: 2, workers: 7, logEvery: 1, checkpointEvery: 3, evalBatchSize: 5 },
+    runtime: { backend: "cpu", workers: 7, logEvery: 1, checkpointEvery: 3, evalBatchSize: 5 },
   });
   assert.equal(await id(knobs), h);
+  // A micro-batch that splits the batch changes results (CAPI's stochastic depth per micro-batch); one that does not, nothing.
+  const batch = FAKE_SUITE.pretraining[0].batchSize;
+  const split = Suite.parse({ ...FAKE_SUITE, runtime: { batchPerDevice: batch / 2 } });
+  assert.notEqual(await id(split), h);
+  assert.equal(await id(Suite.parse({ ...FAKE_SUITE, runtime: { batchPerDevice: batch } })), h);
   assert.notEqual(await id(base, 1), h); // same subject, seed 1
   const budget = Suite.parse({ ...FAKE_SUITE, pretraining: [{ ...FAKE_SUITE.pretraining[0], steps: 6 }] });
   assert.notEqual(await id(budget), h);
@@ -260,7 +265,7 @@ Deno.test("--plan decides without running or writing; a record of an older schem
   await Deno.writeTextFile(done.recordPath!, JSON.stringify(old));
   const again = await runCells(cells.slice(0, 1), fakePhases().phases, { ...dirs, ...quiet });
   assert.equal(again[0].status, "done");
-  assert.equal((await readRunRecords(dirs.recordsDir))[0].record.schemaVersion, 2);
+  assert.equal((await readRunRecords(dirs.recordsDir))[0].record.schemaVersion, RUN_RECORD_SCHEMA_VERSION);
   await Deno.remove(dirs.root, { recursive: true });
 });
 

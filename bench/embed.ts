@@ -26,7 +26,7 @@ import { openDataset, parseDataSpec } from "../datasets/data_spec.ts";
 import type { EncoderFeatures } from "../model/encoder.ts";
 import { createSafetensorsWriter, openSafetensors } from "../model/safetensors.ts";
 import { openEncoder } from "../eval/checkpoint_encoder.ts";
-import { datasetSource } from "../eval/dataset_source.ts";
+import { datasetSource, subsetDataset } from "../eval/dataset_source.ts";
 import { type EvalImageSource, progressLine, type SourceBatch } from "../eval/features.ts";
 import { parseConfigFlag, parseMethod, resolveCheckpoint } from "./checkpoint_arg.ts";
 import { ENGINE_FLAG_HELP, parseEngineChoice, startEngine } from "../model/engine_choice.ts";
@@ -155,8 +155,12 @@ export async function runEmbed(o: EmbedOptions, log: (line: string) => void = (l
       const spec = parseDataSpec(o.data!);
       // ADE20K: the segmentation transform (resize to H x W); ImageNet layouts: resize + centre crop, with labels.
       const task = spec.kind === "ade20k" ? "segmentation" : "classification";
-      const ds = await openDataset(spec, o.split, { task, log });
-      src = datasetSource(ds, `${o.data} ${o.split}`, enc.info.imageSize, { limit });
+      const all = await openDataset(spec, o.split, { task, log });
+      // --limit: the first N images, in dataset order.
+      const ds = limit && limit < all.length
+        ? subsetDataset(all, Int32Array.from({ length: limit }, (_, i) => i))
+        : all;
+      src = datasetSource(ds, `${o.data} ${o.split}`, enc.info.imageSize);
       if (task === "classification") labels = new Int32Array(src.length);
     }
     const [h, w] = enc.info.imageSize, p = enc.info.patchSize, d = enc.info.embedDim, n = src.length;

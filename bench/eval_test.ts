@@ -1,7 +1,7 @@
 /**
  * `deno task eval` end to end, as a subprocess on a checkpoint that `deno task pretrain` wrote:
  * strict data (an unlabelled validation image fails the run naming the file; `--allow-missing`
- * skips it, prints and records the count).
+ * skips it, prints and records the count), features on the ort engine from the run directory.
  *
  * @module
  */
@@ -49,13 +49,18 @@ Deno.test("deno task eval: an unlabelled image fails naming it; --allow-missing 
     assert.doesNotMatch(strict.stderr, /^\s+at /m);
     await assert.rejects(Deno.stat(`${tmp}/strict.json`), Deno.errors.NotFound);
 
-    const lenient = await runTask("bench/eval.ts", [...args, "--no-cache", "--out", "ok.json", "--allow-missing"], tmp);
+    const lenient = await runTask("bench/eval.ts", [
+      ...["--checkpoint", "run", "--probe", "knn", "--data", `imagenet:${root}`, "--engine", "ort"],
+      ...["--no-cache", "--out", "ok.json", "--allow-missing"],
+    ], tmp);
     assert.equal(lenient.code, 0, lenient.stderr);
     assert.ok(lenient.stderr.includes("skipping 1 problem(s) (--allow-missing)"), lenient.stderr);
     assert.match(lenient.stdout, /^knn\/top1 \d\.\d{4}$/m);
+    assert.match(lenient.stdout, /^status protocol=cpu converged=n\/a constant_prediction=(true|false)/m);
     const record = JSON.parse(await Deno.readTextFile(`${tmp}/ok.json`));
     assert.deepEqual(record.data.skipped, { train: 0, val: 1 });
-    assert.equal(record.data.val, 9);
+    assert.equal(record.data.val.n, 9);
+    assert.equal(record.provenance.featureEngine.engine, "ort");
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }

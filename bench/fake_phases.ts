@@ -79,6 +79,7 @@ export function fakePhases(opts: { dieAfterStep?: number } = {}): { phases: Benc
           probe: p.probe,
           metrics: { [`${p.probe}/${p.mainMetric}`]: v, [`${p.probe}/loss`]: 1 - v },
           config: { k: 20 },
+          status: { protocol: cell.protocol.evalProtocol, converged: null, constantPrediction: false, notes: [] },
           seconds: 0.01,
         };
       });

@@ -115,13 +115,23 @@ function buildRow(entries: Entry[]): LeaderboardRow {
   const metricNames = [...new Set(recs.flatMap((r) => Object.keys(r.metrics)))].sort();
   const metrics: Record<string, MetricStats> = {};
   for (const m of metricNames) {
-    const values = recs.filter((r) => m in r.metrics).map((r) => r.metrics[m]);
+    const have = recs.filter((r) => m in r.metrics);
+    const values = have.map((r) => r.metrics[m]);
     const hib = first.results.find((p) => m in p.higherIsBetter)?.higherIsBetter[m] ?? true;
-    metrics[m] = { ...stats(values), n: values.length, values, higherIsBetter: hib, mark: "no_ranking", versus: {} };
+    const flags = metricFlags(have, m);
+    metrics[m] = {
+      ...stats(values),
+      n: values.length,
+      values,
+      higherIsBetter: hib,
+      mark: flags.length ? "not_measured" : "no_ranking",
+      flags,
+      versus: {},
+    };
   }
   const uniq = (xs: string[]) => [...new Set(xs)].sort();
   return {
-    group: `${groupKey(first)} v${first.protocol.version}`,
+    group: `${groupKey(first)} v${first.protocol.version} (${first.protocol.evalProtocol} protocol)`,
     subject: first.row.subject,
     subjectKind: first.row.subjectKind,
     method: first.row.method,
@@ -149,6 +159,21 @@ function buildRow(entries: Entry[]): LeaderboardRow {
   };
 }
 
+/**
+ * Why metric `m` of these records is not a measurement: the seeds whose probe run did not
+ * converge or predicted one class everywhere (empty: a measurement).
+ */
+function metricFlags(recs: RunRecord[], m: string): string[] {
+  const seedsWhere = (bad: (s: RunRecord["results"][number]["status"]) => boolean) =>
+    recs.filter((r) => r.results.some((p) => m in p.metrics && bad(p.status))).map((r) => r.seed);
+  const say = (what: string, seeds: number[]) =>
+    seeds.length ? [`${what} (seed${seeds.length > 1 ? "s" : ""} ${seeds.join(", ")})`] : [];
+  return [
+    ...say("not converged", seedsWhere((s) => s.converged === false)),
+    ...say("constant prediction", seedsWhere((s) => s.constantPrediction)),
+  ];
+}
+
 /** a is better than b beyond the seed spread (+1), worse (-1) or not separable (0). */
 function separate(a: MetricStats, b: MetricStats): -1 | 0 | 1 {
   const [aLo, aHi, bLo, bHi] = a.higherIsBetter ? [a.min, a.max, b.min, b.max] : [-a.max, -a.min, -b.max, -b.min];
@@ -160,7 +185,9 @@ function separate(a: MetricStats, b: MetricStats): -1 | 0 | 1 {
 function markGroup(rows: LeaderboardRow[]): void {
   const names = [...new Set(rows.flatMap((r) => Object.keys(r.metrics)))];
   for (const m of names) {
-    const have = rows.filter((r) => m in r.metrics);
+    // Flagged numbers are not measurements: they are neither ranked nor compared.
+    const have = rows.filter((r) => m in r.metrics && r.metrics[m].mark !== "not_measured");
+    if (!have.length) continue;
     const sign = have[0].metrics[m].higherIsBetter ? 1 : -1;
     const best = have.reduce((a, b) => (sign * b.metrics[m].mean > sign * a.metrics[m].mean ? b : a));
     for (const r of have) {
@@ -169,9 +196,12 @@ function markGroup(rows: LeaderboardRow[]): void {
       else if (r === best) s.mark = "best";
       else s.mark = separate(s, best.metrics[m]) === -1 ? "below" : "tied_best";
       if (!isModel(r)) continue;
-      for (const base of have.filter((b) => !isModel(b))) {
+      for (const base of rows.filter((b) => m in b.metrics && !isModel(b))) {
         if (base.subjectKind === "random_init" && base.method !== r.method) continue;
-        s.versus[base.subject] = (["below", "tie", "above"] as const)[separate(s, base.metrics[m]) + 1];
+        // A flagged baseline cannot be beaten or matched: the comparison is unknown, not skipped.
+        s.versus[base.subject] = base.metrics[m].mark === "not_measured"
+          ? "not_measured"
+          : (["below", "tie", "above"] as const)[separate(s, base.metrics[m]) + 1];
       }
     }
   }

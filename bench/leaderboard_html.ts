@@ -38,20 +38,22 @@ function groupSection(lb: Leaderboard, group: string): string {
     parts.push(lineChart(`pretraining loss: ${subject} (mean ± std over seeds)`, series, "step", "loss"));
   }
 
+  // Charts show measurements only: a flagged metric (not converged, constant prediction) is left out.
+  const measured = (r: LeaderboardRow, m: string) => r.metrics[m] && r.metrics[m].mark !== "not_measured";
   for (const m of mains) {
-    const data = rows.filter((r) => r.metrics[m]).map((r) => ({
+    const data = rows.filter((r) => measured(r, m)).map((r) => ({
       label: r.subject,
       note: r.budget.steps ? `(${r.budget.steps}×${r.budget.batchSize})` : "",
       ...r.metrics[m],
     }));
-    parts.push(barChart(`${m} per subject (bar: mean, dots: seeds, line: min–max)`, data, m));
+    if (data.length) parts.push(barChart(`${m} per subject (bar: mean, dots: seeds, line: min–max)`, data, m));
   }
 
   const budgets = new Set(rows.filter((r) => r.subjectKind === "pretrained").map((r) => r.budget.imagesSeen));
   if (budgets.size > 1) {
     for (const m of mains) {
       const series: Series[] = [];
-      const pre = rows.filter((r) => r.subjectKind === "pretrained" && r.metrics[m]);
+      const pre = rows.filter((r) => r.subjectKind === "pretrained" && measured(r, m));
       const xs = [...budgets].sort((a, b) => a - b);
       for (const name of [...new Set(pre.map((r) => r.subject))]) {
         series.push({
@@ -64,7 +66,7 @@ function groupSection(lb: Leaderboard, group: string): string {
           })),
         });
       }
-      for (const b of rows.filter((r) => r.subjectKind !== "pretrained" && r.metrics[m])) {
+      for (const b of rows.filter((r) => r.subjectKind !== "pretrained" && measured(r, m))) {
         series.push({
           label: b.subject,
           dashed: true,

@@ -8,9 +8,13 @@ import type { Leaderboard, LeaderboardRow, MetricStats } from "./leaderboard_sch
 
 const pct = (x: number) => (100 * x).toFixed(1);
 
-/** `mean ± std [min–max]` in percent, with the mark: bold for best, ≈ for tied with the best. */
+/**
+ * `mean ± std [min–max]` in percent, with the mark: bold for best, ≈ for tied with the best. A
+ * flagged metric (a probe that did not converge or predicts one class) shows why instead of a number.
+ */
 export function formatMetric(s: MetricStats | undefined): string {
   if (!s) return "–";
+  if (s.mark === "not_measured") return `not measured: ${s.flags.join("; ")}`;
   const core = `${pct(s.mean)} ± ${pct(s.std)} [${pct(s.min)}–${pct(s.max)}]`;
   switch (s.mark) {
     case "best":
@@ -27,16 +31,22 @@ export function formatMetric(s: MetricStats | undefined): string {
 /** Which main metrics clear every baseline, and which fall below one, beyond the seed spread. */
 export function versusSummary(r: LeaderboardRow): string {
   if (r.subjectKind !== "pretrained" && r.subjectKind !== "released") return "baseline";
-  const above: string[] = [], below: string[] = [], tied: string[] = [];
+  const above: string[] = [], below: string[] = [], tied: string[] = [], unknown: string[] = [];
   for (const m of r.mainScores) {
     const v = Object.values(r.metrics[m]?.versus ?? {});
     if (!v.length) continue;
     if (v.every((x) => x === "above")) above.push(m);
     else if (v.some((x) => x === "below")) below.push(m);
+    else if (v.some((x) => x === "not_measured")) unknown.push(m);
     else tied.push(m);
   }
   const part = (label: string, xs: string[]) => (xs.length ? [`${label}: ${xs.join(", ")}`] : []);
-  const out = [...part("above all", above), ...part("below one", below), ...part("tied", tied)];
+  const out = [
+    ...part("above all", above),
+    ...part("below one", below),
+    ...part("tied", tied),
+    ...part("baseline not measured", unknown),
+  ];
   return out.length ? out.join("; ") : "–";
 }
 
@@ -56,7 +66,9 @@ export function leaderboardMarkdown(lb: Leaderboard): string {
     "**How to read it.** " + lb.notes[0] +
     " **Bold** = highest mean of its group, ≈ = tied with it (seed ranges overlap). The `random_init.<method>`" +
     " rows are each method's encoder at initialisation (no pretraining) and `raw_pixels` uses normalised pixels" +
-    " as features: a method has learnt something only where it is *above* both beyond the spread (last column).",
+    " as features: a method has learnt something only where it is *above* both beyond the spread (last column)." +
+    " A cell reads *not measured* when a seed's probe did not converge or predicted a single class everywhere:" +
+    " such a number says nothing about the features and is never ranked.",
     "",
   ];
   const groups = [...new Set(lb.rows.map((r) => r.group))];
@@ -79,7 +91,8 @@ export function leaderboardMarkdown(lb: Leaderboard): string {
     }
     out.push(
       "",
-      `Protocol ${rows[0].protocol.id} v${rows[0].protocol.version} (${rows[0].protocol.hash.slice(0, 12)}); ` +
+      `Protocol ${rows[0].protocol.id} v${rows[0].protocol.version}, ${rows[0].protocol.evalProtocol} probe settings ` +
+        `(${rows[0].protocol.hash.slice(0, 12)}); ` +
         `commits ${[...new Set(rows.flatMap((r) => r.provenance.commits))].map((c) => c.slice(0, 10)).join(", ")}` +
         `${rows.some((r) => r.provenance.dirty) ? " (dirty tree)" : ""}; ` +
         `engines ${[...new Set(rows.flatMap((r) => r.provenance.engines))].join(", ")}; ` +

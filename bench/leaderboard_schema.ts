@@ -11,10 +11,10 @@
  */
 import { z } from "zod";
 
-export const LEADERBOARD_SCHEMA_VERSION = 1;
+export const LEADERBOARD_SCHEMA_VERSION = 2;
 
-export const MARKS = ["best", "tied_best", "below", "no_ranking"] as const;
-export const VERSUS = ["above", "tie", "below"] as const;
+export const MARKS = ["best", "tied_best", "below", "no_ranking", "not_measured"] as const;
+export const VERSUS = ["above", "tie", "below", "not_measured"] as const;
 
 export const MetricStats = z.strictObject({
   mean: z.number(),
@@ -26,10 +26,15 @@ export const MetricStats = z.strictObject({
   higherIsBetter: z.boolean(),
   mark: z.enum(MARKS).describe(
     "best: highest mean in its group; tied_best: seed range overlaps the best's; below: clearly worse; " +
-      "no_ranking: fewer than 2 seeds",
+      "no_ranking: fewer than 2 seeds; not_measured: some seed's probe did not converge or predicted one class " +
+      "everywhere (see flags), so the numbers are shown as such and never ranked",
+  ),
+  flags: z.array(z.string()).describe(
+    "why the metric is not a measurement, per seed: 'not converged (seed 1)', 'constant prediction (seeds 0, 1)'",
   ),
   versus: z.record(z.string(), z.enum(VERSUS)).describe(
-    "pretrained rows: comparison with each baseline row of the group; 'tie' when seed ranges overlap",
+    "pretrained rows: comparison with each baseline row of the group; 'tie' when seed ranges overlap; " +
+      "'not_measured' when the baseline's number is flagged (so nothing can be said)",
   ),
 });
 export type MetricStats = z.infer<typeof MetricStats>;
@@ -47,7 +52,12 @@ export const LeaderboardRow = z.strictObject({
     batchSize: z.number().int().nonnegative(),
     imagesSeen: z.number().int().nonnegative(),
   }),
-  protocol: z.strictObject({ id: z.string(), version: z.number().int(), hash: z.string() }),
+  protocol: z.strictObject({
+    id: z.string(),
+    version: z.number().int(),
+    evalProtocol: z.string().describe("paper | cpu"),
+    hash: z.string(),
+  }),
   published: z.record(z.string(), z.number()).optional().describe(
     "released weights: the authors' numbers by metric key (fractions), shown beside ours",
   ),

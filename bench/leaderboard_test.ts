@@ -79,7 +79,10 @@ Deno.test("records with another protocol id never merge into the same rows: they
   });
   const lb = buildLeaderboard([...records, ...other]);
   assert.equal(lb.rows.length, 10);
-  assert.deepEqual([...new Set(lb.rows.map((r) => r.group.split(" | ")[2]))], ["fake.other v1", "fake.protocol v1"]);
+  assert.deepEqual([...new Set(lb.rows.map((r) => r.group.split(" | ")[2]))], [
+    "fake.other v1 (cpu protocol)",
+    "fake.protocol v1 (cpu protocol)",
+  ]);
   for (const r of lb.rows) assert.equal(r.seeds.length, 2);
 });
 
@@ -115,6 +118,46 @@ Deno.test("marks: overlapping seed ranges are ties, separated ones are ranked, o
   assert.match(md, /no pretrained method is above all its baselines/);
   const oneSeed = buildLeaderboard(records.filter((r) => r.record.seed === 0));
   assert.ok(oneSeed.rows.every((r) => Object.values(r.metrics).every((m) => m.mark === "no_ranking")));
+});
+
+Deno.test("a probe that did not converge or predicts one class is shown as not measured and never ranked", async () => {
+  const records = await fakeRecords();
+  const want: Record<string, [number, number]> = {
+    capi: [0.5, 0.6],
+    mae: [0.55, 0.58],
+    "random_init.capi": [0.2, 0.21],
+    "random_init.mae": [0.3, 0.31],
+    raw_pixels: [0.7, 0.72],
+  };
+  for (const { record } of records) {
+    record.metrics["knn/top1"] = want[record.row.subject][record.seed];
+    const knn = record.results.find((p) => p.probe === "knn")!;
+    knn.metrics["knn/top1"] = record.metrics["knn/top1"];
+    // raw pixels predicts one class on seed 1; capi's seed-0 run did not converge.
+    if (record.row.subject === "raw_pixels" && record.seed === 1) knn.status.constantPrediction = true;
+    if (record.row.subject === "capi" && record.seed === 0) knn.status.converged = false;
+  }
+  const lb = buildLeaderboard(records);
+  const stats = (s: string) => lb.rows.find((r) => r.subject === s)!.metrics["knn/top1"];
+  assert.equal(stats("raw_pixels").mark, "not_measured");
+  assert.deepEqual(stats("raw_pixels").flags, ["constant prediction (seed 1)"]);
+  assert.deepEqual(stats("capi").flags, ["not converged (seed 0)"]);
+  assert.deepEqual(stats("capi").versus, {}, "a flagged number is compared with nothing");
+  // With raw pixels out, mae (0.565) is the best measured row; the flagged rows keep their values in the JSON.
+  assert.equal(stats("mae").mark, "best");
+  // ... and nothing can be said against the flagged raw-pixels baseline: not "above all baselines".
+  assert.deepEqual(stats("mae").versus, { "random_init.mae": "above", raw_pixels: "not_measured" });
+  assert.deepEqual(stats("raw_pixels").values, [0.7, 0.72]);
+  const md = leaderboardMarkdown(lb);
+  assert.match(md, /\| raw_pixels \| none \| 0, 1 \| not measured: constant prediction \(seed 1\) \|/);
+  assert.match(md, /not measured: not converged \(seed 0\)/);
+  assert.doesNotMatch(md, /70\.0 ±/, "a flagged number is not shown as a measurement");
+  assert.match(md, /\| mae \|.*baseline not measured: knn\/top1/);
+  assert.doesNotMatch(
+    lb.notes.join(" "),
+    /mae on knn\/top1/,
+    "no 'above every baseline' verdict against a flagged one",
+  );
 });
 
 Deno.test("duplicate records of one identity collapse to one", async () => {

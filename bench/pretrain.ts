@@ -158,6 +158,11 @@ export const PRETRAIN_CLI = {
     },
     steps: { type: "string", arg: "N", default: "200", help: "optimizer steps; the schedules span them (default 200)" },
     batch: { type: "string", arg: "N", default: "64", help: "global batch (default 64)" },
+    "batch-per-device": {
+      type: "string",
+      arg: "N",
+      help: "micro-batch: the batch runs as batch/N micro-batches, gradients accumulated (default: one-shot)",
+    },
     seed: { type: "string", arg: "N", default: "0", help: "seed of every random draw (default 0)" },
     out: { type: "string", arg: "DIR", help: "run folder (default runs/<method>_<preset>_<data>_s<seed>)" },
     resume: { type: "boolean", help: "continue the run in --out from its last checkpoint" },
@@ -196,6 +201,12 @@ async function checkArgs({ values }: ParsedArgs<typeof PRETRAIN_CLI>) {
   if (values.data !== "procedural") parseDataSpec(values.data);
   const steps = intFlag("steps", values.steps, { min: 1, fallback: 200 });
   const batch = intFlag("batch", values.batch, { min: 1, fallback: 64 });
+  const batchPerDevice = intFlag("batch-per-device", values["batch-per-device"], { min: 1 });
+  if (batchPerDevice !== undefined && batchPerDevice < batch && batch % batchPerDevice !== 0) {
+    throw new UsageError(
+      `--batch-per-device ${batchPerDevice} does not divide --batch ${batch} (micro-batches are equal shares)`,
+    );
+  }
   const seed = intFlag("seed", values.seed, { min: 0, fallback: 0 });
   const logEvery = intFlag("log-every", values["log-every"], { min: 1, fallback: 10 });
   const ckptEvery = intFlag("ckpt-every", values["ckpt-every"], { min: 1, fallback: 200 });
@@ -219,6 +230,7 @@ async function checkArgs({ values }: ParsedArgs<typeof PRETRAIN_CLI>) {
     data: values.data,
     steps,
     batch,
+    batchPerDevice,
     seed,
     logEvery,
     ckptEvery,
@@ -253,6 +265,8 @@ async function pretrainMain(o: Awaited<ReturnType<typeof checkArgs>>): Promise<v
     data: o.data,
     batch: o.batch,
     seed: o.seed,
+    // A split batch changes results (CAPI's per-micro-batch stochastic depth, rounding): part of the identity.
+    ...(o.batchPerDevice !== undefined && o.batchPerDevice < o.batch ? { batchPerDevice: o.batchPerDevice } : {}),
     computedBy: { code: code.sourceHash, engine: engineKey(engine), decoder },
   };
   const imageSize = imageSizeOf({ imageSize: 224, ...config });
@@ -271,6 +285,7 @@ async function pretrainMain(o: Awaited<ReturnType<typeof checkArgs>>): Promise<v
     identity,
     logEvery: o.logEvery,
     checkpointEvery: o.ckptEvery,
+    batchPerDevice: o.batchPerDevice,
     engine: started.factory,
   });
   const run = {

@@ -27,7 +27,7 @@ Deno.test("deno task bench: an unlabelled image or a missing annotation stops th
     await copy(`${synth}/ade20k`, ade);
     const missing = `${ade}/ADEChallengeData2016/annotations/validation/ADE_val_00000001.png`;
     await Deno.remove(missing);
-    const common = ["--backend", "wasm", "--records", "runs", "--checkpoints", "ckpt"];
+    const common = ["--ep", "cpu", "--backend", "wasm", "--records", "runs", "--checkpoints", "ckpt"];
     const args = ["--suite", "in1k_vit_s", ...common];
     const env = { IMAGENET_ROOT: root, ADE20K_ROOT: ade };
 

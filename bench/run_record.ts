@@ -18,8 +18,11 @@ import { atomicWriteJson } from "../model/atomic_write.ts";
 import type { EngineDescription } from "../model/train_engine.ts";
 import { type CodeVersion, SOURCE_SETS, type SourceSet } from "./code_version.ts";
 import { PROBE_NAMES } from "./suite.ts";
+import { EvalProtocol } from "../eval/protocols.ts";
 
-export const RUN_RECORD_SCHEMA_VERSION = 2;
+// v2: provenance as it ran (code version, engines, decoder, per phase), skipped data.
+// v3: probe status (protocol, convergence, constant prediction) and the record's eval protocol.
+export const RUN_RECORD_SCHEMA_VERSION = 3;
 
 const Hash = z.string().regex(/^[0-9a-f]{64}$/).describe("SHA-256, lowercase hex");
 
@@ -38,6 +41,17 @@ export const ResolvedData = z.strictObject({
 });
 export type ResolvedData = z.infer<typeof ResolvedData>;
 
+/** Whether a probe's numbers are a measurement (eval/probes.ts `ProbeStatus`). */
+export const ProbeStatus = z.strictObject({
+  protocol: EvalProtocol,
+  converged: z.boolean().nullable().describe(
+    "the probe's training converged (class probes: the selected classifier's loss went down; seg_logreg: " +
+      "L-BFGS met its test); null when nothing is trained (k-NN)",
+  ),
+  constantPrediction: z.boolean().describe("one class predicted for every val sample: not a measurement"),
+  notes: z.array(z.string()).describe("why a flag is set, in words"),
+});
+
 /** One probe's outcome, shaped like an HF model-index result and an lm-eval task result. */
 export const ProbeResult = z.strictObject({
   probe: z.enum(PROBE_NAMES),
@@ -50,6 +64,7 @@ export const ProbeResult = z.strictObject({
   mainScore: z.string().describe("the metric key the leaderboard ranks this probe by"),
   higherIsBetter: z.record(z.string(), z.boolean()),
   config: z.record(z.string(), z.unknown()).describe("the probe's resolved config"),
+  status: ProbeStatus.describe("a result with converged false or constantPrediction true is not a measurement"),
   seconds: z.number().nonnegative().describe("wall time of this probe (fit + predict)"),
 });
 export type ProbeResult = z.infer<typeof ProbeResult>;
@@ -120,7 +135,7 @@ export const RunRecord = z.strictObject({
     ),
   }),
   seed: z.number().int().nonnegative(),
-  protocol: z.strictObject({ id: z.string(), version: z.number().int(), hash: Hash }),
+  protocol: z.strictObject({ id: z.string(), version: z.number().int(), evalProtocol: EvalProtocol, hash: Hash }),
   config: z.strictObject({
     resolved: z.record(z.string(), z.unknown()).describe("model/method config as the code resolved it"),
     runtime: z.record(z.string(), z.unknown()).describe("knobs outside the identity (backend, batches, cadence)"),

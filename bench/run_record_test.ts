@@ -30,8 +30,11 @@ Deno.test("parseRunRecord rejects unknown keys and names the file and the key", 
   );
   assert.throws(
     () => parseRunRecord("y.json", { ...r, schemaVersion: 1 }),
-    /^OutdatedRecordError: 'y\.json' is a run record of schema v1; this code reads v2: run `deno task bench` to recompute its cell, or move the file away$/,
+    /^OutdatedRecordError: 'y\.json' is a run record of schema v1; this code reads v3: run `deno task bench` to recompute its cell, or move the file away$/,
   );
+  // A probe result without its status (a v2 record) is not a valid v3 record.
+  const { status: _, ...bare } = r.results[0];
+  assert.throws(() => parseRunRecord("z.json", { ...r, results: [bare, ...r.results.slice(1)] }), /status/);
 });
 
 Deno.test("toModelIndex maps each probe to an HF model-index result", async () => {

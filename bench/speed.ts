@@ -2,7 +2,7 @@
  * `deno task speed`: training throughput on this machine, on either engine, optionally side by side with
  * a PyTorch twin of the same method.
  *
- *   deno task speed [--method vit|capi|mae|simmim] [--engine tfjs|ort] [--ep cpu] [--backend blas|wasm|...]
+ *   deno task speed [--method vit|capi|mae|simmim] [--engine tfjs|ort] [--ep cpu|webgpu|cuda] [--backend blas|...]
  *                   [--steps 10] [--warmup 3] [--batch 64] [--rounds R] [--threads N] [--vs-torch]
  *                   [--no-profile] [--profile-steps 2] [--grads lean|tfjs] [--blocks fused|nn]
  *                   [--spin] [--fresh-memory] [--copy-cost]
@@ -10,7 +10,7 @@
  * `--method vit` trains the reference ViT of issue 8 (model/ops/vit_step_spec.ts: 32x32, patch 4, width 192,
  * depth 6, 3 heads, Adam); `capi`, `mae`, `simmim` the method's `tiny` preset (bench/speed_subject.ts). Each
  * round builds a fresh engine (`--engine tfjs` on `--backend`, default blas; `--engine ort` on onnxruntime's
- * CPU provider), trains `--warmup` steps, then times `--steps`. Printed for every method and engine:
+ * provider `--ep`, default cpu), trains `--warmup` steps, then times `--steps`. Printed for every method and engine:
  *   ours: <img/s> img/s, <ms> ms/step, peak RSS <MiB> MiB, <ms> CPU-ms/step
  * (best of `--rounds`; CPU time of all threads of this process, steadier than wall time on a shared machine),
  * then a profile of a separate pass: tfjs's time per kernel, or onnxruntime's time per operator type.
@@ -22,6 +22,7 @@
  *   speed: train img per CPU-second ours=<a> torch=<b> ratio=<a/b>
  *   speed: train img/s ours=<a> torch=<b> ratio=<a/b>
  * The ort-only `--spin`, `--fresh-memory` and `--copy-cost` time onnxruntime settings (model/ops/README.md).
+ * On a GPU provider model/ops/ort_speed.ts (what bench/gpu_check.sh runs) also reports the bytes a step moves.
  * Runtime: about 1 min per round and side for CAPI and SimMIM on 2 cores. Measured numbers: model/ops/README.md;
  * `bash bench/speed_suite.sh` runs the whole comparison.
  *
@@ -66,7 +67,7 @@ export const SPEED_CLI = {
   flags: {
     method: { type: "string", arg: SPEED_METHODS.join("|"), default: "vit", help: "what to train (default vit)" },
     engine: { type: "string", arg: "tfjs|ort", help: `${ENGINE_FLAG_HELP.engine} (default tfjs)` },
-    ep: { type: "string", arg: "cpu", help: ENGINE_FLAG_HELP.ep },
+    ep: { type: "string", arg: "cpu|webgpu|cuda", help: ENGINE_FLAG_HELP.ep },
     backend: { type: "string", arg: "NAME", help: `${ENGINE_FLAG_HELP.backend} (default blas)` },
     steps: { type: "string", arg: "N", default: "10", help: "timed steps (default 10)" },
     warmup: { type: "string", arg: "N", default: "3", help: "untimed steps first (default 3)" },
@@ -169,7 +170,12 @@ async function main(o: SpeedOptions): Promise<number> {
   const started = await startEngine(choice);
   const subject = speedSubject(o.method, o.batch);
   let engine: EngineFactory, threads: number, ranOn: string;
-  const ortOpts = { threads: o.threads ?? defaultThreads(), spin: o.spin, keepFreedMemory: !o.freshMemory };
+  const ortOpts = {
+    ep: choice.engine === "ort" ? choice.ep : "cpu" as const,
+    threads: o.threads ?? defaultThreads(),
+    spin: o.spin,
+    keepFreedMemory: !o.freshMemory,
+  };
   if (choice.engine === "ort") {
     engine = (spec) => Promise.resolve(new OrtTrainEngine(spec, ortOpts));
     threads = ortOpts.threads;

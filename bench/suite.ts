@@ -16,6 +16,7 @@ import { z } from "zod";
 import { BACKENDS } from "../model/engine.ts";
 import { ENGINE_NAMES, ORT_EPS } from "../model/engine_choice.ts";
 import { METHOD_NAMES } from "../model/method.ts";
+import { EvalProtocol } from "../eval/protocols.ts";
 
 export const DATA_KINDS = ["imagenet", "ade20k"] as const;
 
@@ -111,11 +112,15 @@ export type ProbeSpecInput = z.input<typeof ProbeSpec>;
 export const ProbeProtocol = z.strictObject({
   id: z.string().min(1).describe("protocol name; records with different ids never merge"),
   version: z.number().int().positive().describe("bump when the protocol's code changes its numbers"),
+  evalProtocol: EvalProtocol.default("cpu").describe(
+    "settings every probe starts from before its `config` overrides: paper (the official evaluation code's) " +
+      "or cpu (scaled for 2 cores); eval/protocols.ts",
+  ),
   probes: z.array(ProbeSpec).min(1),
 });
 export type ProbeProtocol = z.infer<typeof ProbeProtocol>;
 
-/** Runtime knobs: they do not change results and are not in any identity hash. */
+/** Runtime knobs: they do not change results and are not in any identity hash (`batchPerDevice` aside). */
 export const RuntimeConfig = z.strictObject({
   engine: z.enum(ENGINE_NAMES).default("ort").describe(
     "what pretrains and extracts features: ort (each step one ONNX graph on onnxruntime) or tfjs (eager)",
@@ -124,8 +129,15 @@ export const RuntimeConfig = z.strictObject({
   backend: z.enum(BACKENDS).default("wasm").describe(
     "tfjs backend: probe heads always, pretraining and features with engine tfjs (wasm runs everywhere)",
   ),
-  batchPerDevice: z.number().int().positive().optional().describe("micro-batch; defaults to the global batch"),
+  batchPerDevice: z.number().int().positive().optional().describe(
+    "micro-batch of pretraining (gradients accumulated; must divide the global batch); defaults to the global " +
+      "batch. The one knob here that changes results (CAPI's per-micro-batch stochastic depth, rounding): a split " +
+      "batch enters the pretraining identity",
+  ),
   evalBatchSize: z.number().int().positive().default(64).describe("feature extraction batch"),
+  evalMemoryBytes: z.number().int().positive().default(512 * 2 ** 20).describe(
+    "prepared training patches a segmentation probe keeps on the backend; the rest is re-read from disk",
+  ),
   limitTrain: z.number().int().positive().optional().describe(
     "smoke runs only: at most this many probe-training images (changes results, so it enters the identity)",
   ),
@@ -160,6 +172,17 @@ export const Suite = z.strictObject({
   seeds: z.array(z.number().int().nonnegative()).min(1).describe("at least 2 to show the seed spread"),
   runtime: RuntimeConfig.default(RuntimeConfig.parse({})),
   ci: CiPlan.default({ shards: 1 }),
+}).superRefine((s, ctx) => {
+  const m = s.runtime.batchPerDevice;
+  for (const [i, p] of s.pretraining.entries()) {
+    if (m !== undefined && m < p.batchSize && p.batchSize % m !== 0) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["runtime", "batchPerDevice"],
+        message: `${m} does not divide pretraining[${i}].batchSize ${p.batchSize} (micro-batches are equal shares)`,
+      });
+    }
+  }
 });
 export type Suite = z.infer<typeof Suite>;
 export type SuiteInput = z.input<typeof Suite>;

@@ -1,26 +1,28 @@
 /**
- * Feature extraction shared by every probe: stream batches from an `EvalImageSource`
- * through a frozen `VisionEncoder`, keep what the probes need (global representation,
- * mean patch token, optionally all patch tokens, labels or label maps), with a progress
- * bar and an optional on-disk cache.
+ * Feature extraction shared by the cached-feature probes: stream batches from an
+ * `EvalImageSource` through a frozen `VisionEncoder` and write what the probes read (global
+ * representation, mean patch token, optionally all patch tokens, labels or label maps) into a
+ * sharded store on disk (`feature_store.ts`), with a progress bar.
  *
- * The cache key is a SHA-256 of (encoder key = checkpoint hash, data id = dataset + split +
- * transform, what is kept, format version); entries are `mim-fixture-v1` files (the same
- * reader as the fixtures) written atomically (temp file + rename, manifest last), so an
- * interrupted run never leaves a half-written entry that looks valid.
+ * Memory is one batch plus one shard whatever the split's size: ImageNet's patch tokens at
+ * ViT-L/14 (~1.3 TB) never sit in memory. With a cache folder the store is kept and reused,
+ * keyed by SHA-256 of (encoder key = checkpoint hash and runtime, data id = dataset + split +
+ * subset + transform, what is kept, format version); the manifest is written last, so an
+ * interrupted run never leaves a store that looks complete. Without one the store goes to a
+ * temporary folder that `close()` deletes.
  *
  * @module
  */
 import { join } from "node:path";
 import type { HostTensor } from "../model/fixture.ts";
-import { loadFixture } from "../model/fixture.ts";
-import { atomicWriteFile } from "../model/atomic_write.ts";
 import { sha256Hex } from "../model/sha256.ts";
 import type { EncoderFeatures, VisionEncoder } from "../model/encoder.ts";
+import { type DiskFeatureTable, FeatureStoreWriter, openFeatureStore } from "./feature_store.ts";
+import type { FeatureDims } from "./feature_table.ts";
 
 /** What a probe reads from a dataset split, decoupled from file formats and transforms. */
 export interface EvalImageSource {
-  /** Identity of the data and its transform (dataset, root, split, transform spec), for cache keys. */
+  /** Identity of the data and its transform (dataset, root, split, subset, transform spec), for cache keys. */
   readonly id: string;
   readonly length: number;
   /** All samples in a fixed order, in batches of `batchSize` (the last may be smaller). */
@@ -34,29 +36,22 @@ export interface SourceBatch {
   labelMaps?: HostTensor<Int32Array>;
 }
 
-/** Everything extracted from one split. */
-export interface ExtractedFeatures {
-  /** `[N, D]` method global representation, or null when the encoder has none. */
-  global: HostTensor<Float32Array> | null;
-  /** `[N, D]` mean of the patch tokens. */
-  avgPatch: HostTensor<Float32Array>;
-  /** `[N, Gh, Gw, D]` patch tokens, when asked for. */
-  patches: HostTensor<Float32Array> | null;
-  labels: Int32Array | null;
-  labelMaps: HostTensor<Int32Array> | null;
-}
-
 export interface ExtractOptions {
   batchSize: number;
   /** Keep all patch tokens (attentive and segmentation probes). */
   keepPatches: boolean;
-  /** Cache folder and the encoder's identity (checkpoint hash); no caching when absent. */
+  /** Cache folder and the encoder's identity (checkpoint hash + runtime); a temporary store when absent. */
   cache?: { dir: string; encoderKey: string };
+  /** Parent folder of temporary stores (default: the system's temporary folder). */
+  tempDir?: string;
+  /** Bytes per shard: the writer's buffer and the natural read block (default 64 MiB). */
+  shardBytes?: number;
   /** Progress output (stderr by default); `null` silences it. */
   progress?: ((line: string, done: boolean) => void) | null;
 }
 
-const CACHE_VERSION = 1;
+const CACHE_VERSION = 2;
+const DEFAULT_SHARD_BYTES = 64 * 2 ** 20;
 
 function fmtTime(s: number): string {
   if (!Number.isFinite(s)) return "--:--";
@@ -73,7 +68,8 @@ export function progressLine(label: string, done: number, total: number, seconds
     `${rate.toFixed(1)} img/s elapsed ${fmtTime(seconds)} ETA ${fmtTime((total - done) / rate)}`;
 }
 
-function stderrProgress(): (line: string, done: boolean) => void {
+/** Progress to stderr: redrawn in place on a terminal, every 10 s otherwise. */
+export function stderrProgress(): (line: string, done: boolean) => void {
   const tty = Deno.stderr.isTerminal();
   const enc = new TextEncoder();
   let lastPrint = 0;
@@ -85,130 +81,91 @@ function stderrProgress(): (line: string, done: boolean) => void {
   };
 }
 
-type Named = [string, HostTensor<Float32Array> | HostTensor<Int32Array> | null];
-
-async function saveCache(path: string, f: ExtractedFeatures, key: object): Promise<void> {
-  const entries: Named[] = [
-    ["global", f.global],
-    ["avg_patch", f.avgPatch],
-    ["patches", f.patches],
-    ["labels", f.labels ? { shape: [f.labels.length], data: f.labels } : null],
-    ["label_maps", f.labelMaps],
-  ];
-  const tensors = [];
-  let offset = 0;
-  for (const [name, t] of entries) {
-    if (!t) continue;
-    const dtype = t.data instanceof Int32Array ? "int32" : "float32";
-    tensors.push({ name, shape: t.shape, dtype, offset, numel: t.data.length, description: "" });
-    offset += t.data.byteLength;
+/** Mean patch token of each image: `[B, Gh, Gw, D]` -> `[B, D]` (accumulated in float64). */
+export function meanPatch(patches: HostTensor<Float32Array>): Float32Array {
+  const [b, gh, gw, d] = patches.shape;
+  const np = gh * gw;
+  const out = new Float32Array(b * d);
+  const acc = new Float64Array(d);
+  for (let i = 0; i < b; i++) {
+    acc.fill(0);
+    for (let p = 0; p < np; p++) {
+      const base = (i * np + p) * d;
+      for (let j = 0; j < d; j++) acc[j] += patches.data[base + j];
+    }
+    for (let j = 0; j < d; j++) out[i * d + j] = acc[j] / np;
   }
-  const bin = new Uint8Array(offset);
-  let o = 0;
-  for (const [, t] of entries) {
-    if (!t) continue;
-    bin.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), o);
-    o += t.data.byteLength;
-  }
-  const base = path.split("/").pop()!;
-  await atomicWriteFile(`${path}.bin`, bin);
-  const manifest = { format: "mim-fixture-v1", bin: `${base}.bin`, byte_order: "little", config: key, tensors };
-  await atomicWriteFile(`${path}.json`, JSON.stringify(manifest));
+  return out;
 }
 
-async function loadCache(path: string): Promise<ExtractedFeatures | null> {
-  try {
-    await Deno.stat(`${path}.json`);
-  } catch {
-    return null;
-  }
-  const fx = await loadFixture(`${path}.json`);
-  const opt = <T>(n: string, get: (n: string) => T) => (fx.has(n) ? get(n) : null);
+function dimsOf(f: EncoderFeatures, keepPatches: boolean, b: SourceBatch): FeatureDims {
+  const [, gh, gw, d] = f.patches.shape;
+  const m = b.labelMaps?.shape;
   return {
-    global: opt("global", (n) => fx.f32(n)),
-    avgPatch: fx.f32("avg_patch"),
-    patches: opt("patches", (n) => fx.f32(n)),
-    labels: opt("labels", (n) => fx.i32(n).data),
-    labelMaps: opt("label_maps", (n) => fx.i32(n)),
+    global: f.global ? f.global.shape[1] : null,
+    avgPatch: d,
+    patches: keepPatches ? [gh, gw, d] : null,
+    labelMap: m ? [m[1], m[2]] : null,
   };
 }
 
-/** Extract (or load from cache) the features of every sample of `source`. */
+/** Extract (or open from cache) the features of every sample of `source` as a disk-backed table. */
 export async function extractFeatures(
   encoder: VisionEncoder,
   source: EvalImageSource,
   opts: ExtractOptions,
-): Promise<ExtractedFeatures> {
+): Promise<DiskFeatureTable> {
   const key = {
     version: CACHE_VERSION,
-    encoder: opts.cache?.encoderKey,
+    encoder: opts.cache?.encoderKey ?? null,
     data: source.id,
     keepPatches: opts.keepPatches,
   };
-  let cachePath: string | null = null;
+  let dir: string;
   if (opts.cache) {
     await Deno.mkdir(opts.cache.dir, { recursive: true });
-    cachePath = join(opts.cache.dir, `features-${(await sha256Hex(JSON.stringify(key))).slice(0, 32)}`);
-    const hit = await loadCache(cachePath);
+    dir = join(opts.cache.dir, `features-${(await sha256Hex(JSON.stringify(key))).slice(0, 32)}`);
+    const hit = await openFeatureStore(dir, key);
     if (hit) return hit;
+  } else {
+    if (opts.tempDir) await Deno.mkdir(opts.tempDir, { recursive: true });
+    dir = await Deno.makeTempDir({ dir: opts.tempDir, prefix: "features-" });
   }
   const progress = opts.progress === null ? () => {} : opts.progress ?? stderrProgress();
   const n = source.length;
   if (n === 0) throw new Error(`extractFeatures: ${source.id} has no samples`);
   const t0 = performance.now();
-  let out: ExtractedFeatures | null = null;
+  let writer: FeatureStoreWriter | null = null;
   let start = 0;
-  for await (const b of source.batches(opts.batchSize)) {
-    const bs = b.images.shape[0];
-    if (start + bs > n) throw new Error(`extractFeatures: ${source.id} yielded more than its ${n} samples`);
-    const f = await encoder.encode(b.images);
-    out ??= allocate(f, n, opts.keepPatches, b);
-    store(out, f, start, b);
-    start += bs;
-    progress(progressLine(`features ${source.id}`, start, n, (performance.now() - t0) / 1000), start === n);
-  }
-  if (start !== n || !out) throw new Error(`extractFeatures: ${source.id} yielded ${start} samples, expected ${n}`);
-  if (cachePath) await saveCache(cachePath, out, key);
-  return out;
-}
-
-function allocate(
-  f: EncoderFeatures,
-  n: number,
-  keepPatches: boolean,
-  b: { labels?: Int32Array; labelMaps?: HostTensor<Int32Array> },
-): ExtractedFeatures {
-  const [, gh, gw, d] = f.patches.shape;
-  const mapShape = b.labelMaps?.shape.slice(1) ?? [];
-  return {
-    global: f.global ? { shape: [n, f.global.shape[1]], data: new Float32Array(n * f.global.shape[1]) } : null,
-    avgPatch: { shape: [n, d], data: new Float32Array(n * d) },
-    patches: keepPatches ? { shape: [n, gh, gw, d], data: new Float32Array(n * gh * gw * d) } : null,
-    labels: b.labels ? new Int32Array(n) : null,
-    labelMaps: b.labelMaps
-      ? { shape: [n, ...mapShape], data: new Int32Array(n * mapShape.reduce((a, c) => a * c, 1)) }
-      : null,
-  };
-}
-
-function store(
-  out: ExtractedFeatures,
-  f: EncoderFeatures,
-  start: number,
-  b: { labels?: Int32Array; labelMaps?: HostTensor<Int32Array> },
-): void {
-  const [bs, gh, gw, d] = f.patches.shape;
-  const np = gh * gw;
-  if (out.global && f.global) out.global.data.set(f.global.data, start * out.global.shape[1]);
-  for (let i = 0; i < bs; i++) {
-    const acc = new Float64Array(d);
-    for (let p = 0; p < np; p++) {
-      const base = (i * np + p) * d;
-      for (let j = 0; j < d; j++) acc[j] += f.patches.data[base + j];
+  try {
+    for await (const b of source.batches(opts.batchSize)) {
+      const bs = b.images.shape[0];
+      if (start + bs > n) throw new Error(`extractFeatures: ${source.id} yielded more than its ${n} samples`);
+      const f = await encoder.encode(b.images);
+      writer ??= await FeatureStoreWriter.create(dir, dimsOf(f, opts.keepPatches, b), {
+        key,
+        shardBytes: opts.shardBytes ?? DEFAULT_SHARD_BYTES,
+        withLabels: b.labels !== undefined,
+      });
+      await writer.append({
+        rows: bs,
+        global: f.global?.data,
+        avgPatch: meanPatch(f.patches),
+        patches: opts.keepPatches ? f.patches.data : null,
+        labelMap: b.labelMaps?.data,
+        labels: b.labels,
+      });
+      start += bs;
+      progress(progressLine(`features ${source.id}`, start, n, (performance.now() - t0) / 1000), start === n);
     }
-    for (let j = 0; j < d; j++) out.avgPatch.data[(start + i) * d + j] = acc[j] / np;
+    if (start !== n || !writer) {
+      throw new Error(`extractFeatures: ${source.id} yielded ${start} samples, expected ${n}`);
+    }
+    const table = await writer.finish();
+    table.temporary = !opts.cache;
+    return table;
+  } catch (err) {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    throw err;
   }
-  if (out.patches) out.patches.data.set(f.patches.data, start * np * d);
-  if (out.labels && b.labels) out.labels.set(b.labels, start);
-  if (out.labelMaps && b.labelMaps) out.labelMaps.data.set(b.labelMaps.data, start * (b.labelMaps.data.length / bs));
 }

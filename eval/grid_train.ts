@@ -1,5 +1,5 @@
 /**
- * Joint training of an lr x wd grid of classifiers on the same batches (capi:
+ * Joint training of a grid of classifiers on the same batches (capi:
  * eval_classification.py, SPEC 1.10): every classifier sees the same batch, the loss is
  * the cross-entropy averaged over the batch **and** the classifiers, and one AdamW step
  * (betas 0.9/0.95, model/adamw.ts) updates the whole grid at once because each parameter
@@ -7,13 +7,17 @@
  *
  * Schedule: `linspace(0, 1, W)` warmup then `(cos(linspace(0, pi, T-W)) + 1) / 2` as a
  * multiplier of each classifier's lr (official: T = 12500, W = 1250); lr is scaled by
- * `batch/256`; parameters whose name contains `b` as a bias get weight decay 0.
+ * `batch/256` by the caller; parameters flagged as biases get weight decay 0.
+ *
+ * Batches come from an async iterator (rows of a feature store, or images through the
+ * frozen encoder with augmentations, as the official code trains), so the trainer never
+ * holds more than one batch. It also reports each classifier's loss on the first batch and
+ * averaged over the last 5% of iterations: the evidence that training went somewhere.
  *
  * @module
  */
 import { tf } from "../model/engine.ts";
 import { AdamW } from "../model/adamw.ts";
-import type { Rng } from "../model/rng.ts";
 import type { HostTensor } from "../model/fixture.ts";
 
 /** CAPI probe schedule multiplier at iteration `it` of `total` with `warmup` warmup iterations. */
@@ -35,6 +39,10 @@ export type GridLayout =
 export interface GridParam {
   init: HostTensor<Float32Array>;
   layout: GridLayout;
+  /** Which slice of the global classifier list this parameter holds (its first classifier). */
+  offset: number;
+  /** Classifiers held. */
+  count: number;
   /** Biases get no weight decay (official: `wd 0 if "bias" in name`). */
   isBias: boolean;
 }
@@ -49,33 +57,44 @@ function expand(vals: number[], layout: GridLayout): tf.Tensor {
   return tf.tensor(vals, [vals.length, ...new Array(layout.rank - 1).fill(1)]);
 }
 
+/** One training batch: named inputs (one per feature source) and labels. */
+export interface GridBatch {
+  inputs: Record<string, HostTensor<Float32Array>>;
+  labels: Int32Array;
+}
+
 export interface GridTrainOptions {
   /** Per-classifier base lr (already scaled by batch/256) and weight decay, length G. */
   lrs: number[];
   wds: number[];
   iterations: number;
   warmup: number;
-  batchSize: number;
   classes: number;
-  rng: Rng;
   /** Called every `logEvery` iterations with the mean loss (read back only then). */
   onLog?: (it: number, loss: number) => void;
   logEvery?: number;
 }
 
+export interface GridTrainResult {
+  params: Record<string, HostTensor<Float32Array>>;
+  /** Per classifier: mean loss on the first batch, and over the last 5% of iterations. */
+  firstLoss: number[];
+  finalLoss: number[];
+}
+
+const upload = (inputs: Record<string, HostTensor<Float32Array>>) =>
+  Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, tf.tensor(v.data, v.shape, "float32")]));
+
 /**
- * Train G classifiers jointly. `makeBatch(indices)` returns the input tensor for those
- * training samples (the caller owns host data); `forward(x, params)` returns `[B, G, C]`.
- * Returns the trained parameters on the host.
+ * Train G classifiers jointly for `o.iterations` batches of `batches`. `forward(inputs,
+ * params)` returns logits `[B, G, C]`. Returns the trained parameters on the host.
  */
 export async function trainGrid(
   params: Record<string, GridParam>,
-  nTrain: number,
-  labels: Int32Array,
-  makeBatch: (idx: Int32Array) => tf.Tensor,
-  forward: (x: tf.Tensor, p: Record<string, tf.Tensor>) => tf.Tensor,
+  batches: AsyncIterator<GridBatch>,
+  forward: (x: Record<string, tf.Tensor>, p: Record<string, tf.Tensor>) => tf.Tensor,
   o: GridTrainOptions,
-): Promise<Record<string, HostTensor<Float32Array>>> {
+): Promise<GridTrainResult> {
   const g = o.lrs.length;
   const vars = new Map<string, tf.Variable>();
   const lrT = new Map<string, tf.Tensor>();
@@ -84,76 +103,92 @@ export async function trainGrid(
     const t = tf.tensor(p.init.data, p.init.shape, "float32");
     vars.set(name, tf.variable(t, true, `${name}#${crypto.randomUUID()}`));
     t.dispose();
-    lrT.set(name, expand(o.lrs, p.layout));
-    wdT.set(name, expand(p.isBias ? new Array(g).fill(0) : o.wds, p.layout));
+    const slice = (v: number[]) => v.slice(p.offset, p.offset + p.count);
+    lrT.set(name, expand(slice(o.lrs), p.layout));
+    wdT.set(name, expand(p.isBias ? new Array(p.count).fill(0) : slice(o.wds), p.layout));
   }
   const opt = new AdamW({ betas: [0.9, 0.95], eps: 1e-8 });
-  const bs = Math.min(o.batchSize, nTrain);
-  let order = o.rng.fork("epoch", 0).permutation(nTrain);
-  let epoch = 0;
-  let pos = 0;
-  const idx = new Int32Array(bs);
   const logEvery = o.logEvery ?? 100;
+  const tail = Math.max(1, Math.ceil(o.iterations / 20));
+  let tailSum: tf.Tensor = tf.zeros([g]);
+  let firstLoss: number[] = [];
   try {
     for (let it = 0; it < o.iterations; it++) {
-      for (let i = 0; i < bs; i++) {
-        if (pos === nTrain) {
-          order = o.rng.fork("epoch", ++epoch).permutation(nTrain);
-          pos = 0;
-        }
-        idx[i] = order[pos++];
-      }
+      const next = await batches.next();
+      if (next.done) throw new Error(`trainGrid: the batch stream ended after ${it} of ${o.iterations} iterations`);
+      const { inputs, labels } = next.value;
+      const bs = labels.length;
       const s = probeSchedule(it, o.iterations, o.warmup);
-      const x = makeBatch(idx);
+      const x = upload(inputs);
+      const y = tf.tidy(() => tf.oneHot(tf.tensor1d(labels, "int32"), o.classes)); // [B, C]
+      let perClassifier: tf.Tensor | null = null;
       const { value, grads } = tf.variableGrads(() => {
         const logits = forward(x, Object.fromEntries(vars)); // [B, G, C]
-        const y = tf.oneHot(tf.tensor1d(idx.map((j) => labels[j]), "int32"), o.classes); // [B, C]
-        const logp = tf.logSoftmax(logits);
-        return tf.div(tf.neg(tf.sum(tf.mul(logp, tf.expandDims(y, 1)))), bs * g) as tf.Scalar;
+        const ce = tf.neg(tf.sum(tf.mul(tf.logSoftmax(logits), tf.expandDims(y, 1)), -1)); // [B, G]
+        perClassifier = tf.keep(tf.mean(ce, 0)); // [G]
+        return tf.div(tf.sum(ce), bs * g) as tf.Scalar;
       }, [...vars.values()]);
       const byName = new Map([...vars].map(([n, v]) => [n, grads[v.name]]));
       const stepLr = new Map([...lrT].map(([n, t]) => [n, tf.mul(t, s)]));
       opt.step(vars, byName, (n) => ({ lr: stepLr.get(n)!, weightDecay: wdT.get(n)! }));
-      for (const t of [...stepLr.values(), ...Object.values(grads), x]) t.dispose();
+      const pc = perClassifier! as tf.Tensor;
+      if (it === 0) firstLoss = [...(await pc.data())];
+      if (it >= o.iterations - tail) {
+        const sum = tf.add(tailSum, pc);
+        tailSum.dispose();
+        tailSum = sum;
+      }
+      for (const t of [...stepLr.values(), ...Object.values(grads), ...Object.values(x), y, pc]) t.dispose();
       if (o.onLog && (it % logEvery === 0 || it === o.iterations - 1)) o.onLog(it, (await value.data())[0]);
       value.dispose();
     }
+    const finalLoss = [...(await tailSum.data())].map((v) => v / Math.min(tail, o.iterations));
     const out: Record<string, HostTensor<Float32Array>> = {};
     for (const [n, v] of vars) out[n] = { shape: [...v.shape], data: (await v.data()) as Float32Array };
-    return out;
+    return { params: out, firstLoss, finalLoss };
   } finally {
     opt.dispose();
+    tailSum.dispose();
     for (const t of [...vars.values(), ...lrT.values(), ...wdT.values()]) t.dispose();
   }
 }
 
 /**
- * Accuracy of every classifier of a grid on a labelled set, evaluated in chunks.
- * Returns `[G]` accuracies and the argmax predictions `[G][n]`.
+ * Accuracy of every classifier of a grid on labelled batches, and the number of distinct
+ * classes each predicts (1 = a constant prediction). `logitsOf` returns `[b, G, C]`.
  */
 export async function evalGrid(
-  n: number,
-  labels: Int32Array,
-  makeBatch: (idx: Int32Array) => tf.Tensor,
-  logitsOf: (x: tf.Tensor) => tf.Tensor,
-  chunk = 512,
-): Promise<{ acc: number[]; pred: Int32Array[] }> {
-  let pred: Int32Array[] = [];
-  for (let start = 0; start < n; start += chunk) {
-    const idx = new Int32Array(Math.min(chunk, n - start)).map((_, i) => start + i);
-    const x = makeBatch(idx);
+  batches: AsyncIterable<GridBatch>,
+  logitsOf: (x: Record<string, tf.Tensor>) => tf.Tensor,
+  classes: number,
+): Promise<{ acc: number[]; distinct: number[]; n: number }> {
+  let hits: number[] = [];
+  let seen: Uint8Array[] = [];
+  let n = 0;
+  for await (const { inputs, labels } of batches) {
+    const x = upload(inputs);
     const am = tf.tidy(() => tf.argMax(logitsOf(x), -1)); // [b, G]
     const data = (await am.data()) as Int32Array;
     const [b, g] = am.shape;
     am.dispose();
-    x.dispose();
-    if (pred.length === 0) pred = Array.from({ length: g }, () => new Int32Array(n));
-    for (let i = 0; i < b; i++) for (let k = 0; k < g; k++) pred[k][start + i] = data[i * g + k];
+    for (const t of Object.values(x)) t.dispose();
+    if (hits.length === 0) {
+      hits = new Array(g).fill(0);
+      seen = Array.from({ length: g }, () => new Uint8Array(classes));
+    }
+    for (let i = 0; i < b; i++) {
+      for (let k = 0; k < g; k++) {
+        const p = data[i * g + k];
+        seen[k][p] = 1;
+        if (p === labels[i]) hits[k]++;
+      }
+    }
+    n += b;
   }
-  const acc = pred.map((p) => {
-    let hit = 0;
-    for (let i = 0; i < n; i++) if (p[i] === labels[i]) hit++;
-    return hit / n;
-  });
-  return { acc, pred };
+  if (n === 0) throw new Error("evalGrid: no samples to score");
+  return {
+    acc: hits.map((h) => h / n),
+    distinct: seen.map((s) => s.reduce((a, v) => a + v, 0)),
+    n,
+  };
 }

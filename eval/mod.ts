@@ -1,11 +1,13 @@
 /**
- * Frozen-encoder evaluation (SPEC 1.10): probes, metrics, feature extraction.
+ * Frozen-encoder evaluation (SPEC 1.10): probes, metrics, feature extraction and storage.
  *
  * Reading order: `metrics.ts` (top-1, sklearn macro-Jaccard mIoU) -> `probe_heads.ts`
  * (grid-stacked linear / attentive heads) -> `grid_train.ts` (joint lr x wd training) ->
- * `class_probe.ts`, `knn_probe.ts` -> `seg_data.ts`, `seg_knn.ts`, `seg_logreg.ts` ->
- * `features.ts`, `feature_sources.ts`, `dataset_source.ts` -> `probes.ts` (registry) ->
- * `checkpoint_encoder.ts` (tfjs or ONNX encoders from checkpoints). CLI: `bench/eval.ts`.
+ * `class_probe.ts` with its inputs `class_data.ts` (extracted features) and `class_online.ts`
+ * (images through the encoder) -> `topk.ts`, `knn_probe.ts` -> `seg_data.ts`, `seg_knn.ts`,
+ * `labelled_patches.ts`, `lbfgs.ts`, `logreg_objective.ts`, `seg_logreg.ts` -> `feature_table.ts`, `feature_store.ts`, `features.ts`,
+ * `feature_sources.ts`, `dataset_source.ts`, `splits.ts` -> `protocols.ts`, `probes.ts`
+ * (registry) -> `checkpoint_encoder.ts` (tfjs or ONNX encoders from checkpoints). CLI: `bench/eval.ts`.
  *
  * @module
  */
@@ -23,33 +25,36 @@ export { runProbeParity } from "./probe_parity.ts";
 export { evalGrid, probeSchedule, trainGrid } from "./grid_train.ts";
 export {
   AttentiveProbeConfig,
+  type ClassData,
   ClassProbeConfig,
   type ClassProbeResult,
-  type LabelledFeatures,
   runClassProbe,
 } from "./class_probe.ts";
+export { cachedClassData } from "./class_data.ts";
+export { onlineClassData } from "./class_online.ts";
 export { knnPredict, KnnProbeConfig, type KnnProbeResult, runKnnProbe, weightedVote } from "./knn_probe.ts";
 export { type Patches, type SegFeatures, StandardScaler, toPatches } from "./seg_data.ts";
 export { runSegKnn, SegKnnConfig, type SegProbeResult } from "./seg_knn.ts";
-export { fitLogreg, predictLogreg, runSegLogreg, SegLogregConfig } from "./seg_logreg.ts";
-export { holdoutSplit } from "./splits.ts";
-export {
-  type EvalImageSource,
-  type ExtractedFeatures,
-  extractFeatures,
-  type ExtractOptions,
-  type SourceBatch,
-} from "./features.ts";
-export { type EvalMethod, FEATURE_SOURCES, type FeatureSource, featureVectors, sourcesFor } from "./feature_sources.ts";
-export { datasetSource } from "./dataset_source.ts";
+export { lbfgs, type LbfgsOptions, type LbfgsResult, type LbfgsStatus, minimize } from "./lbfgs.ts";
+export { fitLogregGrid, predictLogreg, runSegLogreg, SegLogregConfig } from "./seg_logreg.ts";
+export { holdoutSplit, stratifiedSubset } from "./splits.ts";
+export { type FeatureDims, type FeatureTable, MemoryFeatureTable } from "./feature_table.ts";
+export { DiskFeatureTable, FeatureStoreWriter, openFeatureStore } from "./feature_store.ts";
+export { type EvalImageSource, extractFeatures, type ExtractOptions, type SourceBatch } from "./features.ts";
+export { type EvalMethod, FEATURE_SOURCES, type FeatureSource, sourcesFor } from "./feature_sources.ts";
+export { datasetSource, subsetDataset } from "./dataset_source.ts";
+export { EVAL_PROTOCOLS, EvalProtocol, PAPER_SETTINGS, parseProtocol } from "./protocols.ts";
 export {
   isSegmentation,
-  needsPatches,
   parseProbe,
   PROBE_CONFIGS,
+  probeImageSize,
+  probeInput,
   type ProbeName,
   type ProbeOutput,
   PROBES,
+  type ProbeStatus,
+  resolveProbeConfig,
   runProbe,
 } from "./probes.ts";
 export { type OpenedEncoder, openEncoder, type OpenEncoderOptions, RELEASED_FORMAT } from "./checkpoint_encoder.ts";

@@ -18,9 +18,13 @@ import type { LoadReport, ParamSink } from "./state_dict.ts";
 import { tfEncoderFromStore } from "./tf_train_engine.ts";
 import type { EngineFactory } from "./train_engine.ts";
 
-/** Load weights with `load` (which adds every tensor it reads to `sink`) into an encoder of `forward` on `engine`. */
+/**
+ * Load weights with `load` (which adds every tensor it reads to `sink`, after checking every
+ * shape) into an encoder of `forward()` on `engine`. `forward` is built after the load, so a file
+ * that does not fit the expected architecture is reported by the load's shape check first.
+ */
 export async function loadedEncoder(
-  forward: EncoderForward,
+  forward: () => EncoderForward,
   load: (sink: ParamSink) => Promise<LoadReport>,
   engine?: EngineFactory,
 ): Promise<{ encoder: EngineEncoder; report: LoadReport }> {
@@ -28,7 +32,7 @@ export async function loadedEncoder(
     const store = new ParamStore();
     try {
       const report = await load(store);
-      return { encoder: tfEncoderFromStore(forward, store), report };
+      return { encoder: tfEncoderFromStore(forward(), store), report };
     } catch (e) {
       store.dispose();
       throw e;
@@ -36,5 +40,5 @@ export async function loadedEncoder(
   }
   const params = new Map<string, HostTensor<Float32Array>>();
   const report = await load({ add: (name, value) => params.set(name, value) });
-  return { encoder: new EngineEncoder(await engine(evalOnlySpec(params)), forward, true), report };
+  return { encoder: new EngineEncoder(await engine(evalOnlySpec(params)), forward(), true), report };
 }

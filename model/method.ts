@@ -7,6 +7,7 @@
  *   against `Ops` (model/train_step.ts), which any `TrainEngine` runs;
  * - `draw(images, rng)`: every random draw and host array of one iteration (masks, indices,
  *   coordinates, drop-path subsets, host patchify), from the trainer's seeded `Rng`;
+ *   `drawMicroBatches(images, rng, batchPerDevice)`: the same iteration as micro-batches;
  * - `hyper(it)`: the schedules' values at iteration `it`;
  * - `encode(o, get, images)`: the evaluation forward (`EncoderForward`), which `EngineEncoder`
  *   (model/engine_encoder.ts) turns into a `VisionEncoder` on any engine.
@@ -17,7 +18,7 @@ import type { EncoderInfo } from "./encoder.ts";
 import type { HostTensor } from "./fixture.ts";
 import type { Ops, ParamGetter, Tensor } from "./ops/ops.ts";
 import type { Rng } from "./rng.ts";
-import type { StepDraws, StepHyper, TrainStepSpec } from "./train_step.ts";
+import type { MicroBatch, StepDraws, StepHyper, TrainStepSpec } from "./train_step.ts";
 
 export const METHOD_NAMES = ["capi", "mae", "simmim"] as const;
 export type MethodName = typeof METHOD_NAMES[number];
@@ -50,6 +51,15 @@ export interface MimMethod extends EncoderForward {
   stepSpec(): TrainStepSpec;
   /** Everything iteration-specific the loss consumes, drawn from `rng` (the trainer's `Rng.from(seed, "train", it)`). */
   draw(images: HostTensor<Float32Array>, rng: Rng): StepDraws;
+  /**
+   * The draws of one iteration as micro-batches of `batchPerDevice` images (`microBatchRanges`),
+   * like the official code's per-GPU shares: per-sample draws (masks, noise, SimMIM's drop path)
+   * come from the same streams as `draw`, drawn for the whole batch and split, indices re-based
+   * to each micro-batch; per-device draws (CAPI's drop-path subsets, `randperm(B_m)[:n_keep]` on
+   * each GPU) are drawn per micro-batch, one after another from `draw`'s stream. So one
+   * micro-batch (`batchPerDevice` >= the batch) is exactly `draw`.
+   */
+  drawMicroBatches(images: HostTensor<Float32Array>, rng: Rng, batchPerDevice: number): MicroBatch[];
   /** Learning rates, weight decays and EMA momentum of iteration `it` (0-based). */
   hyper(it: number): StepHyper;
   /** Schedule values worth logging at iteration `it` (e.g. `lr`, CAPI `momentum`). */

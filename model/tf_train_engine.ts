@@ -6,6 +6,10 @@
  * depend on a trainable parameter, see model/ops/tf_ops.ts), then each optimizer in order
  * (global-norm clipping where it clips, AdamW per param group with model/adamw.ts), then the EMA
  * from the post-step parameters. Parameters and AdamW moments stay tfjs variables between steps.
+ * `stepMicro` runs the same iteration over micro-batches: the spec's statistics passes eagerly,
+ * then each micro-batch's gradients accumulated as tensors (`acc += (B_m/B) g_m`; plain tensors
+ * replaced each micro-batch rather than variables: tfjs's `assign` swaps the data the same way),
+ * then the one update. Each step reports its peak live tensor bytes (tf_peak_bytes.ts).
  *
  * `description` names what runs: `blas` asked for on a machine without OpenBLAS runs `wasm` and
  * says `fallbackFrom: "blas"`.
@@ -31,7 +35,17 @@ import type {
   StepResult,
   TrainEngine,
 } from "./train_engine.ts";
-import type { OptimizerSpec, StepDraws, StepHyper, TrainStepSpec } from "./train_step.ts";
+import {
+  type BatchContext,
+  type BatchStatsPass,
+  checkStatsPass,
+  type MicroBatch,
+  type OptimizerSpec,
+  type StepDraws,
+  type StepHyper,
+  type TrainStepSpec,
+} from "./train_step.ts";
+import { watchPeakBytes } from "./tf_peak_bytes.ts";
 
 export interface TfTrainEngineOptions {
   /** `lean` (default): model/kernels/lean_grads.ts; `tfjs`: `tf.variableGrads` (same values, about twice the memory). */
@@ -60,6 +74,16 @@ async function toHost(t: tf.Tensor): Promise<HostTensor<Float32Array>> {
   const d = await t.data();
   return { shape: [...t.shape], data: d instanceof Float32Array ? d : Float32Array.from(d as ArrayLike<number>) };
 }
+
+async function hostMap(ts: Map<string, tf.Tensor>): Promise<Map<string, HostTensor<Float32Array>>> {
+  const out = new Map<string, HostTensor<Float32Array>>();
+  for (const [n, t] of ts) out.set(n, await toHost(t));
+  return out;
+}
+
+const toTfMap = (ts: Record<string, Tensor>) => Object.fromEntries(Object.entries(ts).map(([k, t]) => [k, toTf(t)]));
+const fromTfMap = (ts: Record<string, tf.Tensor>) =>
+  Object.fromEntries(Object.entries(ts).map(([k, t]) => [k, fromTf(t)]));
 
 interface Optimizer {
   spec: OptimizerSpec;
@@ -139,18 +163,21 @@ export class TfTrainEngine implements TrainEngine {
     }
   }
 
-  async step(draws: StepDraws, hyper: StepHyper, opts: StepOptions = {}): Promise<StepResult> {
+  #checkStep(hyper: StepHyper): void {
     if (this.#trainable.length === 0) {
       throw new Error("TfTrainEngine.step: no parameter is trainable (an engine over evaluation weights only)");
     }
     this.#checkHyper(hyper);
+  }
+
+  /** The loss of `draws` and the gradient of every trainable parameter it reaches, by name. */
+  #lossAndGrads(draws: StepDraws, traced: Map<string, tf.Tensor> | undefined, batch?: BatchContext) {
     const o = this.ops;
-    const traced = new Map<string, tf.Tensor>();
-    const trace: Trace | undefined = opts.trace ? (n, t) => void traced.set(n, tf.keep(toTf(t))) : undefined;
+    const trace: Trace | undefined = traced ? (n, t) => void traced.set(n, tf.keep(toTf(t))) : undefined;
     let metrics: Record<string, tf.Tensor> = {};
     const f = () => {
       const inputs = Object.fromEntries(Object.entries(draws).map(([k, v]) => [k, o.input(k, v)]));
-      const out = this.#spec.loss(o, this.#get, inputs, trace);
+      const out = this.#spec.loss(o, this.#get, inputs, trace, batch);
       metrics = Object.fromEntries(Object.entries(out.metrics).map(([k, t]) => [k, tf.keep(toTf(t))]));
       return toTf(out.loss) as tf.Scalar;
     };
@@ -160,15 +187,18 @@ export class TfTrainEngine implements TrainEngine {
       () => this.#grads === "tfjs" ? tf.variableGrads(f, vars) : leanVariableGrads(f, vars),
     );
     const byName = new Map(Object.entries(grads).map(([vn, g]) => [this.#nameOf.get(vn)!, g]));
-    const hostGrads = opts.grads ? new Map<string, HostTensor<Float32Array>>() : undefined;
-    if (hostGrads) { for (const [n, g] of byName) hostGrads.set(n, await toHost(g)); }
+    return { value, metrics, grads: byName };
+  }
+
+  /** Steps 2 and 3: each optimizer on `grads` (disposed here), then the EMA. */
+  #apply(grads: Map<string, tf.Tensor>, hyper: StepHyper): void {
     for (const { spec, adamw, groupOf, vars } of this.#optimizers) {
-      let g = new Map([...vars.keys()].filter((n) => byName.has(n)).map((n) => [n, byName.get(n)!]));
+      let g = new Map([...vars.keys()].filter((n) => grads.has(n)).map((n) => [n, grads.get(n)!]));
       if (spec.clipGradNorm !== undefined) g = clipGradNorm(g, spec.clipGradNorm);
       adamw.step(vars, g, (n) => hyper.groups[spec.id][groupOf.get(n)!]);
       if (spec.clipGradNorm !== undefined) tf.dispose([...g.values()]);
     }
-    tf.dispose([...byName.values()]);
+    tf.dispose([...grads.values()]);
     if (this.#spec.ema) {
       const m = hyper.emaMomentum!;
       tf.tidy(() => {
@@ -178,23 +208,135 @@ export class TfTrainEngine implements TrainEngine {
         }
       });
     }
-    let hostTraced: Map<string, HostTensor<Float32Array>> | undefined;
-    if (opts.trace) {
-      hostTraced = new Map();
-      for (const [n, t] of traced) hostTraced.set(n, await toHost(t));
-      tf.dispose([...traced.values()].filter((t) => t !== value && !Object.values(metrics).includes(t)));
+  }
+
+  async step(draws: StepDraws, hyper: StepHyper, opts: StepOptions = {}): Promise<StepResult> {
+    this.#checkStep(hyper);
+    const watch = watchPeakBytes();
+    try {
+      const traced = new Map<string, tf.Tensor>();
+      const { value, metrics, grads } = this.#lossAndGrads(draws, opts.trace ? traced : undefined);
+      const hostGrads = opts.grads ? await hostMap(grads) : undefined;
+      this.#apply(grads, hyper);
+      let hostTraced: Map<string, HostTensor<Float32Array>> | undefined;
+      if (opts.trace) {
+        hostTraced = await hostMap(traced);
+        tf.dispose([...traced.values()].filter((t) => t !== value && !Object.values(metrics).includes(t)));
+      }
+      const owned = [value, ...Object.values(metrics)];
+      return {
+        read: async () => {
+          const out: Record<string, number> = { loss: (await value.data())[0] };
+          for (const [k, t] of Object.entries(metrics)) out[k] = (await t.data())[0];
+          return out;
+        },
+        traced: hostTraced,
+        grads: hostGrads,
+        peakTensorBytes: watch.stop(),
+        dispose: () => tf.dispose(owned),
+      };
+    } finally {
+      watch.stop();
     }
-    const owned = [value, ...Object.values(metrics)];
-    return {
-      read: async () => {
-        const out: Record<string, number> = { loss: (await value.data())[0] };
-        for (const [k, t] of Object.entries(metrics)) out[k] = (await t.data())[0];
-        return out;
-      },
-      traced: hostTraced,
-      grads: hostGrads,
-      dispose: () => tf.dispose(owned),
-    };
+  }
+
+  /**
+   * The accumulated step: each `batchStats` pass over every micro-batch (partials combined on the
+   * device in micro-batch order, saved tensors kept per micro-batch), then every micro-batch's loss
+   * and gradients given the statistics, accumulated as `acc += (B_m/B) grad_m`, then one update.
+   */
+  async stepMicro(micro: MicroBatch[], hyper: StepHyper, opts: StepOptions = {}): Promise<StepResult> {
+    if (micro.length === 1) return this.step(micro[0].draws, hyper, opts);
+    this.#checkStep(hyper);
+    const total = micro.reduce((s, m) => s + m.samples, 0);
+    if (!(total > 0) || micro.some((m) => !(m.samples > 0))) {
+      throw new Error(`stepMicro: every micro-batch needs samples > 0, got [${micro.map((m) => m.samples)}]`);
+    }
+    const watch = watchPeakBytes();
+    const stats: Record<string, tf.Tensor> = {};
+    const saved = micro.map((): Record<string, tf.Tensor> => ({}));
+    const acc = new Map<string, tf.Tensor>();
+    const results: { w: number; owned: tf.Tensor[]; names: string[] }[] = [];
+    const tracedMicro: Map<string, HostTensor<Float32Array>>[] = [];
+    try {
+      for (const [i, pass] of (this.#spec.batchStats ?? []).entries()) this.#statsPass(i, pass, micro, stats, saved);
+      for (const [m, mb] of micro.entries()) {
+        const traced = new Map<string, tf.Tensor>();
+        const batch = { stats: fromTfMap(stats), saved: fromTfMap(saved[m]) };
+        const { value, metrics, grads } = this.#lossAndGrads(mb.draws, opts.trace ? traced : undefined, batch);
+        const w = mb.samples / total;
+        for (const [n, g] of grads) {
+          const prev = acc.get(n);
+          acc.set(n, tf.tidy(() => (prev ? tf.add(prev, tf.mul(g, w)) : tf.mul(g, w))));
+          tf.dispose([g, ...(prev ? [prev] : [])]);
+        }
+        tf.dispose(Object.values(saved[m])); // this micro-batch is done with them
+        saved[m] = {};
+        results.push({ w, owned: [value, ...Object.values(metrics)], names: ["loss", ...Object.keys(metrics)] });
+        if (opts.trace) {
+          tracedMicro.push(await hostMap(traced));
+          tf.dispose([...traced.values()].filter((t) => t !== value && !Object.values(metrics).includes(t)));
+        }
+      }
+      const hostGrads = opts.grads ? await hostMap(acc) : undefined;
+      this.#apply(acc, hyper);
+      acc.clear();
+      return {
+        read: async () => {
+          const out: Record<string, number> = {};
+          for (const { w, owned, names } of results) {
+            for (const [k, t] of owned.entries()) out[names[k]] = (out[names[k]] ?? 0) + w * (await t.data())[0];
+          }
+          return out;
+        },
+        tracedMicro: opts.trace ? tracedMicro : undefined,
+        grads: hostGrads,
+        peakTensorBytes: watch.stop(),
+        dispose: () => tf.dispose(results.flatMap((r) => r.owned)),
+      };
+    } catch (e) {
+      tf.dispose(results.flatMap((r) => r.owned));
+      throw e;
+    } finally {
+      watch.stop();
+      tf.dispose([...Object.values(stats), ...saved.flatMap((s) => Object.values(s)), ...acc.values()]);
+    }
+  }
+
+  /** Pass `index` over every micro-batch: its statistics combined into `stats`, its saves into `saved[m]`. */
+  #statsPass(
+    index: number,
+    pass: BatchStatsPass,
+    micro: MicroBatch[],
+    stats: Record<string, tf.Tensor>,
+    saved: Record<string, tf.Tensor>[],
+  ): void {
+    const o = this.ops;
+    const combined: Record<string, tf.Tensor> = {};
+    for (const [m, mb] of micro.entries()) {
+      const earlier = { stats: new Set(Object.keys(stats)), saved: new Set(Object.keys(saved[m])) };
+      const out = tf.tidy(() => {
+        const inputs = Object.fromEntries(Object.entries(mb.draws).map(([k, v]) => [k, o.input(k, v)]));
+        const r = pass.compute(o, this.#get, inputs, { stats: fromTfMap(stats), saved: fromTfMap(saved[m]) });
+        return { partial: toTfMap(r.partial), save: toTfMap(r.save ?? {}) };
+      });
+      try {
+        checkStatsPass(index, pass, out, earlier);
+      } catch (e) {
+        tf.dispose([...Object.values(out.partial), ...Object.values(out.save), ...Object.values(combined)]);
+        throw e;
+      }
+      for (const [name, combine] of Object.entries(pass.combine)) {
+        const prev = combined[name], part = out.partial[name];
+        if (!prev) combined[name] = part;
+        else {
+          combined[name] = combine === "sum" ? tf.add(prev, part) : tf.maximum(prev, part);
+          tf.dispose([prev, part]);
+        }
+      }
+      Object.assign(saved[m], out.save);
+    }
+    Object.assign(stats, combined);
   }
 
   async snapshot(): Promise<EngineState> {

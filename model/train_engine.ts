@@ -11,7 +11,7 @@
  */
 import type { HostTensor } from "./fixture.ts";
 import type { Ops, Tensor } from "./ops/ops.ts";
-import type { StepDraws, StepHyper, TrainStepSpec } from "./train_step.ts";
+import type { MicroBatch, StepDraws, StepHyper, TrainStepSpec } from "./train_step.ts";
 
 /** What actually ran, for records: a fallback is recorded as the fallback. */
 export interface EngineDescription {
@@ -46,12 +46,22 @@ export interface StepOptions {
 
 /** One iteration's results. Scalars may live on the device until `read` is called. */
 export interface StepResult {
-  /** `loss` and the method's metrics, read back on demand (at the log cadence). */
+  /**
+   * `loss` and the method's metrics, read back on demand (at the log cadence). Of an accumulated
+   * step: the sample-weighted mean of the micro-batches' values (each is a mean over its samples).
+   */
   read(): Promise<Record<string, number>>;
-  /** With `StepOptions.trace`: intermediates by trace name. */
+  /** With `StepOptions.trace`: intermediates by trace name (a one-shot step). */
   traced?: Map<string, HostTensor<Float32Array>>;
-  /** With `StepOptions.grads`: gradients by parameter name (before clipping). */
+  /** With `StepOptions.trace` on an accumulated step: each micro-batch's intermediates, in order. */
+  tracedMicro?: Map<string, HostTensor<Float32Array>>[];
+  /** With `StepOptions.grads`: gradients by parameter name (before clipping; accumulated over micro-batches). */
   grads?: Map<string, HostTensor<Float32Array>>;
+  /**
+   * The most bytes of tensors live at once during the step, by the engine's own accounting
+   * (tfjs: its live-tensor byte count; ort: the arrays the engine holds between program runs).
+   */
+  peakTensorBytes?: number;
   /** Release device-side handles this result holds. */
   dispose(): void;
 }
@@ -60,6 +70,13 @@ export interface TrainEngine {
   readonly description: EngineDescription;
   /** One iteration: loss, gradients, every optimizer, the EMA. */
   step(draws: StepDraws, hyper: StepHyper, opts?: StepOptions): Promise<StepResult>;
+  /**
+   * One iteration over micro-batches, with the result of one large batch: the spec's `batchStats`
+   * passes over every micro-batch, then each micro-batch's loss and gradients, accumulated as
+   * `sum_m (samples_m / total) grad_m`, then every optimizer (clipping on the accumulated gradient)
+   * and the EMA once. One micro-batch is exactly `step`.
+   */
+  stepMicro(micro: MicroBatch[], hyper: StepHyper, opts?: StepOptions): Promise<StepResult>;
   /** Parameters and optimizer state on the host. */
   snapshot(): Promise<EngineState>;
   /** Replace parameters (and optimizer state, when given) from the host; shapes must match. */

@@ -20,6 +20,14 @@
  * as `StepDraws`, named host tensors; schedule values as `StepHyper`. Both are computed on the
  * host from the suite's seeded `Rng` and schedules, so a fixture can supply its recorded ones.
  *
+ * Micro-batches (`batchPerDevice` below the global batch, as the official code's per-GPU shares):
+ * the step's images arrive as several `MicroBatch`es. Each micro-batch's loss is the mean over
+ * its own samples, exactly what one GPU of the official code computes, and the engine accumulates
+ * `(B_m / B) * grad_m` before step 2, which is the gradient data-parallel training averages. Where
+ * a loss couples the samples of the global batch (CAPI's Sinkhorn normalises over it), the spec
+ * declares `batchStats`: ordered passes over every micro-batch whose partial statistics are
+ * combined (`sum`, `max`: the official all-reduce) and handed to later passes and to the loss.
+ *
  * @module
  */
 import type { HostTensor } from "./fixture.ts";
@@ -64,13 +72,57 @@ export interface LossOutput {
   metrics: Record<string, Tensor>;
 }
 
+/** One micro-batch of a step: its draws and how many of the step's images it holds. */
+export interface MicroBatch {
+  draws: StepDraws;
+  /** Images in this micro-batch: its gradient enters the step with weight `samples / total`. */
+  samples: number;
+}
+
+/** How the partial values of one statistic combine over the micro-batches (the official all-reduce). */
+export type StatCombine = "sum" | "max";
+
+/** What a statistics pass or the loss of one micro-batch sees of the global batch. */
+export interface BatchContext {
+  /** Every statistic of the earlier passes, combined over all micro-batches of the step. */
+  stats: Record<string, Tensor>;
+  /** What earlier passes saved for this micro-batch (no gradient flows into them). */
+  saved: Record<string, Tensor>;
+}
+
+/** One pass over every micro-batch before the loss, computing statistics of the global batch. */
+export interface BatchStatsPass {
+  /** The statistics this pass produces, each with how micro-batches' partial values combine. */
+  combine: Record<string, StatCombine>;
+  /**
+   * The partial statistics of one micro-batch (`partial`, one per `combine` key) and tensors to keep
+   * for this micro-batch's later passes and loss (`save`: e.g. features that are costly to recompute).
+   * Runs without gradients.
+   */
+  compute(
+    o: Ops,
+    get: ParamGetter,
+    inputs: Record<string, Tensor>,
+    batch: BatchContext,
+  ): { partial: Record<string, Tensor>; save?: Record<string, Tensor> };
+}
+
 /** What an engine needs to run one iteration of a method. */
 export interface TrainStepSpec {
   params: Map<string, ParamSpec>;
   optimizers: OptimizerSpec[];
   ema: EmaSpec | null;
-  /** The loss of one batch, written once for every engine. `inputs` holds `o.input` of each draw. */
-  loss(o: Ops, get: ParamGetter, inputs: Record<string, Tensor>, trace?: Trace): LossOutput;
+  /**
+   * The loss of one batch, written once for every engine. `inputs` holds `o.input` of each draw.
+   * Without `batch` the inputs are the whole batch (one micro-batch: everything is computed here);
+   * with `batch` they are one micro-batch and `batch` holds the statistics of `batchStats`.
+   */
+  loss(o: Ops, get: ParamGetter, inputs: Record<string, Tensor>, trace?: Trace, batch?: BatchContext): LossOutput;
+  /**
+   * Passes that must see every micro-batch before any loss can be computed (CAPI: the Sinkhorn
+   * shift and column sums over the global batch). Absent: each micro-batch's loss is its own.
+   */
+  batchStats?: BatchStatsPass[];
 }
 
 /** Schedule values of one iteration, computed on the host. */
@@ -97,4 +149,27 @@ export function adamwScalars(
     stepSize: lr / (1 - betas[0] ** t),
     bc2Sqrt: Math.sqrt(1 - betas[1] ** t),
   };
+}
+
+/**
+ * Check what pass `index` of `batchStats` returned: exactly one partial per `combine` entry, no
+ * statistic made and nothing saved twice (`stats`, `saved`: names from earlier passes).
+ */
+export function checkStatsPass(
+  index: number,
+  pass: BatchStatsPass,
+  out: { partial: Record<string, unknown>; save?: Record<string, unknown> },
+  earlier: { stats: ReadonlySet<string>; saved: ReadonlySet<string> },
+): void {
+  const where = `batchStats[${index}]`;
+  for (const name of Object.keys(pass.combine)) {
+    if (!out.partial[name]) {
+      throw new Error(`${where}: combine names '${name}', but compute returned no partial '${name}'`);
+    }
+    if (earlier.stats.has(name)) throw new Error(`${where}: statistic '${name}' is already made by an earlier pass`);
+  }
+  const extra = Object.keys(out.partial).find((n) => !(n in pass.combine));
+  if (extra) throw new Error(`${where}: partial '${extra}' has no entry in combine (sum or max?)`);
+  const again = Object.keys(out.save ?? {}).find((n) => earlier.saved.has(n));
+  if (again) throw new Error(`${where}: '${again}' is already saved by an earlier pass`);
 }

@@ -4,9 +4,18 @@
  *
  * Per iteration `it` (0-based): `draw` (masks and every other host array from
  * `Rng.from(seed, "train", it)`), `hyper(it)` (schedules), then one `engine.step`: loss,
- * gradients, each optimizer in order, the EMA. Host readbacks happen only at the log cadence: the
+ * gradients, each optimizer in order, the EMA. With `batchPerDevice` below the batch, the batch
+ * runs as micro-batches of that size (`drawMicroBatches`, `engine.stepMicro`) with the result of
+ * the one large batch, as the official code's per-GPU shares; at or above the batch, the step is
+ * exactly the one-shot step. Host readbacks happen only at the log cadence: the
  * step results in between stay on the engine and are read together, so a NaN/Inf loss stops the
  * run with the number of the first bad step while the last good checkpoint stays untouched.
+ *
+ * Each log line (`<out>/log.jsonl`) holds the loss, the method's metrics and schedule values,
+ * `img_per_s`, and `memory`: the micro-batch size, the most tensor bytes any step of the window
+ * held by the engine's own accounting (`peak_tensor_mib`), and the process's peak RSS so far
+ * (`peak_rss_mib`, Linux). Nested, so that readers taking the line's numbers as loss components
+ * do not chart them.
  *
  * Checkpoints (`<out>/checkpoint.safetensors`, written atomically) hold every parameter under
  * the method's names, the AdamW moments as `optim.<id>.exp_avg[_sq].<name>`, and metadata
@@ -45,6 +54,11 @@ export interface TrainOptions {
   progress?: ((line: string, final: boolean) => void) | null;
   /** The engine that runs the steps (default: tfjs on the current backend). */
   engine?: EngineFactory;
+  /**
+   * Images per device step (suites' `runtime.batchPerDevice`): the batch runs as micro-batches of
+   * this size, gradients accumulated; it must divide the batch. Default (or >= the batch): one-shot.
+   */
+  batchPerDevice?: number;
 }
 
 export interface TrainResult {
@@ -53,6 +67,12 @@ export interface TrainResult {
   lossCurve: { step: number; loss: number }[];
   imagesPerSec: number | null;
   resumedFromStep: number | null;
+  /** Images per micro-batch of the last step (the batch itself when one-shot). */
+  microBatch: number | null;
+  /** The most tensor bytes live at once in any step, by the engine's accounting (null: not reported). */
+  peakTensorBytes: number | null;
+  /** Peak resident memory of the process at the end (Linux VmHWM; null elsewhere). */
+  peakRssBytes: number | null;
 }
 
 /** A batch source that can start at an iteration (skips nothing) or a plain stream (skipped on resume). */
@@ -70,6 +90,16 @@ function fmtTime(s: number): string {
   return m >= 60
     ? `${Math.floor(m / 60)}h${String(m % 60).padStart(2, "0")}m`
     : `${m}m${String(Math.round(s % 60)).padStart(2, "0")}s`;
+}
+
+/** Peak resident memory of this process so far (Linux `VmHWM`), or null where unknown. */
+function peakRss(): number | null {
+  try {
+    const m = /^VmHWM:\s+(\d+)\s+kB/m.exec(Deno.readTextFileSync("/proc/self/status"));
+    return m ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -159,6 +189,8 @@ export async function train(method: MimMethod, data: BatchSource, opts: TrainOpt
 
   /** Step results not read yet (one host readback per log, not per step). */
   let pending: { it: number; result: StepResult }[] = [];
+  /** The most tensor bytes of any step since the last log line, and over the run. */
+  let windowPeak: number | null = null, runPeak: number | null = null;
   const releasePending = () => {
     for (const p of pending) p.result.dispose();
     pending = [];
@@ -185,7 +217,7 @@ export async function train(method: MimMethod, data: BatchSource, opts: TrainOpt
   const lossCurve: { step: number; loss: number }[] = [];
   let imagesSeen = 0, windowImages = 0, windowStart = performance.now(), lastRate: number | null = null;
   let totalImages = 0, totalTime = 0;
-  let start = 0, step = 0;
+  let start = 0, step = 0, microBatch: number | null = null;
   let resumedFromStep: number | null = null;
   try {
     if (opts.resume && (await exists(ckptPath))) {
@@ -208,8 +240,16 @@ export async function train(method: MimMethod, data: BatchSource, opts: TrainOpt
       const next = await iter.next();
       if (next.done) break;
       const images = next.value;
-      const result = await engine.step(method.draw(images, Rng.from(opts.seed, "train", it)), method.hyper(it));
+      const rng = Rng.from(opts.seed, "train", it), batch = images.shape[0];
+      microBatch = Math.min(opts.batchPerDevice ?? batch, batch);
+      const result = microBatch < batch
+        ? await engine.stepMicro(method.drawMicroBatches(images, rng, microBatch), method.hyper(it))
+        : await engine.step(method.draw(images, rng), method.hyper(it));
       pending.push({ it, result });
+      if (result.peakTensorBytes !== undefined) {
+        windowPeak = Math.max(windowPeak ?? 0, result.peakTensorBytes);
+        runPeak = Math.max(runPeak ?? 0, result.peakTensorBytes);
+      }
       step = it + 1;
       imagesSeen += images.shape[0];
       windowImages += images.shape[0];
@@ -227,7 +267,14 @@ export async function train(method: MimMethod, data: BatchSource, opts: TrainOpt
         windowStart = now;
         const scalars = method.logScalars(it);
         lossCurve.push({ step, loss });
-        const rec = { step, ...vals, ...scalars, img_per_s: lastRate, time: new Date().toISOString() };
+        const memory = {
+          micro_batch: microBatch,
+          ...(windowPeak !== null ? { peak_tensor_mib: windowPeak / 2 ** 20 } : {}),
+          ...(peakRss() !== null ? { peak_rss_mib: peakRss()! / 2 ** 20 } : {}),
+        };
+        windowPeak = null;
+        // Nested: readers of the log take its top-level numbers for loss components and schedules.
+        const rec = { step, ...vals, ...scalars, img_per_s: lastRate, memory, time: new Date().toISOString() };
         await Deno.writeTextFile(logPath, JSON.stringify(rec) + "\n", { append: true });
         if (progress) {
           const frac = step / opts.steps;
@@ -261,5 +308,8 @@ export async function train(method: MimMethod, data: BatchSource, opts: TrainOpt
     lossCurve,
     imagesPerSec: totalTime > 0 ? totalImages / totalTime : lastRate,
     resumedFromStep,
+    microBatch,
+    peakTensorBytes: runPeak,
+    peakRssBytes: peakRss(),
   };
 }

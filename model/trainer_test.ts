@@ -103,6 +103,34 @@ Deno.test("no tensor leak: the tensor count is constant across steps", async () 
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("batchPerDevice: micro-batches of the batch, resumed bit-identically; a non-divisor fails at the first step", async () => {
+  const [full, cut, oneShot] = [await Deno.makeTempDir(), await Deno.makeTempDir(), await Deno.makeTempDir()];
+  const run = { ...quiet, seed: 3, batchPerDevice: 2 };
+  const r = await train(tinyCapi(), batches(1, 4), { ...run, steps: 4, outDir: full, checkpointEvery: 2 });
+  await train(tinyCapi(), batches(1, 4), { ...run, steps: 2, outDir: cut, checkpointEvery: 2 });
+  await train(tinyCapi(), batches(1, 4), { ...run, steps: 4, outDir: cut, resume: true });
+  await train(tinyCapi(), batches(1, 4), { ...quiet, seed: 3, steps: 4, outDir: oneShot });
+  assert.equal(r.microBatch, 2);
+  assert.ok(r.peakTensorBytes! > 0);
+  const [a, b, c] = await Promise.all([full, cut, oneShot].map((d) => readSafetensors(`${d}/${CHECKPOINT_FILE}`)));
+  for (const [name, t] of a.tensors) {
+    assert.deepEqual(b.tensors.get(name)!.data, t.data, `${name} differs after resume`);
+  }
+  // Drop path draws subsets per micro-batch (n_keep of 2, not of 4): another run than one-shot's.
+  assert.notDeepEqual(
+    c.tensors.get("student.backbone.mask_token")!.data,
+    a.tensors.get("student.backbone.mask_token")!.data,
+  );
+  const log = (await Deno.readTextFile(`${full}/log.jsonl`)).trim().split("\n").map((l) => JSON.parse(l));
+  assert.equal(log[0].memory.micro_batch, 2);
+  assert.ok(log[0].memory.peak_tensor_mib > 0);
+  await assert.rejects(
+    () => train(tinyCapi(), batches(1, 4), { ...quiet, seed: 3, steps: 1, outDir: oneShot, batchPerDevice: 3 }),
+    /batchPerDevice 3 does not divide the batch of 4 images: .*use a divisor of 4 \(e\.g\. 2\)/,
+  );
+  for (const d of [full, cut, oneShot]) await Deno.remove(d, { recursive: true });
+});
+
 /** A one-parameter method whose loss becomes NaN from iteration `badFrom` on (a draw says so). */
 function nanMethod(badFrom: number): MimMethod {
   let calls = 0;
@@ -121,6 +149,9 @@ function nanMethod(badFrom: number): MimMethod {
       // The iteration is not passed to `draw`: count the calls, as the trainer draws once per iteration.
       calls++;
       return { scale: { shape: [], data: new Float32Array([calls > badFrom ? NaN : 1]) } };
+    },
+    drawMicroBatches: () => {
+      throw new Error("unused: the NaN test runs one-shot steps");
     },
     hyper: () => ({ groups: { main: { all: { lr: 0.1, weightDecay: 0 } } } }),
     logScalars: () => ({}),

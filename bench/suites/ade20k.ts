@@ -12,6 +12,13 @@
  * 224 px, the fp32 rate measured for PyTorch on an H100) make 22,210 images ~3 min per cell;
  * the kNN over ~5M patches and the logistic-regression solver dominate (unmeasured at this size).
  * CI: 7 shards, one cell each.
+ * Expected runtime: pretraining as `in1k_vit_l14` (reused when already done); probes a few
+ * GPU-hours per cell (feature extraction on 20,210 + 2,000 images, kNN over ~5M patches).
+ * Probes (`paper` protocol, eval/protocols.ts): 224 x 224, StandardScaler, kNN k in {1, 3, 10, 30} x
+ * {cosine, L2} on bfloat16 features, logistic regression by cuML's L-BFGS (max_iter 1000, tol
+ * 1e-12) for C in 10^linspace(-6, 5, 8). Patch tokens go to a disk store (~21 GB float32 for
+ * 20,210 images x 256 x 1024); `evalMemoryBytes` keeps the ~19 GB of standardised training
+ * patches on the device (else every L-BFGS evaluation and every k-NN query chunk re-reads them).
  * Expected numbers (capi README, IN-1k pretraining, ViT-L/14): kNN ADE20K mIoU 29.2.
  * Paper Table 7 (LVD-142M pretraining): CAPI kNN 32.5, logreg 37.9; MAE ViT-L/16 kNN 7.8, logreg 27.4.
  *
@@ -28,7 +35,9 @@ export const ADE20K_SUITE: SuiteInput = {
   pretraining: [{ data: imagenet(IMAGENET_ROOT, "train"), steps: 500_000, batchSize: 16384 }],
   protocol: {
     id: "mimbench.ade20k_seg",
-    version: 1,
+    // v2: the paper protocol (eval/protocols.ts): the official probe settings, online class probes, L-BFGS.
+    version: 2,
+    evalProtocol: "paper",
     probes: segmentationProbes(ade20k(ADE20K_ROOT, "train"), ade20k(ADE20K_ROOT, "val")),
   },
   seeds: [0],
@@ -40,6 +49,7 @@ export const ADE20K_SUITE: SuiteInput = {
     evalBatchSize: 128,
     workers: 8,
     checkpointEvery: 5000,
+    evalMemoryBytes: 24 * 2 ** 30,
   },
   ci: { shards: 7 },
 };

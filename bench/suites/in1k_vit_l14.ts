@@ -12,6 +12,13 @@
  * workflow today) cannot finish it: it needs the data-parallel engine. Features: ~120 img/s
  * (161 GFLOP/img forward), ~3 GPU-hours per cell for IN-1k train + val. Nobody should run this by
  * accident. CI: 7 shards, one cell each; `ade20k` restores their checkpoints (same shards).
+ * Expected runtime: the paper's pretraining used 32 GPUs (8 GPUs x 4 nodes) for 500k iterations;
+ * expect thousands of GPU-hours per pretrained cell. Nobody should run this by accident.
+ * Probes (`paper` protocol, eval/protocols.ts, the official evaluation's settings): linear and
+ * attentive grids (30 classifiers per feature source) trained together on the fly through the
+ * frozen encoder, 12,500 iterations x 1024 augmented images (12.8M encoder forwards, ~10 IN-1k
+ * epochs) plus the 10% holdout and val; kNN reads extracted features of train + val (1.33M
+ * forwards, global and mean-patch vectors only, ~16 GB on disk for D = 1024).
  * Expected numbers (capi README, IN-1k pretraining, ViT-L/14): attentive IN-1k top-1 82.9.
  * MAE ViT-L/16 linear probe (mae FINETUNE.md): 75.8 (paper) / 76.0 (PyTorch repo).
  *
@@ -28,7 +35,9 @@ export const IN1K_VIT_L14_SUITE: SuiteInput = {
   pretraining: [{ data: imagenet(IMAGENET_ROOT, "train"), steps: 500_000, batchSize: 16384 }],
   protocol: {
     id: "mimbench.in1k_cls",
-    version: 1,
+    // v2: the paper protocol (eval/protocols.ts): the official probe settings, online class probes, L-BFGS.
+    version: 2,
+    evalProtocol: "paper",
     probes: classificationProbes(imagenet(IMAGENET_ROOT, "train"), imagenet(IMAGENET_ROOT, "val")),
   },
   // One seed: at this cost the paper reports one run; the leaderboard then marks 'no_ranking'.

@@ -15,6 +15,13 @@
  * engine's real throughput is unmeasured; decoding must keep up: 60-195 img/s per 2 shared cores
  * measured at 224 px (datasets/loader_bench.ts), so ~10-30 cores per GPU.
  * CI: 7 shards (one pretraining each; the longest, MAE, ~69 GPU-hours: resumes across jobs).
+ * Expected runtime: not measured yet (no GPU runner with tfjs-node-gpu was available to us);
+ * 14 cells (6 of them pretrain 100 epochs of ViT-S: roughly a GPU-day each, an estimate).
+ * Probes (`paper` protocol, eval/protocols.ts, the official evaluation's settings): linear and
+ * attentive grids (30 classifiers per feature source) trained together on the fly through the
+ * frozen encoder, 12,500 iterations x 1024 augmented images (12.8M encoder forwards, ~10 IN-1k
+ * epochs) plus the 10% holdout and val; kNN reads extracted features of train + val (1.33M
+ * forwards, global and mean-patch vectors only, ~8 GB on disk for D = 384).
  * Expected numbers: none published for CAPI at ViT-S; MAE reports no ViT-S linear probe either,
  * so this suite's first run defines them.
  *
@@ -32,7 +39,9 @@ export const IN1K_VIT_S_SUITE: SuiteInput = {
   pretraining: [{ data: imagenet(IMAGENET_ROOT, "train"), steps: 125_114, batchSize: 1024 }],
   protocol: {
     id: "mimbench.in1k_cls",
-    version: 1,
+    // v2: the paper protocol (eval/protocols.ts): the official probe settings, online class probes, L-BFGS.
+    version: 2,
+    evalProtocol: "paper",
     probes: classificationProbes(imagenet(IMAGENET_ROOT, "train"), imagenet(IMAGENET_ROOT, "val")),
   },
   seeds: [0, 1],

@@ -126,7 +126,7 @@ export async function loadCapiEncoderFrom(
 ): Promise<{ encoder: EngineEncoder; config: CapiConfig; report: LoadReport }> {
   const { prefix, config, expected, model } = capiLayout(src, o);
   const { encoder, report } = await loadedEncoder(
-    new CapiEncoderForward(config, "backbone."),
+    () => new CapiEncoderForward(config, "backbone."),
     (sink) => loadParams(src, prefix, expected, sink, { model, storeName: (n) => `backbone.${n}` }),
     o.engine,
   );

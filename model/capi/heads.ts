@@ -50,19 +50,54 @@ export function sinkhornKnopp(o: Ops, m: Tensor, nIter: number, axisN: number, a
 }
 
 /**
+ * The statistics of the global batch that Sinkhorn-Knopp needs, keepDims: the shift `max_n M` and,
+ * for each iteration, the column sum `sum_n Q` before its column normalisation. In multi-GPU
+ * training they are all-reduced over the GPUs (SPEC 1.5); here, combined over micro-batches.
+ */
+export interface SinkhornStats {
+  shift: Tensor;
+  colSums: Tensor[];
+}
+
+/**
+ * Sinkhorn-Knopp from the global batch's statistics: `sinkhornKnopp`'s iterate after
+ * `stats.colSums.length` iterations for the rows `m` of one micro-batch. The column sums are
+ * the global ones; the row sums (over `axisK`) are local, as in the official code. With the
+ * statistics of `m` itself this is `sinkhornKnopp`, operation for operation.
+ */
+export function sinkhornFromStats(o: Ops, m: Tensor, stats: SinkhornStats, axisK: number): Tensor {
+  return o.tidy(() => {
+    let q = o.exp(o.add(o.sub(m, stats.shift), 50));
+    for (const s of stats.colSums) {
+      q = o.div(q, o.add(s, 1e-8));
+      q = o.div(q, o.add(o.sum(q, axisK, true), 1e-8));
+    }
+    return q;
+  });
+}
+
+/** The Sinkhorn input `logits / targetTemp` with the normalised (batch) axis first: `[B, N, K]`, or `[B*N, K]`. */
+export function sinkhornInput(o: Ops, logits: Tensor, c: { targetTemp: number; positionwiseSk: boolean }): Tensor {
+  const m = o.div(logits, c.targetTemp);
+  return c.positionwiseSk ? m : o.reshape(m, [-1, logits.shape[2]]); // over B*N rows
+}
+
+/**
  * Teacher assignments from logits `[B, N, K]`: Sinkhorn of `logits / targetTemp`, per position
- * over the batch axis (`positionwise_sk=True`), or over all `B*N` tokens at once.
+ * over the batch axis (`positionwise_sk=True`), or over all `B*N` tokens at once. With `stats`,
+ * the batch axis is the global batch's (`sinkhornFromStats`), `logits` one micro-batch's.
  */
 export function clusterAssignments(
   o: Ops,
   logits: Tensor,
   c: { targetTemp: number; nSkIter: number; positionwiseSk: boolean },
+  stats?: SinkhornStats,
 ): Tensor {
   return o.tidy(() => {
-    const m = o.div(logits, c.targetTemp);
-    if (c.positionwiseSk) return sinkhornKnopp(o, m, c.nSkIter, 0, 2);
-    const k = logits.shape[2];
-    return o.reshape(sinkhornKnopp(o, o.reshape(m, [-1, k]), c.nSkIter, 0, 1), logits.shape); // over B*N rows
+    const m = sinkhornInput(o, logits, c);
+    const axisK = m.shape.length - 1;
+    const q = stats ? sinkhornFromStats(o, m, stats, axisK) : sinkhornKnopp(o, m, c.nSkIter, 0, axisK);
+    return o.reshape(q, logits.shape);
   });
 }
 
@@ -89,16 +124,20 @@ export interface ClusteringOut {
   loss: Tensor;
 }
 
-/** `OnlineClustering.forward` on teacher patch features `[B, N, D]` (the EMA backbone's: no gradient into them). */
+/**
+ * `OnlineClustering.forward` on teacher patch features `[B, N, D]` (the EMA backbone's: no gradient
+ * into them); with `stats`, Sinkhorn over the global batch of which `feats` is one micro-batch.
+ */
 export function onlineClustering(
   o: Ops,
   feats: Tensor,
   w: Tensor,
   b: Tensor | null,
   c: { targetTemp: number; predTemp: number; nSkIter: number; positionwiseSk: boolean },
+  stats?: SinkhornStats,
 ): ClusteringOut {
   const logits = clusteringLogits(o, feats, w, b); // [B, N, K]
-  const assignments = clusterAssignments(o, o.stopGradient(logits), c);
+  const assignments = clusterAssignments(o, o.stopGradient(logits), c, stats);
   const loss = softCrossEntropy(o, assignments, logits, c.predTemp);
   return { logits, assignments, loss };
 }

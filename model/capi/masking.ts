@@ -9,6 +9,7 @@
  * @module
  */
 import type { Rng } from "../rng.ts";
+import type { SampleRange } from "../micro_batch.ts";
 
 /** The two python `random` calls the block masking makes. */
 export interface MaskDraws {
@@ -103,6 +104,24 @@ export function collateMasks(
     for (let k = 0; k < nPredict; k++) predict.push(masked[order[k]]);
   }
   return { masks, visibleIndices: Int32Array.from(visible), predictIndices: Int32Array.from(predict) };
+}
+
+/**
+ * The masks of images `[start, start + size)`, with absolute indices re-based to those images (a
+ * micro-batch's `CapiMasks`); every image has the same number of visible and predicted tokens.
+ */
+export function sliceCapiMasks(m: CapiMasks, r: SampleRange, nTokens: number): CapiMasks {
+  const batch = m.masks.length / nTokens;
+  if (r.start === 0 && r.size === batch) return m;
+  const nVis = m.visibleIndices.length / batch, nPred = m.predictIndices.length / batch;
+  const off = r.start * nTokens;
+  const rebase = (idx: Int32Array, per: number) =>
+    idx.slice(r.start * per, (r.start + r.size) * per).map((i) => i - off);
+  return {
+    masks: m.masks.slice(off, off + r.size * nTokens),
+    visibleIndices: rebase(m.visibleIndices, nVis),
+    predictIndices: rebase(m.predictIndices, nPred),
+  };
 }
 
 /** Masks and indices for one batch, every draw from `rng`. */

@@ -17,10 +17,11 @@ import type { EncoderForward, EncoderOutputs, MimMethod } from "../method.ts";
 import { patchify } from "../nn/patch_embed.ts";
 import type { Ops, ParamGetter } from "../ops/ops.ts";
 import { Rng } from "../rng.ts";
-import type { ParamSpec, StepDraws, StepHyper, TrainStepSpec } from "../train_step.ts";
+import type { MicroBatch, ParamSpec, StepDraws, StepHyper, TrainStepSpec } from "../train_step.ts";
+import { microBatchRanges, sliceSamples } from "../micro_batch.ts";
 import { assertTrainable, type CapiConfig, type CapiDims, capiDims } from "./config.ts";
-import { capiLoss } from "./loss.ts";
-import { type CapiMasks, sampleCapiMasks } from "./masking.ts";
+import { capiBatchStats, capiLoss } from "./loss.ts";
+import { type CapiMasks, sampleCapiMasks, sliceCapiMasks } from "./masking.ts";
 import { CapiGeometry, drawDropPath, evalForward } from "./model.ts";
 import { type CapiGroup, capiParamGroups, capiSchedules } from "./optim.ts";
 import { ropeFreqs } from "./rope.ts";
@@ -98,6 +99,12 @@ export interface CapiMethodOptions {
    * them out (same parameters after every step, less work); parity asks for their gradients.
    */
   zeroLrGrads?: boolean;
+  /**
+   * Micro-batched steps: keep each micro-batch's teacher features (`B x N x D` floats over the
+   * global batch) between the Sinkhorn statistics passes and the loss (default true), or recompute
+   * the teacher in every pass (`1 + nSkIter` more teacher forwards per step; same values).
+   */
+  keepTeacher?: boolean;
 }
 
 export class CapiMethod extends CapiEncoderForward implements MimMethod {
@@ -157,12 +164,22 @@ export class CapiMethod extends CapiEncoderForward implements MimMethod {
         { id: "clustering", groups: [{ id: "head", params: head }], betas: o.clusteringBetas, eps: o.clusteringEps },
       ],
       ema: { pairs: [...student.keys()].map((n) => [`ema.${n}`, `student.${n}`]) },
-      loss: (ops, get, inputs, trace) => capiLoss(ops, get, inputs, c, this.geometry, trace),
+      loss: (ops, get, inputs, trace, batch) => capiLoss(ops, get, inputs, c, this.geometry, trace, batch),
+      batchStats: capiBatchStats(c, this.geometry, { keepTeacher: this.#opts.keepTeacher ?? true }),
     };
   }
 
   draw(images: HostTensor<Float32Array>, rng: Rng): StepDraws {
-    const { imageH, imageW, gridH, gridW, nMasked, nPredict } = this.dims;
+    return this.drawMicroBatches(images, rng, images.shape[0])[0].draws;
+  }
+
+  /**
+   * Masks and prediction subsets are per sample: drawn for the whole batch, then split. The
+   * drop-path subsets are per device (`randperm(B_m)[:n_keep]` on each GPU, model.py:158): drawn
+   * for each micro-batch in turn from one stream, so `n_keep` follows the micro-batch.
+   */
+  drawMicroBatches(images: HostTensor<Float32Array>, rng: Rng, batchPerDevice: number): MicroBatch[] {
+    const { imageH, imageW, gridH, gridW, nTokens, nMasked, nPredict } = this.dims;
     if (
       images.shape.length !== 4 || images.shape[1] !== 3 || images.shape[2] !== imageH || images.shape[3] !== imageW
     ) {
@@ -171,10 +188,14 @@ export class CapiMethod extends CapiEncoderForward implements MimMethod {
     const batch = images.shape[0];
     // The streams of the former prepare/loss split, kept so that runs reproduce bit for bit.
     const masks = sampleCapiMasks(rng.fork("prepare", "capi.mask"), { batch, gridH, gridW, nMasked, nPredict });
-    return {
-      ...this.drawsWithMasks(images, masks),
-      ...drawDropPath(rng.fork("loss", "capi.drop_path"), this.config, batch),
-    };
+    const dropPath = rng.fork("loss", "capi.drop_path");
+    return microBatchRanges(batch, batchPerDevice).map((r) => ({
+      draws: {
+        ...this.drawsWithMasks(sliceSamples(images, r), sliceCapiMasks(masks, r, nTokens)),
+        ...drawDropPath(dropPath, this.config, r.size),
+      },
+      samples: r.size,
+    }));
   }
 
   /** The draws of a batch with given masks and no drop path (parity feeds the fixture's masks). */

@@ -124,7 +124,7 @@ export async function loadMaeEncoderFrom(
   const { prefix, config, expected, model: what } = maeLayout(src, o);
   const { gridH, gridW, nTokens } = maeDims(config);
   const { encoder, report } = await loadedEncoder(
-    new MaeEncoderForward(config),
+    () => new MaeEncoderForward(config),
     (sink) =>
       loadParams(src, prefix, expected, sink, {
         model: what,

@@ -9,6 +9,9 @@
  * half-cycle cosine (`maeLr` on the fractional epoch = iteration / iterations-per-epoch,
  * which is `maeLr` on iterations with the schedule counted in iterations).
  *
+ * Micro-batches: the loss is a mean over the removed patches, `B (L - len_keep)` of them in every
+ * batch, so each micro-batch's mean weighted by `B_m / B` sums to the batch's exactly.
+ *
  * @module
  */
 import { assertImageBatch, type EncoderInfo } from "../encoder.ts";
@@ -18,7 +21,8 @@ import type { Ops, ParamGetter } from "../ops/ops.ts";
 import { patchify } from "../nn/patch_embed.ts";
 import { Rng } from "../rng.ts";
 import { maeLr } from "../schedules.ts";
-import type { ParamSpec, StepDraws, StepHyper, TrainStepSpec } from "../train_step.ts";
+import type { MicroBatch, ParamSpec, StepDraws, StepHyper, TrainStepSpec } from "../train_step.ts";
+import { microBatchRanges, sliceSamples } from "../micro_batch.ts";
 import { type MaeConfig, type MaeDims, maeDims, maeWarmupIters } from "./config.ts";
 import { absoluteIndices, initialParams, maeEncode, maeForward, normPixTarget } from "./mae.ts";
 import { type MaeMasking, maskingFromNoise, sampleNoise } from "./masking.ts";
@@ -127,9 +131,17 @@ export class MaeMethod extends MaeEncoderForward implements MimMethod {
   }
 
   draw(images: HostTensor<Float32Array>, rng: Rng): StepDraws {
+    return this.drawMicroBatches(images, rng, images.shape[0])[0].draws;
+  }
+
+  /** The masking noise is per sample: drawn for the whole batch, then split. */
+  drawMicroBatches(images: HostTensor<Float32Array>, rng: Rng, batchPerDevice: number): MicroBatch[] {
     // The stream of the former `prepare`, kept so that runs reproduce bit for bit.
     const noise = sampleNoise(rng.fork("prepare", "mae.noise"), images.shape[0], this.dims.nTokens);
-    return this.drawsFromNoise(images, noise).draws;
+    return microBatchRanges(images.shape[0], batchPerDevice).map((r) => ({
+      draws: this.drawsFromNoise(sliceSamples(images, r), sliceSamples(noise, r)).draws,
+      samples: r.size,
+    }));
   }
 
   /** Patchify, target and masking of one batch; `noise` `[B, L]` decides the masking (parity feeds the fixture's). */

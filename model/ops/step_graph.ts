@@ -27,9 +27,13 @@
  *   3. EMA from the post-step parameters: `ema = m * ema + (1-m) * p`.
  * Non-trainable parameters pass through: read as inputs, never output unless an EMA writes them.
  *
+ * The accumulated step over micro-batches (micro_step_graph.ts) reuses the pieces: `paramInputs`,
+ * `drawInputs`, `lossGradients` for its per-micro-batch gradient graph, `appendUpdate` (steps 2
+ * and 3) for its apply graph.
+ *
  * @module
  */
-import type { DType, Tensor } from "./ops.ts";
+import type { DType, ParamGetter, Tensor, Trace } from "./ops.ts";
 import type { TrainStepSpec } from "../train_step.ts";
 import { GraphOps } from "./graph_ops.ts";
 import { gradients } from "./autodiff.ts";
@@ -105,14 +109,11 @@ export function validateSpec(spec: TrainStepSpec): void {
   }
 }
 
-/** Record, differentiate and lower one training iteration of `spec` for draws of `drawShapes`. */
-export function buildTrainStep(
-  spec: TrainStepSpec,
-  drawShapes: Record<string, DrawShape>,
-  opts: TrainStepOptions = {},
-): TrainStepGraph {
-  validateSpec(spec);
-  const o = new GraphOps();
+/**
+ * Parameters as graph inputs `param.<p>`, created on first read (a parameter nobody reads is no
+ * input); `params` holds those read so far.
+ */
+export function paramInputs(o: GraphOps, spec: TrainStepSpec): { get: ParamGetter; params: Map<string, Tensor> } {
   const params = new Map<string, Tensor>();
   const get = (name: string): Tensor => {
     let t = params.get(name);
@@ -124,29 +125,80 @@ export function buildTrainStep(
     }
     return t;
   };
+  return { get, params };
+}
+
+/** The draws as graph inputs `draw.<d>`. */
+export function drawInputs(o: GraphOps, drawShapes: Record<string, DrawShape>): Record<string, Tensor> {
   const inputs: Record<string, Tensor> = {};
   for (const [name, d] of Object.entries(drawShapes)) inputs[name] = o.inputOf(`draw.${name}`, [...d.shape], d.dtype);
+  return inputs;
+}
 
+/** A `Trace` that outputs each traced value as `trace.<name>`, and the names it saw. */
+export function traceOutputs(o: GraphOps, on: boolean | undefined): { trace?: Trace; traces: string[] } {
   const traces: string[] = [];
-  const trace = opts.trace
-    ? (name: string, t: Tensor) => {
+  if (!on) return { traces };
+  return {
+    traces,
+    trace: (name, t) => {
       traces.push(name);
       o.output(`trace.${name}`, t);
-    }
-    : undefined;
+    },
+  };
+}
+
+/** Record, differentiate and lower one training iteration of `spec` for draws of `drawShapes`. */
+export function buildTrainStep(
+  spec: TrainStepSpec,
+  drawShapes: Record<string, DrawShape>,
+  opts: TrainStepOptions = {},
+): TrainStepGraph {
+  validateSpec(spec);
+  const o = new GraphOps();
+  const { get, params } = paramInputs(o, spec);
+  const inputs = drawInputs(o, drawShapes);
+  const { trace, traces } = traceOutputs(o, opts.trace);
   const { loss, metrics } = spec.loss(o, get, inputs, trace);
   o.output("loss", loss);
   for (const [name, t] of Object.entries(metrics)) o.output(`metric.${name}`, t);
 
   // 1. Gradients of every trainable parameter the loss reads.
+  const grads = lossGradients(o, spec, params, loss);
+  const noGradient = [...spec.params].filter(([n, p]) => p.trainable && !grads.has(n)).map(([n]) => n);
+  if (opts.grads) { for (const [n, g] of grads) o.output(`grad.${n}`, g); }
+
+  // 2. and 3.: optimizers in order, then the EMA.
+  const { updated, emaTargets } = appendUpdate(o, spec, get, grads);
+  const lowered = lowerToOnnx(o.graph, { target: opts.target ?? "cpu", graphName: "train_step" });
+  return { lowered, updated, noGradient, emaTargets, metrics: Object.keys(metrics), traces };
+}
+
+/** Gradients of `loss` for every trainable parameter read so far that it reaches. */
+export function lossGradients(
+  o: GraphOps,
+  spec: TrainStepSpec,
+  params: Map<string, Tensor>,
+  loss: Tensor,
+): Map<string, Tensor> {
   const trainable = [...params.keys()].filter((n) => spec.params.get(n)!.trainable);
   const gradList = gradients(o, loss, trainable.map((n) => params.get(n)!));
   const grads = new Map<string, Tensor>();
   trainable.forEach((n, i) => gradList[i] && grads.set(n, gradList[i]!));
-  const noGradient = [...spec.params].filter(([n, p]) => p.trainable && !grads.has(n)).map(([n]) => n);
-  if (opts.grads) { for (const [n, g] of grads) o.output(`grad.${n}`, g); }
+  return grads;
+}
 
-  // 2. Optimizers in order.
+/**
+ * Steps 2 and 3 of the iteration on gradients `grads` (parameters without one are left alone):
+ * each optimizer in order (clipping, AdamW per group), then the EMA from the post-step values.
+ * Outputs `new.param.<p>`, `new.exp_avg.<p>`, `new.exp_avg_sq.<p>` and `new.param.<ema>`.
+ */
+export function appendUpdate(
+  o: GraphOps,
+  spec: TrainStepSpec,
+  get: ParamGetter,
+  grads: Map<string, Tensor>,
+): { updated: Map<string, string[]>; emaTargets: string[] } {
   const stepped = new Map<string, Tensor>();
   const updated = new Map<string, string[]>();
   for (const opt of spec.optimizers) {
@@ -170,7 +222,7 @@ export function buildTrainStep(
         const g = coef ? o.mul(grads.get(p)!, coef) : grads.get(p)!;
         const shape = [...spec.params.get(p)!.value.shape];
         const m = o.inputOf(`exp_avg.${p}`, shape, "float32"), v = o.inputOf(`exp_avg_sq.${p}`, shape, "float32");
-        const decayed = o.mul(params.get(p)!, decay);
+        const decayed = o.mul(get(p), decay);
         const m1 = o.add(o.mul(m, b1), o.mul(g, 1 - b1));
         const v1 = o.add(o.mul(v, b2), o.mul(o.mul(g, g), 1 - b2));
         const denom = o.add(o.div(o.sqrt(v1), bc2Sqrt), opt.eps);
@@ -183,7 +235,6 @@ export function buildTrainStep(
     }
   }
 
-  // 3. EMA from the post-step values.
   const emaTargets: string[] = [];
   if (spec.ema && spec.ema.pairs.length) {
     const mom = o.inputOf(hyperInput.emaMomentum, [], "float32");
@@ -194,8 +245,7 @@ export function buildTrainStep(
       emaTargets.push(ema);
     }
   }
-  const lowered = lowerToOnnx(o.graph, { target: opts.target ?? "cpu", graphName: "train_step" });
-  return { lowered, updated, noGradient, emaTargets, metrics: Object.keys(metrics), traces };
+  return { updated, emaTargets };
 }
 
 function allAxes(t: Tensor): number[] {

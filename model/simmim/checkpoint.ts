@@ -139,7 +139,7 @@ export async function loadSimmimEncoderFrom(
 ): Promise<{ encoder: EngineEncoder; config: SimmimConfig; report: LoadReport }> {
   const { prefix, config, expected, model: what } = simmimLayout(src, o);
   const { encoder, report } = await loadedEncoder(
-    new SimmimEncoderForward(config),
+    () => new SimmimEncoderForward(config),
     (sink) => loadParams(src, prefix, expected, sink, { model: what }),
     o.engine,
   );

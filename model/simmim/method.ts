@@ -8,6 +8,13 @@
  * lr and warmup lr scaled by batch/512; per-iteration linear warmup then multistep decay;
  * global grad-norm clip 5. Stochastic depth `linspace(0, rate, depth)` (timm `DropPath`).
  *
+ * Micro-batches (`drawMicroBatches`): each micro-batch's loss is normalised by its own masked
+ * pixels, `/ (sum(m_m) + 1e-5)`, and the accumulated gradient weights it by `B_m / B`: exactly
+ * what the official training computes on each GPU before DDP averages the gradients. One batch
+ * normalises once by `sum(m) + 1e-5`; the two differ by about `1e-5 / sum(m_m)` relative, below
+ * float32 rounding for any micro-batch with more than ~170 masked pixels (one 32x32 mask patch is
+ * 1,024), so the per-device normaliser is kept rather than fed the global one.
+ *
  * @module
  */
 import { assertImageBatch, type EncoderInfo } from "../encoder.ts";
@@ -17,7 +24,8 @@ import type { Ops, ParamGetter, Tensor } from "../ops/ops.ts";
 import { Rng } from "../rng.ts";
 import { simmimLr } from "../schedules.ts";
 import { patchify } from "../nn/patch_embed.ts";
-import type { ParamSpec, StepDraws, StepHyper, TrainStepSpec } from "../train_step.ts";
+import type { MicroBatch, ParamSpec, StepDraws, StepHyper, TrainStepSpec } from "../train_step.ts";
+import { microBatchRanges, sliceSamples } from "../micro_batch.ts";
 import { vitArchName } from "../mae/method.ts";
 import { type SimmimConfig, type SimmimDims, simmimDims, simmimScheduleIters } from "./config.ts";
 import { initialParams, simmimEncode, simmimForward, simmimRelPosBias } from "./simmim.ts";
@@ -140,12 +148,22 @@ export class SimmimMethod extends SimmimEncoderForward implements MimMethod {
   }
 
   draw(images: HostTensor<Float32Array>, rng: Rng): StepDraws {
+    return this.drawMicroBatches(images, rng, images.shape[0])[0].draws;
+  }
+
+  /** Masks and timm's drop path are per sample: drawn for the whole batch, then split. */
+  drawMicroBatches(images: HostTensor<Float32Array>, rng: Rng, batchPerDevice: number): MicroBatch[] {
+    const b = images.shape[0], n = this.dims.nTokens;
     // The streams of the former prepare/loss split, kept so that runs reproduce bit for bit.
-    const mask = sampleSimmimMasks(rng.fork("prepare", "simmim.mask"), images.shape[0], this.dims);
-    return {
-      ...this.drawsWithMask(images, mask),
-      ...drawSimmimDropPath(rng.fork("loss", "simmim.drop_path"), this.config, images.shape[0]),
-    };
+    const mask = sampleSimmimMasks(rng.fork("prepare", "simmim.mask"), b, this.dims);
+    const drop = drawSimmimDropPath(rng.fork("loss", "simmim.drop_path"), this.config, b);
+    return microBatchRanges(b, batchPerDevice).map((r) => ({
+      draws: {
+        ...this.drawsWithMask(sliceSamples(images, r), mask.subarray(r.start * n, (r.start + r.size) * n)),
+        ...Object.fromEntries(Object.entries(drop).map(([k, t]) => [k, sliceSamples(t, r)])),
+      },
+      samples: r.size,
+    }));
   }
 
   /** Patches and mask of one batch (`mask` `[B*N]`, 1 = masked; parity feeds the fixture's), no drop path. */
