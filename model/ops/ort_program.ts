@@ -61,7 +61,7 @@ export interface ProgramOptions {
   disableCpuFallback?: boolean;
   /** Write the model onnxruntime optimised to this path (inspection of fusions). */
   optimizedModelPath?: string;
-  /** Record per-node timings into `<prefix>_<date>.json` until `endProfiling()` (ort_speed.ts). */
+  /** Record per-node timings into `<prefix>_<date>.json` until `endProfiling()` (bench/speed_ort.ts). */
   profilePrefix?: string;
 }
 

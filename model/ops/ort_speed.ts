@@ -1,12 +1,12 @@
 /**
- * Training speed of the one-graph step on onnxruntime, on the reference ViT of issue 8
- * (vit_step_spec.ts: 32x32, patch 4, width 192, depth 6, 3 heads, batch 64, Adam), a ViT of
- * another size (`--vit s16`: ViT-S/16 at 224 px), or a method's `tiny` preset (`--method`), on the
- * CPU, WebGPU or CUDA execution provider.
+ * The one-graph step on an onnxruntime provider, as bench/gpu_check.sh times it on a lent GPU machine:
+ * the reference ViT of issue 8 (vit_step_spec.ts: 32x32, patch 4, width 192, depth 6, 3 heads, batch 64,
+ * Adam), a ViT of another size (`--vit s16`: ViT-S/16 at 224 px), or a method's `tiny` preset (`--method`),
+ * on the CPU, WebGPU or CUDA execution provider.
  *
  *   deno run -A model/ops/ort_speed.ts [--method vit|capi|mae|simmim] [--ep cpu|webgpu|cuda] [--vit s16]
  *       [--batch 64] [--per-device N] [--steps 8] [--warmup 3] [--threads N] [--rounds R] [--spin]
- *       [--fresh-memory] [--profile] [--copy-cost] [--check]
+ *       [--fresh-memory] [--check]
  *
  * `--per-device N` (a method only) runs each iteration as micro-batches of N (`stepMicro`).
  *
@@ -14,32 +14,27 @@
  * steadier than wall time on a shared machine), and at the end the compile time, the peak RSS,
  * `speed: train img/s ours=N` (best round; bench/gpu_check.sh reads it) and, off the CPU provider,
  * what a step still moves between host and device (bytes each way, counted by the engine, and the
- * time of identity runs moving the same bytes) and the device bytes the engine holds.
- * `--profile` runs two more steps with onnxruntime's profiler and prints the time per operator
- * type; `--copy-cost` measures onnxruntime-node's output conversion alone (with `--fresh-memory`:
- * without host_memory.ts's tuning and early release); `--check` only starts the provider and says
- * whether it could (exit 3 and the one-line reason when not). Compare with `deno task speed --backend blas`
- * (same model, batch and optimizer on tfjs) and `python3 bench/speed_torch.py` (PyTorch). Measured
- * numbers: README.md.
+ * time of identity runs moving the same bytes) and the device bytes the engine holds. `--check` only
+ * starts the provider and says whether it could (exit 3 and the one-line reason when not).
+ *
+ * The CPU comparison (ort against tfjs `blas` and the PyTorch twins) and onnxruntime's per-operator
+ * profile are `deno task speed` (bench/speed.ts: `--engine ort --ep EP`, `--vs-torch`, `--copy-cost`). This
+ * file adds `--check`, ViT-S/16, micro-batches and the bytes moved, with few imports (no tfjs backends,
+ * no sharp) so that gpu_check.sh's trimmed node_modules runs it offline. Measured numbers: README.md.
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import process from "node:process";
 import { OrtTrainEngine } from "./ort_train_engine.ts";
-import { REFERENCE_VIT, VIT_HYPER, type VitConfig, vitDraws, vitStepSpec } from "./vit_step_spec.ts";
+import { REFERENCE_VIT, VIT_HYPER, type VitConfig, vitDraws, vitImages, vitStepSpec } from "./vit_step_spec.ts";
 import {
   checkExecutionProvider,
   defaultThreads,
   type ExecutionProvider,
-  type Feed,
   ORT_VERSION,
-  OrtProgram,
   parseExecutionProvider,
 } from "./ort_program.ts";
-import { GraphOps } from "./graph_ops.ts";
-import { lowerToOnnx } from "./onnx_lower.ts";
-import { release as releaseArray } from "./host_memory.ts";
 import { DeviceState } from "./ort_device.ts";
 import type { MicroBatch, StepDraws, StepHyper, TrainStepSpec } from "../train_step.ts";
 import { METHOD_NAMES, type MethodName } from "../method.ts";
@@ -65,7 +60,7 @@ interface Workload {
 function workload(method: "vit" | MethodName, vit: string, batch: number, perDevice?: number): Workload {
   if (method === "vit") {
     const cfg = VIT_SIZES[vit];
-    const draws = vitDraws(cfg, batch);
+    const draws = vitDraws(cfg, vitImages(cfg, batch));
     return {
       label: `ViT ${JSON.stringify(cfg)}`,
       spec: vitStepSpec(cfg, 0),
@@ -125,74 +120,6 @@ function peakRssMb(): number {
   return m ? Number(m[1]) / 1024 : Deno.memoryUsage().rss / 2 ** 20;
 }
 
-interface ProfileEvent {
-  cat: string;
-  name: string;
-  ts: number;
-  dur: number;
-  args?: { op_name?: string };
-}
-
-/** Time per operator type over the profiled steps, and the session-run total per step. */
-function summarise(events: ProfileEvent[], steps: number): void {
-  const byOp = new Map<string, number>();
-  let kernels = 0, runs = 0;
-  for (const e of events) {
-    if (e.cat === "Session" && e.name === "model_run") runs += e.dur;
-    if (e.cat !== "Node" || !e.name.endsWith("_kernel_time")) continue;
-    const op = e.args?.op_name ?? "?";
-    byOp.set(op, (byOp.get(op) ?? 0) + e.dur);
-    kernels += e.dur;
-  }
-  console.log(
-    `profile: session run ${(runs / steps / 1000).toFixed(1)} ms/step, kernels ${
-      (kernels / steps / 1000).toFixed(1)
-    } ms/step`,
-  );
-  for (const [op, us] of [...byOp].sort((a, b) => b[1] - a[1]).slice(0, 16)) {
-    console.log(
-      `  ${op.padEnd(28)} ${(us / steps / 1000).toFixed(1).padStart(8)} ms  ${(100 * us / kernels).toFixed(1)}%`,
-    );
-  }
-}
-
-/**
- * What onnxruntime-node's output conversion costs per step, alone: a graph whose outputs are the
- * step's state outputs (each trainable parameter and its two moments, `x * c` of the parameter so
- * the graph itself costs next to nothing), run 12 times, each run's outputs released after the
- * next as the engine does. CPU ms per run, mean of the last 8: allocating a fresh JS buffer
- * per output and copying into it.
- */
-async function copyCost(spec: TrainStepSpec, threads: number, release: boolean) {
-  const o = new GraphOps();
-  const feeds: Record<string, Feed> = {};
-  let bytes = 0;
-  for (const [name, p] of spec.params) {
-    if (!p.trainable) continue;
-    const x = o.input(name, p.value);
-    feeds[name] = p.value;
-    for (const k of ["new.param.", "new.exp_avg.", "new.exp_avg_sq."]) o.output(k + name, o.mul(x, k.length));
-    bytes += 12 * p.value.data.length;
-  }
-  const program = await OrtProgram.create(lowerToOnnx(o.graph), { threads, spin: false });
-  const cpu: number[] = [];
-  let previous: Record<string, { data: unknown }> | null = null;
-  for (let i = 0; i < 12; i++) {
-    const c0 = process.cpuUsage();
-    const out = await program.run(feeds);
-    if (previous && release) { for (const t of Object.values(previous)) releaseArray(t.data as Float32Array); }
-    previous = out;
-    const c = process.cpuUsage(c0);
-    cpu.push((c.user + c.system) / 1000);
-  }
-  await program.release();
-  const last = cpu.slice(4), mean = last.reduce((a, b) => a + b, 0) / last.length;
-  console.log(
-    `output conversion alone: ${(bytes / 2 ** 20).toFixed(1)} MiB in ${program.outputNames.length} outputs, ` +
-      `${mean.toFixed(1)} CPU-ms per step (mean of the last 8; all: ${cpu.map((c) => c.toFixed(0)).join(" ")})`,
-  );
-}
-
 async function main(): Promise<void> {
   const { values } = parseArgs({
     args: Deno.args,
@@ -206,8 +133,6 @@ async function main(): Promise<void> {
       warmup: { type: "string", default: "3" },
       rounds: { type: "string", default: "1" },
       threads: { type: "string" },
-      profile: { type: "boolean", default: false },
-      "copy-cost": { type: "boolean", default: false },
       // --check: only start the provider (a one-node program) and say whether it started; exit 3 if not.
       check: { type: "boolean", default: false },
       // host_memory.ts's glibc tuning (on by default in the engine); --fresh-memory turns it off.
@@ -257,13 +182,7 @@ async function main(): Promise<void> {
       keepFreedMemory ? "" : ", fresh output memory"
     }, load ${Deno.loadavg().map((l) => l.toFixed(2)).join(" ")}`,
   );
-  const profileDir = values.profile ? await Deno.makeTempDir({ prefix: "ort_profile" }) : null;
-  const engine = new OrtTrainEngine(spec, {
-    ep,
-    threads,
-    spin,
-    profilePrefix: profileDir ? `${profileDir}/step` : undefined,
-  });
+  const engine = new OrtTrainEngine(spec, { ep, threads, spin, keepFreedMemory });
   try {
     let it = 0;
     const step = () =>
@@ -304,20 +223,6 @@ async function main(): Promise<void> {
         `device state: ${st.resident ? "resident" : "copied every step"}, ${mib(st.liveBytes)} MiB held, ` +
           `peak ${mib(st.peakBytes)} MiB (parameters and moments; onnxruntime's activations not counted)`,
       );
-    }
-    if (values["copy-cost"]) await copyCost(spec, threads, keepFreedMemory);
-    if (profileDir) {
-      const p0 = performance.now();
-      for (let i = 0; i < 2; i++) await step();
-      const wallPerStep = (performance.now() - p0) / 2;
-      await engine.endProfiling();
-      const file = [...Deno.readDirSync(profileDir)].find((f) => f.name.endsWith(".json"))!;
-      const events = JSON.parse(Deno.readTextFileSync(`${profileDir}/${file.name}`)) as ProfileEvent[];
-      const runs = events.filter((e) => e.cat === "Session" && e.name === "model_run");
-      const last2 = runs.slice(-2).reduce((s, e) => s + e.dur, 0) / 2 / 1000;
-      console.log(`outside the graph (feeds, output copies, JS): ${(wallPerStep - last2).toFixed(1)} ms/step`);
-      summarise(events.filter((e) => runs.slice(-2).some((r) => e.ts >= r.ts && e.ts <= r.ts + r.dur)), 2);
-      await Deno.remove(profileDir, { recursive: true });
     }
   } finally {
     engine.dispose();

@@ -70,7 +70,7 @@ export interface OrtTrainEngineOptions {
   /**
    * Let idle pool threads spin for work between operators (onnxruntime's own default). Off by
    * default here: on a loaded 2-core machine spinning cost 30% more CPU per step and up to half
-   * the throughput (README.md). `ort_speed.ts --spin` times it.
+   * the throughput (README.md). `deno task speed --engine ort --spin` times it.
    */
   spin?: boolean;
   /**
@@ -78,7 +78,7 @@ export interface OrtTrainEngineOptions {
    * page-faulting fresh memory in (host_memory.ts; default true).
    */
   keepFreedMemory?: boolean;
-  /** Development: profile every step program into `<prefix>_<date>.json` (see ort_speed.ts). */
+  /** Development: profile every step program into `<prefix>_<date>.json` (see bench/speed_ort.ts). */
   profilePrefix?: string;
 }
 
