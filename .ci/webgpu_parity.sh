@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # CI step (issue 9): the parity fixtures on the `webgpu` backend, on Mesa's software Vulkan.
 #
-# Installs mesa-vulkan-drivers (lavapipe) when it can (root or passwordless sudo, apt-get
-# present); then asks Deno for a WebGPU adapter. With no adapter it prints why and exits 0
+# Installs mesa-vulkan-drivers (lavapipe, .ci/lavapipe.sh) when it can (root or passwordless
+# sudo, apt-get present); then asks Deno for a WebGPU adapter. With no adapter it prints why and exits 0
 # (a skip, not a pass: the line starts with SKIP). With one, it runs
 # `deno task parity --backend webgpu` over model/testdata and its variants, which must print PASS for every
 # fixture. Expected runtime on 2 cores: ~1 min install, ~15 s parity.
@@ -15,32 +15,10 @@ if [ -z "${DENO:-}" ]; then
   if command -v deno >/dev/null; then DENO=deno; else DENO="npx -y deno"; fi
 fi
 
-install_lavapipe() {
-  if ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1; then
-    echo "webgpu CI: Mesa's software Vulkan (lavapipe) already installed"
-    return 0
-  fi
-  local sudo=""
-  if [ "$(id -u)" != 0 ]; then
-    if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo="sudo -n"; else
-      echo "webgpu CI: cannot install mesa-vulkan-drivers (not root, no passwordless sudo)"
-      return 1
-    fi
-  fi
-  if ! command -v apt-get >/dev/null; then
-    echo "webgpu CI: cannot install mesa-vulkan-drivers (no apt-get on this runner)"
-    return 1
-  fi
-  if ! { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
-    mesa-vulkan-drivers libvulkan1; } >/tmp/webgpu_ci_apt.log 2>&1; then
-    echo "webgpu CI: apt-get install mesa-vulkan-drivers failed (last lines of /tmp/webgpu_ci_apt.log):"
-    tail -n 5 /tmp/webgpu_ci_apt.log
-    return 1
-  fi
-  echo "webgpu CI: installed mesa-vulkan-drivers"
-}
+# shellcheck source=.ci/lavapipe.sh
+. .ci/lavapipe.sh
 
-if install_lavapipe; then
+if ensure_lavapipe; then
   # Test the Vulkan path the GPU machines use, not wgpu's OpenGL ES fallback (llvmpipe too).
   export DENO_WEBGPU_BACKEND="${DENO_WEBGPU_BACKEND:-vulkan}"
 else

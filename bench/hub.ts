@@ -13,6 +13,7 @@
  */
 import { z } from "zod";
 import type { MethodName } from "../model/method.ts";
+import { atomicWriteJson } from "../model/atomic_write.ts";
 import { sha256File } from "../model/sha256.ts";
 
 export interface HubEntry {
@@ -188,8 +189,7 @@ export async function downloadCached(
     );
   }
   const record: HubRecord = { url, sha256, bytes: got, downloaded: new Date().toISOString() };
-  await Deno.writeTextFile(`${recordPath}.tmp`, JSON.stringify(record, null, 2) + "\n");
-  await Deno.rename(`${recordPath}.tmp`, recordPath);
+  await atomicWriteJson(recordPath, record);
   await Deno.rename(part, path);
   return { path, record };
 }

@@ -1,75 +1,73 @@
-"""PyTorch twin of `deno task speed --method vit`: the same reference ViT, loss, optimizer and batch.
+"""PyTorch twins of `deno task speed --method vit|capi|mae|simmim`: the same model, config, weights, batch and optimizer.
 
 Used only for the side-by-side comparison of `bench/speed.ts --vs-torch`; never imported by the suite.
-Run: python3 bench/speed_torch.py --steps 10 --warmup 3 --batch 64 --threads 2
-Prints one JSON line: {"imgPerSec": ..., "msPerStep": ..., "cpuMsPerStep": ..., "peakRssMb": ..., "torch": "<version>", "threads": N}.
+bench/speed.ts writes one safetensors file and runs
+    python3 bench/speed_torch.py --inputs FILE --steps 10 --warmup 3 --threads 2
+The file holds `param.<name>` (our initial parameters under their official names), `images` [B, 3, H, W],
+`step<k>.<draw>` (our draws of the first `check_steps` steps: masks, indices, drop-path subsets) and metadata:
+`method`, `config` (the resolved TypeScript config as JSON), `hyper` (lr, weight decay, EMA momentum: the same
+scalars at every step), `check_steps`.
 
-The model is a plain pre-LN ViT on 32x32 images with 4x4 patches (64 tokens): patch embedding as a
-linear layer on flattened patches (as model/kernels/speed_vit.ts, so both sides do the same FLOPs), learned
-position embedding, `depth` blocks of (LN, 3-head attention, LN, 4x GELU MLP), a final LN and a linear
-pixel head regressing each patch's 48 values with MSE. Adam (AdamW with weight decay 0), lr 1e-4.
+The twin (bench/speed_torch_<method>.py: the official code's module structure, float32, torch autograd,
+torch.optim.AdamW with the official parameter groups) loads the weights by name, trains `check_steps` steps on
+our draws (drop path replayed from our subsets) and reports their losses and how far each parameter moved, so
+bench/speed.ts can check that both sides compute the same thing; then it times `warmup` + `steps` more steps on the first step's masks, drawing its
+own drop path as the official code does (the official masks come from data-loader workers, outside the step).
+
+Prints one JSON line: {"imgPerSec", "msPerStep", "cpuMsPerStep", "peakRssMb", "torch", "threads", "checkLosses",
+"checkUpdates"} (the last: per parameter, by our name, the L2 norm of its change over the check steps and that
+change's projection on its initial value).
 """
 
 import argparse
 import json
 import math
+import os
 import resource
+import struct
 import sys
 import time
 
+import numpy as np
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import speed_torch_capi  # noqa: E402
+import speed_torch_mae  # noqa: E402
+import speed_torch_simmim  # noqa: E402
+import speed_torch_vit  # noqa: E402
+from speed_torch_vit import Vit  # noqa: E402,F401  (bench/gpu_torch_speed.py imports the ViT from here)
+
+TWINS = {"vit": speed_torch_vit, "capi": speed_torch_capi, "mae": speed_torch_mae, "simmim": speed_torch_simmim}
+
+DTYPES = {"F32": np.float32, "I32": np.int32}
 
 
-class Block(nn.Module):
-    def __init__(self, dim: int, heads: int, mlp_ratio: int):
-        super().__init__()
-        self.heads = heads
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.fc1 = nn.Linear(dim, mlp_ratio * dim)
-        self.fc2 = nn.Linear(mlp_ratio * dim, dim)
-
-    def forward(self, x):
-        b, n, d = x.shape
-        hd = d // self.heads
-        qkv = self.qkv(self.norm1(x)).reshape(b, n, 3, self.heads, hd).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]  # [B, h, N, hd]
-        attn = torch.softmax((q * hd**-0.5) @ k.transpose(-2, -1), dim=-1)
-        x = x + self.proj((attn @ v).transpose(1, 2).reshape(b, n, d))
-        return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
+def read_safetensors(path):
+    """(metadata, {name: torch tensor}) of a safetensors file (F32 and I32, as model/safetensors.ts writes)."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    meta = header.pop("__metadata__", {})
+    out = {}
+    for name, t in header.items():
+        if t["dtype"] not in DTYPES:
+            sys.exit(f"{path}: tensor '{name}' has dtype {t['dtype']}; expected F32 or I32")
+        a, b = t["data_offsets"]
+        arr = np.frombuffer(raw, dtype=DTYPES[t["dtype"]], count=(b - a) // 4, offset=8 + n + a)
+        out[name] = torch.from_numpy(arr.reshape(t["shape"]).copy())
+    return meta, out
 
 
-class Vit(nn.Module):
-    def __init__(self, img: int, patch: int, dim: int, depth: int, heads: int, mlp_ratio: int):
-        super().__init__()
-        self.patch = patch
-        tokens = (img // patch) ** 2
-        pdim = 3 * patch * patch
-        self.embed = nn.Linear(pdim, dim)
-        self.pos = nn.Parameter(torch.randn(1, tokens, dim) * 0.02)
-        self.blocks = nn.ModuleList([Block(dim, heads, mlp_ratio) for _ in range(depth)])
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.head = nn.Linear(dim, pdim)
-
-    def patchify(self, x):
-        b, c, h, w = x.shape
-        p = self.patch
-        x = x.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 3, 5, 1)
-        return x.reshape(b, (h // p) * (w // p), p * p * c)  # [B, N, p*p*3]
-
-    def forward(self, images):
-        patches = self.patchify(images)
-        x = self.embed(patches) + self.pos
-        for blk in self.blocks:
-            x = blk(x)
-        return F.mse_loss(self.head(self.norm(x)), patches)
+def update_stats(p0, p1):
+    """[|p1 - p0|, <p1 - p0, p0> / |p0|] in float64 (the projection is 0 for a zero p0)."""
+    p0, d = p0.double().flatten(), (p1.double() - p0.double()).flatten()
+    n0 = float(torch.linalg.norm(p0))
+    return [float(torch.linalg.norm(d)), float(d @ p0) / n0 if n0 > 0 else 0.0]
 
 
-def peak_rss_mb() -> float:
+def peak_rss_mb():
     """VmHWM of this process. Not getrusage's ru_maxrss: Linux carries that across exec from the
     parent (the Deno process that launched us), so it would report the caller's peak."""
     try:
@@ -84,47 +82,50 @@ def peak_rss_mb() -> float:
 
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--inputs", required=True, help="safetensors file written by bench/speed.ts")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--img", type=int, default=32)
-    ap.add_argument("--patch", type=int, default=4)
-    ap.add_argument("--dim", type=int, default=192)
-    ap.add_argument("--depth", type=int, default=6)
-    ap.add_argument("--heads", type=int, default=3)
-    ap.add_argument("--mlp-ratio", type=int, default=4)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = Vit(args.img, args.patch, args.dim, args.depth, args.heads, args.mlp_ratio)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0)
-    images = torch.randn(args.batch, 3, args.img, args.img)
+    meta, tensors = read_safetensors(args.inputs)
+    method = meta.get("method")
+    if method not in TWINS:
+        sys.exit(f"{args.inputs}: metadata 'method' is {method!r}; expected one of {', '.join(TWINS)}")
+    cfg, hyper, n_check = json.loads(meta["config"]), json.loads(meta["hyper"]), int(meta["check_steps"])
+    images = tensors["images"]
+    twin = TWINS[method].Twin(cfg, hyper)
+    twin.load({k[len("param."):]: v for k, v in tensors.items() if k.startswith("param.")})
 
-    def step():
-        opt.zero_grad(set_to_none=True)
-        loss = model(images)
-        loss.backward()
-        opt.step()
-        return loss
+    def draws(k):
+        prefix = f"step{k}."
+        return {n[len(prefix):]: v for n, v in tensors.items() if n.startswith(prefix)}
 
+    initial = {k[len("param."):]: v for k, v in tensors.items() if k.startswith("param.")}
+    check = [twin.step(twin.prepare(images, draws(k), replay=True)).item() for k in range(1, n_check + 1)]
+    # How each parameter moved over the check steps, by our name: [|dp|, <dp, p0>/|p0|] (float64). The norm shows
+    # the optimizers' param groups, clipping, the EMA and the clustering head; the projection on p0 weight decay.
+    updates = {n: update_stats(initial[n], p.detach()) for n, p in twin.named_params().items()}
+    batch = twin.prepare(images, draws(1), replay=False)
     for _ in range(args.warmup):
-        step()
+        twin.step(batch)
     t0, cpu0 = time.perf_counter(), time.process_time()
     for _ in range(args.steps):
-        loss = step()
+        loss = twin.step(batch).item()  # as the official loops read the loss every step
     elapsed = time.perf_counter() - t0
     cpu_ms = (time.process_time() - cpu0) / args.steps * 1000  # all threads of this process
-    assert math.isfinite(loss.item()), "torch loss is not finite"
+    assert math.isfinite(loss), "torch loss is not finite"
     ms = elapsed / args.steps * 1000
-    rss_mb = peak_rss_mb()
     print(json.dumps({
-        "imgPerSec": args.batch / (ms / 1000),
+        "imgPerSec": images.shape[0] / (ms / 1000),
         "msPerStep": ms,
         "cpuMsPerStep": cpu_ms,
-        "peakRssMb": rss_mb,
+        "peakRssMb": peak_rss_mb(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "checkLosses": check,
+        "checkUpdates": updates,
     }))
 
 

@@ -5,7 +5,10 @@
  * - `tfjs`: the eager reference engine (model/tf_train_engine.ts) on a tfjs backend (`--backend`:
  *   `blas`, `wasm`, `cpu`, `webgpu`, `tensorflow`).
  * - `ort`: each training iteration as one ONNX graph (model/ops/ort_train_engine.ts) on an
- *   onnxruntime execution provider (`--ep`, default `cpu`).
+ *   onnxruntime execution provider (`--ep`, default `cpu`; `webgpu` keeps the state on the device,
+ *   `cuda` copies it each step: model/ops/README.md). A provider that cannot start fails in
+ *   `startEngine`, before any data is read, in one line naming the missing piece and how to get
+ *   it (model/ops/ep_diagnose.ts).
  *
  * tfjs is initialised in both cases: the probes (eval/) train their heads on it, so with
  * `--engine ort` the `--backend` flag still chooses where they run.
@@ -13,8 +16,8 @@
  * @module
  */
 import { type Backend, BACKENDS, initBackend, parseBackend } from "./engine.ts";
-import { ORT_VERSION } from "./ops/ort_program.ts";
-import { OrtTrainEngine } from "./ops/ort_train_engine.ts";
+import { checkExecutionProvider, EXECUTION_PROVIDERS, type ExecutionProvider, ORT_VERSION } from "./ops/ort_program.ts";
+import { ortEngineFactory } from "./ops/ort_train_engine.ts";
 import { createTfTrainEngine, tfEngineDescription } from "./tf_train_engine.ts";
 import type { EngineDescription, EngineFactory } from "./train_engine.ts";
 
@@ -22,8 +25,8 @@ export const ENGINE_NAMES = ["tfjs", "ort"] as const;
 export type EngineName = typeof ENGINE_NAMES[number];
 
 /** onnxruntime execution providers: MLAS on the CPU, Dawn over Vulkan/Metal/D3D12, CUDA 12. */
-export const ORT_EPS = ["cpu", "webgpu", "cuda"] as const;
-export type OrtEp = typeof ORT_EPS[number];
+export const ORT_EPS = EXECUTION_PROVIDERS;
+export type OrtEp = ExecutionProvider;
 
 /** A parsed engine choice. `backend` is tfjs's (training with `tfjs`, probe heads always). */
 export type EngineChoice =
@@ -85,14 +88,8 @@ export async function startEngine(choice: EngineChoice): Promise<StartedEngine> 
     return { choice, factory: createTfTrainEngine, description: tfEngineDescription() };
   }
   const { ep, threads } = choice;
-  if (ep !== "cpu") {
-    throw new Error(`--ep ${ep}: this build runs the ort engine on the cpu provider only (issue 13 adds ${ep})`);
-  }
-  return {
-    choice,
-    factory: (spec) => Promise.resolve(new OrtTrainEngine(spec, { threads })),
-    description: ortEngineDescription(ep),
-  };
+  await checkExecutionProvider(ep); // one line naming the missing driver, adapter or provider library
+  return { choice, factory: ortEngineFactory({ ep, threads }), description: ortEngineDescription(ep) };
 }
 
 /** One line for logs: `tfjs blas`, `ort cpu (probes on tfjs wasm)`. */

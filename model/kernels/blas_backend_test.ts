@@ -8,7 +8,20 @@ import assert from "node:assert/strict";
 import { initBackend, tf } from "../engine.ts";
 import { Rng } from "../rng.ts";
 import { blasUnavailableReason, loadBlas } from "./blas.ts";
-import { SpeedVit } from "./speed_vit.ts";
+import { ParamStore } from "../params.ts";
+import { fromTf, TfOps, toTf } from "../ops/tf_ops.ts";
+import { vitStepSpec } from "../ops/vit_step_spec.ts";
+
+/** The reference ViT (model/ops/vit_step_spec.ts) on tfjs, 8x8 images: its parameters as variables and its loss. */
+function tinyVit(seed: number) {
+  const spec = vitStepSpec({ img: 8, patch: 4, dim: 24, depth: 2, heads: 3, mlpRatio: 4 }, seed);
+  const store = new ParamStore();
+  for (const [name, p] of spec.params) store.add(name, p.value, true);
+  const o = new TfOps({ fused: false }), get = (n: string) => fromTf(store.get(n));
+  const loss = (patches: tf.Tensor) =>
+    tf.tidy(() => toTf(spec.loss(o, get, { patches: fromTf(patches) }).loss) as tf.Scalar);
+  return { params: store, loss, dispose: () => store.dispose() };
+}
 
 const blas = loadBlas();
 if (!blas) console.log(`blas_backend_test: BLAS-specific tests skipped: ${blasUnavailableReason()}`);
@@ -93,7 +106,7 @@ Deno.test({
 
 /** Loss and every gradient of a tiny ViT (first step), flattened, on the current backend. */
 function vitStep(): Float32Array[] {
-  const model = new SpeedVit({ img: 8, patch: 4, dim: 24, depth: 2, heads: 3, mlpRatio: 4 }, 1);
+  const model = tinyVit(1);
   const patches = tf.tensor(Rng.from(2, "patches").fillNormal(new Float32Array(3 * 4 * 48)), [3, 4, 48]);
   const vars = [...model.params.trainable().values()];
   const { value, grads } = tf.variableGrads(() => model.loss(patches), vars);

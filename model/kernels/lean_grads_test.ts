@@ -6,13 +6,26 @@ import assert from "node:assert/strict";
 import { initBackend, tf } from "../engine.ts";
 import { Rng } from "../rng.ts";
 import { leanVariableGrads } from "./lean_grads.ts";
-import { SpeedVit } from "./speed_vit.ts";
+import { ParamStore } from "../params.ts";
+import { fromTf, TfOps, toTf } from "../ops/tf_ops.ts";
+import { vitStepSpec } from "../ops/vit_step_spec.ts";
+
+/** The reference ViT (model/ops/vit_step_spec.ts) on tfjs, 8x8 images: its parameters as variables and its loss. */
+function tinyVit(seed: number) {
+  const spec = vitStepSpec({ img: 8, patch: 4, dim: 24, depth: 2, heads: 3, mlpRatio: 4 }, seed);
+  const store = new ParamStore();
+  for (const [name, p] of spec.params) store.add(name, p.value, true);
+  const o = new TfOps({ fused: false }), get = (n: string) => fromTf(store.get(n));
+  const loss = (patches: tf.Tensor) =>
+    tf.tidy(() => toTf(spec.loss(o, get, { patches: fromTf(patches) }).loss) as tf.Scalar);
+  return { params: store, loss, dispose: () => store.dispose() };
+}
 
 type Grads = (f: () => tf.Scalar, vars: tf.Variable[]) => { value: tf.Scalar; grads: tf.NamedTensorMap };
 
 /** Loss, gradients by parameter name, and the peak live bytes seen during the call. */
 function step(grads: Grads, backend: string): { values: Map<string, Float32Array>; peak: number } {
-  const model = new SpeedVit({ img: 8, patch: 4, dim: 24, depth: 2, heads: 3, mlpRatio: 4 }, 3);
+  const model = tinyVit(3);
   const patches = tf.tensor(Rng.from(4, "patches").fillNormal(new Float32Array(2 * 4 * 48)), [2, 4, 48]);
   const vars = model.params.trainable();
   let peak = 0;

@@ -9,8 +9,14 @@
  *
  * `OrtTrainEngine.stepMicro` then runs the apply graph (clipping, AdamW, EMA) once on the
  * accumulated gradients, fed and committed like a one-shot step. Kept apart from the engine so
- * that the engine's own state handling (host arrays now, device tensors with a GPU provider)
- * stays in one place: this class only reads parameters through `paramFeed`.
+ * that the engine's own state handling (ort_device.ts) stays in one place: this class only reads
+ * parameters through `paramFeed`.
+ *
+ * On a resident provider (WebGPU) what the passes save and the accumulated gradients stay on the
+ * device (`gpu-buffer` outputs fed back as inputs, disposed once used); the first micro-batch's
+ * `acc` is a zero tensor per parameter uploaded once and kept (device memory: one more copy of
+ * the trainable parameters). The host sends the draws, the combined statistics and the weights,
+ * and receives the partial statistics, `loss`, metrics and traces (`cpu` outputs).
  *
  * @module
  */
@@ -19,8 +25,10 @@ import type { HostTensor } from "../fixture.ts";
 import type { StepOptions } from "../train_engine.ts";
 import type { MicroBatch, StepDraws, TrainStepSpec } from "../train_step.ts";
 import { buildApplyStep, buildMicroStep, MICRO_WEIGHT_INPUT, type MicroStepGraphs } from "./micro_step_graph.ts";
-import { type Feed, OrtProgram, type ProgramOptions } from "./ort_program.ts";
+import type { LoweredGraph } from "./onnx_lower.ts";
+import { type ExecutionProvider, type Feed, lowerTargetOf, OrtProgram, type ProgramOptions } from "./ort_program.ts";
 import type { DrawShape, TrainStepGraph } from "./step_graph.ts";
+import { cpuOutputBytes, DeviceState, hostFeedBytes } from "./ort_device.ts";
 import { release } from "./host_memory.ts";
 
 interface Programs {
@@ -31,14 +39,22 @@ interface Programs {
 
 /** What the micro-batches of one step gave: the accumulated gradients and the step's scalars. */
 export interface Accumulated {
-  /** `sum_m (B_m/B) grad_m` by parameter, for the parameters that have a gradient. */
-  grads: Map<string, Float32Array>;
+  /**
+   * `sum_m (B_m/B) grad_m` by parameter, for the parameters that have a gradient: host arrays, or
+   * device tensors on a resident provider. Held until {@link OrtMicroStep.clearGrads}.
+   */
+  grads: DeviceState;
+  /** The parameters in `grads`, in parameter order. */
+  withGradient: string[];
   /** Sample-weighted means of the micro-batches' `loss` and metrics (float64 on the host). */
   scalars: Record<string, number>;
   /** With `trace`: each micro-batch's traces. */
   tracedMicro?: Map<string, HostTensor<Float32Array>>[];
   /** The most bytes of statistics, saved tensors, accumulated gradients and one run's outputs held at once. */
   peakBytes: number;
+  /** Bytes the runs moved host -> device (feeds, the zeros' one upload) and device -> host (`cpu` outputs). */
+  toDeviceBytes: number;
+  toHostBytes: number;
 }
 
 const f32 = (t: ort.Tensor, name: string): Float32Array => {
@@ -59,14 +75,32 @@ function drawShapes(draws: StepDraws): Record<string, DrawShape> {
 export class OrtMicroStep {
   readonly #spec: TrainStepSpec;
   readonly #options: ProgramOptions;
+  readonly #ep: ExecutionProvider;
   readonly #programs = new Map<string, Promise<Programs>>();
   readonly #apply = new Map<string, Promise<{ graph: TrainStepGraph; program: OrtProgram }>>();
-  /** A zero array per parameter: the first micro-batch's `acc` (never written: outputs are new arrays). */
-  readonly #zeros = new Map<string, Float32Array>();
+  /** A zero tensor per parameter: the first micro-batch's `acc` (never written: outputs are new tensors). */
+  readonly #zeros: DeviceState;
+  /** The accumulated gradients, between `accumulate` and `clearGrads`. */
+  readonly #acc: DeviceState;
+  /** A step's combined statistics (on a resident provider uploaded once per pass, fed to every micro-batch). */
+  readonly #stats: DeviceState;
 
   constructor(spec: TrainStepSpec, options: ProgramOptions) {
     this.#spec = spec;
     this.#options = options;
+    this.#ep = options.ep ?? "cpu";
+    this.#zeros = new DeviceState({ ep: this.#ep, threads: options.threads });
+    this.#acc = new DeviceState({ ep: this.#ep, threads: options.threads });
+    this.#stats = new DeviceState({ ep: this.#ep, threads: options.threads });
+  }
+
+  /** Compile `lowered`, leaving the outputs named `keep` accepts on the device on a resident provider. */
+  #create(lowered: LoweredGraph, keep: (output: string) => boolean): Promise<OrtProgram> {
+    const gpu = this.#acc.resident ? lowered.outputs.filter((o) => keep(o.name)) : [];
+    return OrtProgram.create(lowered, {
+      ...this.#options,
+      outputLocations: gpu.length ? Object.fromEntries(gpu.map((o) => [o.name, "gpu-buffer" as const])) : undefined,
+    });
   }
 
   #compiled(draws: StepDraws, opts: StepOptions): Promise<Programs> {
@@ -75,9 +109,11 @@ export class OrtMicroStep {
     let p = this.#programs.get(key);
     if (!p) {
       p = (async () => {
-        const graphs = buildMicroStep(this.#spec, shapes, { trace: opts.trace, target: this.#options.ep });
-        const passes = await Promise.all(graphs.passes.map((g) => OrtProgram.create(g.lowered, this.#options)));
-        return { graphs, passes, grad: await OrtProgram.create(graphs.grad.lowered, this.#options) };
+        const graphs = buildMicroStep(this.#spec, shapes, { trace: opts.trace, target: lowerTargetOf(this.#ep) });
+        const passes = await Promise.all(
+          graphs.passes.map((g) => this.#create(g.lowered, (n) => n.startsWith("save."))),
+        );
+        return { graphs, passes, grad: await this.#create(graphs.grad.lowered, (n) => n.startsWith("new.acc.")) };
       })();
       this.#programs.set(key, p);
       p.catch(() => this.#programs.delete(key));
@@ -91,8 +127,8 @@ export class OrtMicroStep {
     let p = this.#apply.get(key);
     if (!p) {
       p = (async () => {
-        const graph = buildApplyStep(this.#spec, withGradient, { target: this.#options.ep });
-        return { graph, program: await OrtProgram.create(graph.lowered, this.#options) };
+        const graph = buildApplyStep(this.#spec, withGradient, { target: lowerTargetOf(this.#ep) });
+        return { graph, program: await this.#create(graph.lowered, (n) => n.startsWith("new.")) };
       })();
       this.#apply.set(key, p);
       p.catch(() => this.#apply.delete(key));
@@ -100,24 +136,36 @@ export class OrtMicroStep {
     return p;
   }
 
-  /** Statistics passes, then every micro-batch's gradients, accumulated. */
+  /**
+   * Statistics passes, then every micro-batch's gradients, accumulated into {@link Accumulated.grads}
+   * (call {@link clearGrads} once they are applied).
+   */
   async accumulate(micro: MicroBatch[], opts: StepOptions, paramFeed: (name: string) => Feed): Promise<Accumulated> {
     const total = micro.reduce((s, m) => s + m.samples, 0);
     if (!(total > 0) || micro.some((m) => !(m.samples > 0))) {
       throw new Error(`stepMicro: every micro-batch needs samples > 0, got [${micro.map((m) => m.samples)}]`);
     }
     const programs = await Promise.all(micro.map((m) => this.#compiled(m.draws, opts)));
-    const stats = new Map<string, HostTensor<Float32Array>>();
-    const saved = micro.map(() => new Map<string, HostTensor<Float32Array>>());
-    let held = 0, peak = 0;
+    this.clearGrads(); // what a failed step left
+    this.#stats.remove(() => true);
+    const stats = this.#stats;
+    const saved = micro.map(() => new Map<string, ort.Tensor>());
+    let held = 0, peak = 0, toDeviceBytes = 0, toHostBytes = 0;
     const note = (transient: number) => (peak = Math.max(peak, held + transient));
+    const run = async (program: OrtProgram, feeds: Record<string, Feed>) => {
+      const out = await program.run(feeds);
+      toDeviceBytes += hostFeedBytes(feeds);
+      toHostBytes += cpuOutputBytes(out);
+      note(bytesOf(out));
+      return out;
+    };
     const feedsFor = (program: OrtProgram, m: number): Record<string, Feed> => {
       const feeds: Record<string, Feed> = {};
       for (const name of program.inputNames) {
         const dot = name.indexOf("."), kind = name.slice(0, dot), rest = name.slice(dot + 1);
         if (kind === "param") feeds[name] = paramFeed(rest);
         else if (kind === "draw") feeds[name] = micro[m].draws[rest];
-        else if (kind === "stat") feeds[name] = stats.get(rest)!;
+        else if (kind === "stat") feeds[name] = stats.feed(rest);
         else if (kind === "saved") feeds[name] = saved[m].get(rest)!;
       }
       return feeds;
@@ -128,8 +176,7 @@ export class OrtMicroStep {
     for (let i = 0; i < nPasses; i++) {
       const combined = new Map<string, HostTensor<Float32Array>>();
       for (const [m, p] of programs.entries()) {
-        const out = await p.passes[i].run(feedsFor(p.passes[i], m));
-        note(bytesOf(out));
+        const out = await run(p.passes[i], feedsFor(p.passes[i], m));
         for (const [name, { combine }] of p.graphs.passes[i].stats) {
           const part = out[`partial.${name}`], data = f32(part, name), prev = combined.get(name);
           if (!prev) combined.set(name, { shape: part.dims.map(Number), data });
@@ -137,19 +184,19 @@ export class OrtMicroStep {
           else for (let k = 0; k < data.length; k++) prev.data[k] = Math.max(prev.data[k], data[k]);
         }
         for (const name of p.graphs.passes[i].saved.keys()) {
-          const t = out[`save.${name}`];
-          saved[m].set(name, { shape: t.dims.map(Number), data: f32(t, name) });
+          const t = out[`save.${name}`]; // on the device on a resident provider
+          saved[m].set(name, t);
           held += 4 * t.size;
         }
       }
       for (const [name, t] of combined) {
-        stats.set(name, t);
+        stats.setHost(name, t.shape, t.data);
         held += 4 * t.data.length;
       }
+      toDeviceBytes += await stats.upload(); // resident providers: once, for every micro-batch's runs
     }
 
     // 2. Gradients of every micro-batch, accumulated with weight B_m / B.
-    let acc: Map<string, Float32Array> | null = null;
     const sums: Record<string, number> = {};
     const tracedMicro: Map<string, HostTensor<Float32Array>>[] = [];
     for (const [m, p] of programs.entries()) {
@@ -157,17 +204,19 @@ export class OrtMicroStep {
       const feeds = feedsFor(p.grad, m);
       feeds[MICRO_WEIGHT_INPUT] = { shape: [], data: new Float32Array([micro[m].samples / total]) };
       for (const name of g.withGradient) {
-        feeds[`acc.${name}`] = {
-          shape: this.#spec.params.get(name)!.value.shape,
-          data: acc?.get(name) ?? this.#zero(name),
-        };
+        if (m > 0) feeds[`acc.${name}`] = this.#acc.feed(name);
+        else {
+          if (!this.#zeros.has(name)) {
+            this.#zeros.setHost(name, [...this.#spec.params.get(name)!.value.shape], this.#zero(name));
+          }
+          toDeviceBytes += await this.#zeros.upload(); // resident providers: once, kept
+          feeds[`acc.${name}`] = this.#zeros.feed(name);
+        }
       }
-      const out = await p.grad.run(feeds);
-      note(bytesOf(out));
-      const next = new Map(g.withGradient.map((name) => [name, f32(out[`new.acc.${name}`], name)]));
-      for (const a of acc?.values() ?? []) release(a);
-      if (!acc) held += [...next.values()].reduce((s, a) => s + 4 * a.length, 0);
-      acc = next;
+      const out = await run(p.grad, feeds);
+      for (const name of g.withGradient) this.#acc.adopt(name, out[`new.acc.${name}`]);
+      this.#acc.settle(); // the previous accumulation freed
+      if (m === 0) held += this.#acc.totalBytes;
       const w = micro[m].samples / total;
       for (const name of ["loss", ...g.metrics.map((x) => `metric.${x}`)]) {
         const key = name.replace(/^metric\./, "");
@@ -180,27 +229,47 @@ export class OrtMicroStep {
           ),
         );
       }
-      for (const s of saved[m].values()) {
-        held -= 4 * s.data.length;
-        release(s.data); // this micro-batch is done with them
+      for (const t of saved[m].values()) {
+        held -= 4 * t.size;
+        free(t); // this micro-batch is done with them
       }
     }
-    for (const s of stats.values()) release(s.data);
-    return { grads: acc!, scalars: sums, tracedMicro: opts.trace ? tracedMicro : undefined, peakBytes: peak };
+    stats.remove(() => true);
+    return {
+      grads: this.#acc,
+      withGradient: programs.at(-1)!.graphs.grad.withGradient,
+      scalars: sums,
+      tracedMicro: opts.trace ? tracedMicro : undefined,
+      peakBytes: peak,
+      toDeviceBytes,
+      toHostBytes,
+    };
+  }
+
+  /** Free the accumulated gradients. */
+  clearGrads(): void {
+    this.#acc.remove(() => true);
   }
 
   #zero(name: string): Float32Array {
-    let z = this.#zeros.get(name);
-    if (!z) this.#zeros.set(name, z = new Float32Array(this.#spec.params.get(name)!.value.data.length));
-    return z;
+    return new Float32Array(this.#spec.params.get(name)!.value.data.length);
   }
 
-  release(): void {
-    for (const p of this.#programs.values()) {
-      p.then((x) => [...x.passes, x.grad].forEach((q) => q.release()), () => {});
-    }
-    for (const p of this.#apply.values()) p.then((x) => x.program.release(), () => {});
+  /** Free the zeros and gradients (device tensors first), then the programs. */
+  async release(): Promise<void> {
+    await this.#stats.dispose();
+    await this.#acc.dispose();
+    await this.#zeros.dispose();
+    const programs = [...this.#programs.values()], apply = [...this.#apply.values()];
     this.#programs.clear();
     this.#apply.clear();
+    for (const p of programs) await p.then((x) => Promise.all([...x.passes, x.grad].map((q) => q.release())), () => {});
+    for (const p of apply) await p.then((x) => x.program.release(), () => {});
   }
+}
+
+/** Free a run's output: dispose a device tensor, release a host array. */
+function free(t: ort.Tensor): void {
+  if (t.location === "gpu-buffer") t.dispose();
+  else release(t.data as Float32Array);
 }

@@ -1,12 +1,21 @@
 /**
  * `OrtProgram`: one lowered graph (onnx_lower.ts) compiled to an onnxruntime-node session, run
- * with named feeds and fetches.
+ * with named feeds and fetches, on the `cpu`, `webgpu` or `cuda` execution provider.
  *
  * - CPU provider: intra-op threads = cores (the MLAS thread pool), inter-op 1, graph
  *   optimisation "all" (Gemm/MatMul+Transpose fusions, Gelu, constant folding).
- * - Ready for the GPU (issue 13): `outputLocations` asks onnxruntime to leave chosen outputs on
- *   the device (`gpu-buffer`), to be fed back as the next run's inputs. Never read such a
- *   tensor with `getData()`: it aborts the whole process; declare the outputs you read `cpu`.
+ * - WebGPU provider (Dawn over Vulkan): `outputLocations` asks onnxruntime to leave chosen
+ *   outputs on the device (`gpu-buffer`), to be fed back as the next run's inputs, in this
+ *   session or another (sessions share one device). Never read such a tensor with `getData()`:
+ *   it aborts the whole process; read through an output declared `cpu` (ort_device.ts).
+ * - CUDA provider: `gpu-buffer` outputs are not available there. onnxruntime-node 1.30 binds a
+ *   `gpu-buffer` output to the WebGPU allocator (`WebGPU_Buf`) whatever the provider, so every
+ *   output of a CUDA session comes back to the host; asking for one is an error here.
+ * - WebGPU graph capture is out of reach from onnxruntime-node 1.30: the binding rejects the
+ *   provider option `enableGraphCapture` ("unrecognized option"), and the WebGPU provider reads
+ *   its settings when it is appended, before session-config entries (`extra`) are applied (an
+ *   invalid `preferredLayout` passes through `extra` unnoticed); README.md, "The GPU providers".
+ * - A provider that cannot start fails in one line naming the missing piece (ep_diagnose.ts).
  * - Feeds are checked against the graph (names, dtypes, shapes) before running, and
  *   onnxruntime's errors come back naming the recorded node (`matMul_12`) and its shapes.
  *
@@ -14,16 +23,34 @@
  */
 import * as ort from "onnxruntime-node";
 import type { HostTensor } from "../fixture.ts";
-import type { LoweredGraph } from "./onnx_lower.ts";
+import { epStartMessage } from "./ep_diagnose.ts";
+import { GraphOps } from "./graph_ops.ts";
+import { type LoweredGraph, type LowerTarget, lowerToOnnx } from "./onnx_lower.ts";
 
-export type ExecutionProvider = "cpu" | "webgpu";
+/** onnxruntime execution providers the engine runs on (`--ep`). */
+export const EXECUTION_PROVIDERS = ["cpu", "webgpu", "cuda"] as const;
+export type ExecutionProvider = typeof EXECUTION_PROVIDERS[number];
 export type OutputLocation = "cpu" | "gpu-buffer";
+
+/** The lowering target of a provider: WebGPU needs its own operator choices (onnx_emit.ts); CUDA runs the CPU's. */
+export function lowerTargetOf(ep: ExecutionProvider): LowerTarget {
+  return ep === "webgpu" ? "webgpu" : "cpu";
+}
+
+/** Parse an `--ep` value; one line naming the flag and the valid values otherwise. */
+export function parseExecutionProvider(v: string | undefined, flag = "--ep"): ExecutionProvider {
+  const ep = v ?? "cpu";
+  if (!(EXECUTION_PROVIDERS as readonly string[]).includes(ep)) {
+    throw new Error(`${flag}: unknown execution provider '${ep}' (expected ${EXECUTION_PROVIDERS.join(", ")})`);
+  }
+  return ep as ExecutionProvider;
+}
 
 export interface ProgramOptions {
   ep?: ExecutionProvider;
   /** Intra-op threads of the CPU provider (default: all cores). */
   threads?: number;
-  /** Where each output is left (default `cpu`); `gpu-buffer` keeps it on the device. */
+  /** Where each output is left (default `cpu`); `gpu-buffer` keeps it on the device (WebGPU only). */
   outputLocations?: Record<string, OutputLocation>;
   /**
    * Let idle pool threads spin for work (onnxruntime's default). Spinning shortens each
@@ -34,7 +61,7 @@ export interface ProgramOptions {
   disableCpuFallback?: boolean;
   /** Write the model onnxruntime optimised to this path (inspection of fusions). */
   optimizedModelPath?: string;
-  /** Record per-node timings into `<prefix>_<date>.json` until `endProfiling()` (ort_speed.ts). */
+  /** Record per-node timings into `<prefix>_<date>.json` until `endProfiling()` (bench/speed_ort.ts). */
   profilePrefix?: string;
 }
 
@@ -77,6 +104,13 @@ export class OrtProgram {
       extra,
     };
     if (opts.outputLocations) {
+      const gpu = Object.entries(opts.outputLocations).filter(([, l]) => l === "gpu-buffer").map(([n]) => n);
+      if (gpu.length && ep !== "webgpu") {
+        throw new Error(
+          `OrtProgram: output '${gpu[0]}' asked for 'gpu-buffer' on the ${ep} provider; onnxruntime-node binds ` +
+            "gpu-buffer outputs to WebGPU memory only (leave them 'cpu')",
+        );
+      }
       const locs: Record<string, OutputLocation> = {};
       for (const o of lowered.outputs) locs[o.name] = opts.outputLocations[o.name] ?? "cpu";
       options.preferredOutputLocation = locs;
@@ -90,7 +124,9 @@ export class OrtProgram {
     try {
       session = await ort.InferenceSession.create(lowered.bytes, options);
     } catch (e) {
-      throw new Error(`onnxruntime (${ep}) could not compile the graph: ${explain(e, lowered)}`);
+      throw new Error(
+        epStartMessage(ep, e) ?? `onnxruntime (${ep}) could not compile the graph: ${explain(e, lowered)}`,
+      );
     }
     return new OrtProgram(session, lowered, ep);
   }
@@ -170,4 +206,25 @@ function explain(e: unknown, lowered: LoweredGraph): string {
   const info = recorded ? lowered.describe.get(recorded) : undefined;
   const where = info ? ` [recorded node ${recorded}: ${info}]` : recorded ? ` [recorded node ${recorded}]` : "";
   return `${msg.split("\n")[0]}${where}`;
+}
+
+const started = new Map<ExecutionProvider, Promise<void>>();
+
+/**
+ * Start provider `ep` once per process with a one-node program, so a provider that cannot start
+ * fails here, in one line naming the missing piece (ep_diagnose.ts), before any data is read.
+ */
+export function checkExecutionProvider(ep: ExecutionProvider): Promise<void> {
+  let p = started.get(ep);
+  if (!p) {
+    p = (async () => {
+      const o = new GraphOps();
+      o.output("y", o.mul(o.inputOf("x", [1], "float32"), 2));
+      const program = await OrtProgram.create(lowerToOnnx(o.graph, { target: lowerTargetOf(ep) }), { ep, threads: 1 });
+      await program.release();
+    })();
+    started.set(ep, p);
+    p.catch(() => started.delete(ep));
+  }
+  return p;
 }

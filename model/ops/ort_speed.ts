@@ -1,114 +1,140 @@
 /**
- * Training speed of the one-graph step on onnxruntime's CPU provider, on the reference ViT of
- * issue 8 (vit_step_spec.ts: 32x32, patch 4, width 192, depth 6, 3 heads, batch 64, Adam).
+ * The one-graph step on an onnxruntime provider, as bench/gpu_check.sh times it on a lent GPU machine:
+ * the reference ViT of issue 8 (vit_step_spec.ts: 32x32, patch 4, width 192, depth 6, 3 heads, batch 64,
+ * Adam), a ViT of another size (`--vit s16`: ViT-S/16 at 224 px), or a method's `tiny` preset (`--method`),
+ * on the CPU, WebGPU or CUDA execution provider.
  *
- *   deno run -A model/ops/ort_speed.ts [--batch 64] [--steps 8] [--warmup 3] [--threads N]
- *                                      [--rounds R] [--spin] [--fresh-memory] [--profile] [--copy-cost]
+ *   deno run -A model/ops/ort_speed.ts [--method vit|capi|mae|simmim] [--ep cpu|webgpu|cuda] [--vit s16]
+ *       [--batch 64] [--per-device N] [--steps 8] [--warmup 3] [--threads N] [--rounds R] [--spin]
+ *       [--fresh-memory] [--check]
+ *
+ * `--per-device N` (a method only) runs each iteration as micro-batches of N (`stepMicro`).
  *
  * Prints, per round, images/s, wall ms per step, CPU ms per step (all threads of this process:
- * steadier than wall time on a shared machine), and at the end the compile time, the peak RSS and
- * what onnxruntime-node spends outside the graph per step (feeding the state, copying every output
- * into a new JS buffer). `--profile` runs two more steps with onnxruntime's profiler and prints
- * the time per operator type; `--copy-cost` measures onnxruntime-node's output conversion alone
- * (with `--fresh-memory`: without host_memory.ts's tuning and early release). Compare with `deno task speed --backend blas` (same model, batch and
- * optimizer on tfjs) and `python3 bench/speed_torch.py` (PyTorch). Measured numbers: README.md.
+ * steadier than wall time on a shared machine), and at the end the compile time, the peak RSS,
+ * `speed: train img/s ours=N` (best round; bench/gpu_check.sh reads it) and, off the CPU provider,
+ * what a step still moves between host and device (bytes each way, counted by the engine, and the
+ * time of identity runs moving the same bytes) and the device bytes the engine holds. `--check` only
+ * starts the provider and says whether it could (exit 3 and the one-line reason when not).
+ *
+ * The CPU comparison (ort against tfjs `blas` and the PyTorch twins) and onnxruntime's per-operator
+ * profile are `deno task speed` (bench/speed.ts: `--engine ort --ep EP`, `--vs-torch`, `--copy-cost`). This
+ * file adds `--check`, ViT-S/16, micro-batches and the bytes moved, with few imports (no tfjs backends,
+ * no sharp) so that gpu_check.sh's trimmed node_modules runs it offline. Measured numbers: README.md.
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import process from "node:process";
 import { OrtTrainEngine } from "./ort_train_engine.ts";
-import { REFERENCE_VIT, VIT_HYPER, vitDraws, vitStepSpec } from "./vit_step_spec.ts";
-import { defaultThreads, type Feed, ORT_VERSION, OrtProgram } from "./ort_program.ts";
-import { GraphOps } from "./graph_ops.ts";
-import { lowerToOnnx } from "./onnx_lower.ts";
-import { release as releaseArray } from "./host_memory.ts";
-import type { TrainStepSpec } from "../train_step.ts";
+import { REFERENCE_VIT, VIT_HYPER, type VitConfig, vitDraws, vitImages, vitStepSpec } from "./vit_step_spec.ts";
+import {
+  checkExecutionProvider,
+  defaultThreads,
+  type ExecutionProvider,
+  ORT_VERSION,
+  parseExecutionProvider,
+} from "./ort_program.ts";
+import { DeviceState } from "./ort_device.ts";
+import type { MicroBatch, StepDraws, StepHyper, TrainStepSpec } from "../train_step.ts";
+import { METHOD_NAMES, type MethodName } from "../method.ts";
+import { createMethod, methodPreset } from "../methods.ts";
+import { Rng } from "../rng.ts";
+
+/** ViT sizes beside the reference one: `s16` is ViT-S/16 at 224 px (issue 13's GPU comparison). */
+const VIT_SIZES: Record<string, VitConfig> = {
+  reference: REFERENCE_VIT,
+  s16: { img: 224, patch: 16, dim: 384, depth: 12, heads: 6, mlpRatio: 4 },
+};
+
+/** What is timed: a step spec, and each iteration's draws and schedule values. */
+interface Workload {
+  label: string;
+  spec: TrainStepSpec;
+  draw(it: number): StepDraws;
+  hyper(it: number): StepHyper;
+  /** With `--per-device`: the iteration as micro-batches. */
+  micro?(it: number): MicroBatch[];
+}
+
+function workload(method: "vit" | MethodName, vit: string, batch: number, perDevice?: number): Workload {
+  if (method === "vit") {
+    const cfg = VIT_SIZES[vit];
+    const draws = vitDraws(cfg, vitImages(cfg, batch));
+    return {
+      label: `ViT ${JSON.stringify(cfg)}`,
+      spec: vitStepSpec(cfg, 0),
+      draw: () => draws,
+      hyper: () => VIT_HYPER,
+    };
+  }
+  // A method's tiny preset as the trainer runs it: fresh draws (masks, indices) on the host every step.
+  const config = methodPreset(method, "tiny");
+  const size = config.imageSize as number | [number, number];
+  const [h, w] = typeof size === "number" ? [size, size] : size;
+  const m = createMethod(method, config, 0, { batchSize: batch });
+  const images = {
+    shape: [batch, 3, h, w],
+    data: Rng.from(0, "speed", "images").fillNormal(new Float32Array(batch * 3 * h * w)),
+  };
+  return {
+    label: `${method} tiny ${h}x${w}`,
+    spec: m.stepSpec(),
+    draw: (it) => m.draw(images, Rng.from(0, "speed", it)),
+    hyper: (it) => m.hyper(it),
+    micro: perDevice ? (it) => m.drawMicroBatches(images, Rng.from(0, "speed", it), perDevice) : undefined,
+  };
+}
+
+/**
+ * Time of moving `up` bytes host -> device and `down` bytes back, as a step does, through identity
+ * runs of those sizes on `ep` (median of 10 after 2 warm-up runs each): `DeviceState.upload` and
+ * `DeviceState.read`, the same paths the engine uses.
+ */
+async function transferMs(ep: ExecutionProvider, up: number, down: number): Promise<{ upMs: number; downMs: number }> {
+  const st = new DeviceState({ ep });
+  const median = (xs: number[]) => xs.sort((a, b) => a - b)[xs.length >> 1];
+  try {
+    const ups: number[] = [], downs: number[] = [];
+    for (let i = 0; i < 12; i++) {
+      st.setHost("up", [Math.max(1, up >> 2)], new Float32Array(Math.max(1, up >> 2)));
+      const t0 = performance.now();
+      await st.upload();
+      if (i >= 2) ups.push(performance.now() - t0);
+    }
+    st.setHost("down", [Math.max(1, down >> 2)], new Float32Array(Math.max(1, down >> 2)));
+    await st.upload();
+    for (let i = 0; i < 12; i++) {
+      const t0 = performance.now();
+      await st.read(["down"]);
+      if (i >= 2) downs.push(performance.now() - t0);
+    }
+    return { upMs: median(ups), downMs: median(downs) };
+  } finally {
+    await st.dispose();
+  }
+}
 
 function peakRssMb(): number {
   const m = Deno.readTextFileSync("/proc/self/status").match(/VmHWM:\s+(\d+) kB/);
   return m ? Number(m[1]) / 1024 : Deno.memoryUsage().rss / 2 ** 20;
 }
 
-interface ProfileEvent {
-  cat: string;
-  name: string;
-  ts: number;
-  dur: number;
-  args?: { op_name?: string };
-}
-
-/** Time per operator type over the profiled steps, and the session-run total per step. */
-function summarise(events: ProfileEvent[], steps: number): void {
-  const byOp = new Map<string, number>();
-  let kernels = 0, runs = 0;
-  for (const e of events) {
-    if (e.cat === "Session" && e.name === "model_run") runs += e.dur;
-    if (e.cat !== "Node" || !e.name.endsWith("_kernel_time")) continue;
-    const op = e.args?.op_name ?? "?";
-    byOp.set(op, (byOp.get(op) ?? 0) + e.dur);
-    kernels += e.dur;
-  }
-  console.log(
-    `profile: session run ${(runs / steps / 1000).toFixed(1)} ms/step, kernels ${
-      (kernels / steps / 1000).toFixed(1)
-    } ms/step`,
-  );
-  for (const [op, us] of [...byOp].sort((a, b) => b[1] - a[1]).slice(0, 16)) {
-    console.log(
-      `  ${op.padEnd(28)} ${(us / steps / 1000).toFixed(1).padStart(8)} ms  ${(100 * us / kernels).toFixed(1)}%`,
-    );
-  }
-}
-
-/**
- * What onnxruntime-node's output conversion costs per step, alone: a graph whose outputs are the
- * step's state outputs (each trainable parameter and its two moments, `x * c` of the parameter so
- * the graph itself costs next to nothing), run 12 times, each run's outputs released after the
- * next as the engine does. CPU ms per run, mean of the last 8: allocating a fresh JS buffer
- * per output and copying into it.
- */
-async function copyCost(spec: TrainStepSpec, threads: number, release: boolean) {
-  const o = new GraphOps();
-  const feeds: Record<string, Feed> = {};
-  let bytes = 0;
-  for (const [name, p] of spec.params) {
-    if (!p.trainable) continue;
-    const x = o.input(name, p.value);
-    feeds[name] = p.value;
-    for (const k of ["new.param.", "new.exp_avg.", "new.exp_avg_sq."]) o.output(k + name, o.mul(x, k.length));
-    bytes += 12 * p.value.data.length;
-  }
-  const program = await OrtProgram.create(lowerToOnnx(o.graph), { threads, spin: false });
-  const cpu: number[] = [];
-  let previous: Record<string, { data: unknown }> | null = null;
-  for (let i = 0; i < 12; i++) {
-    const c0 = process.cpuUsage();
-    const out = await program.run(feeds);
-    if (previous && release) { for (const t of Object.values(previous)) releaseArray(t.data as Float32Array); }
-    previous = out;
-    const c = process.cpuUsage(c0);
-    cpu.push((c.user + c.system) / 1000);
-  }
-  await program.release();
-  const last = cpu.slice(4), mean = last.reduce((a, b) => a + b, 0) / last.length;
-  console.log(
-    `output conversion alone: ${(bytes / 2 ** 20).toFixed(1)} MiB in ${program.outputNames.length} outputs, ` +
-      `${mean.toFixed(1)} CPU-ms per step (mean of the last 8; all: ${cpu.map((c) => c.toFixed(0)).join(" ")})`,
-  );
-}
-
 async function main(): Promise<void> {
   const { values } = parseArgs({
     args: Deno.args,
     options: {
+      method: { type: "string", default: "vit" },
+      ep: { type: "string", default: "cpu" },
+      vit: { type: "string", default: "reference" },
       batch: { type: "string", default: "64" },
+      "per-device": { type: "string" },
       steps: { type: "string", default: "8" },
       warmup: { type: "string", default: "3" },
       rounds: { type: "string", default: "1" },
       threads: { type: "string" },
-      profile: { type: "boolean", default: false },
-      "copy-cost": { type: "boolean", default: false },
+      // --check: only start the provider (a one-node program) and say whether it started; exit 3 if not.
+      check: { type: "boolean", default: false },
       // host_memory.ts's glibc tuning (on by default in the engine); --fresh-memory turns it off.
       "fresh-memory": { type: "boolean", default: false },
       // --spin: onnxruntime's pool threads spin between operators (its default; off in the engine).
@@ -121,36 +147,55 @@ async function main(): Promise<void> {
     return n;
   };
   const batch = int("batch", values.batch, 1), steps = int("steps", values.steps, 1);
+  const perDevice = values["per-device"] === undefined ? undefined : int("per-device", values["per-device"], 1);
   const warmup = int("warmup", values.warmup, 1), rounds = int("rounds", values.rounds, 1);
   const threads = values.threads === undefined ? defaultThreads() : int("threads", values.threads, 1);
   const spin = values.spin, keepFreedMemory = !values["fresh-memory"];
-  const cfg = REFERENCE_VIT;
-  const spec = vitStepSpec(cfg, 0);
-  const draws = vitDraws(cfg, batch);
+  const ep = parseExecutionProvider(values.ep);
+  const method = values.method as "vit" | MethodName;
+  if (method !== "vit" && !(METHOD_NAMES as readonly string[]).includes(method)) {
+    throw new Error(`--method: expected vit, ${METHOD_NAMES.join(", ")}; got '${method}'`);
+  }
+  if (perDevice !== undefined && (method === "vit" || batch % perDevice !== 0)) {
+    throw new Error(`--per-device ${perDevice}: needs --method capi|mae|simmim and a divisor of --batch ${batch}`);
+  }
+  if (!(values.vit in VIT_SIZES)) {
+    throw new Error(`--vit: expected ${Object.keys(VIT_SIZES).join(", ")}; got '${values.vit}'`);
+  }
+  if (values.check) {
+    try {
+      await checkExecutionProvider(ep);
+      console.log(`ort-speed: the ${ep} provider started (onnxruntime-node ${ORT_VERSION})`);
+    } catch (e) {
+      console.log(`ort-speed: ${(e as Error).message}`);
+      Deno.exit(3);
+    }
+    return;
+  }
+  await checkExecutionProvider(ep); // a provider that cannot start says why, in one line, before any work
+  const work = workload(method, values.vit, batch, perDevice);
+  const spec = work.spec;
   console.log(
-    `ort-speed: reference ViT ${
-      JSON.stringify(cfg)
-    }, batch ${batch}, onnxruntime-node ${ORT_VERSION} CPU, ${threads} threads${spin ? ", spinning" : ""}${
+    `ort-speed: ${work.label}, batch ${batch}${
+      perDevice ? ` as micro-batches of ${perDevice}` : ""
+    }, onnxruntime-node ${ORT_VERSION} ${ep} provider, ${threads} threads${spin ? ", spinning" : ""}${
       keepFreedMemory ? "" : ", fresh output memory"
-    }`,
+    }, load ${Deno.loadavg().map((l) => l.toFixed(2)).join(" ")}`,
   );
-
-  const profileDir = values.profile ? await Deno.makeTempDir({ prefix: "ort_profile" }) : null;
-  const engine = new OrtTrainEngine(spec, {
-    threads,
-    spin,
-    profilePrefix: profileDir ? `${profileDir}/step` : undefined,
-  });
+  const engine = new OrtTrainEngine(spec, { ep, threads, spin, keepFreedMemory });
   try {
+    let it = 0;
+    const step = () =>
+      work.micro ? engine.stepMicro(work.micro(it), work.hyper(it++)) : engine.step(work.draw(it), work.hyper(it++));
     const t0 = performance.now();
-    const first = await engine.step(draws, VIT_HYPER);
+    const first = await step();
     const compileMs = performance.now() - t0;
     let loss = (await first.read()).loss;
-    for (let i = 1; i < warmup; i++) await engine.step(draws, VIT_HYPER);
+    for (let i = 1; i < warmup; i++) await step();
     let runMs = 0;
     for (let r = 0; r < rounds; r++) {
       const w0 = performance.now(), c0 = process.cpuUsage();
-      for (let i = 0; i < steps; i++) loss = (await (await engine.step(draws, VIT_HYPER)).read()).loss;
+      for (let i = 0; i < steps; i++) loss = (await (await step()).read()).loss;
       const ms = (performance.now() - w0) / steps, cpu = process.cpuUsage(c0);
       runMs = runMs ? Math.min(runMs, ms) : ms;
       console.log(
@@ -165,23 +210,31 @@ async function main(): Promise<void> {
       } MiB`,
     );
     console.log(`speed: train img/s ours=${(batch / (runMs / 1000)).toFixed(1)} (best round)`);
-    if (values["copy-cost"]) await copyCost(spec, threads, keepFreedMemory);
-    if (profileDir) {
-      const p0 = performance.now();
-      for (let i = 0; i < 2; i++) await engine.step(draws, VIT_HYPER);
-      const wallPerStep = (performance.now() - p0) / 2;
-      await engine.endProfiling();
-      const file = [...Deno.readDirSync(profileDir)].find((f) => f.name.endsWith(".json"))!;
-      const events = JSON.parse(Deno.readTextFileSync(`${profileDir}/${file.name}`)) as ProfileEvent[];
-      const runs = events.filter((e) => e.cat === "Session" && e.name === "model_run");
-      const last2 = runs.slice(-2).reduce((s, e) => s + e.dur, 0) / 2 / 1000;
-      console.log(`outside the graph (feeds, output copies, JS): ${(wallPerStep - last2).toFixed(1)} ms/step`);
-      summarise(events.filter((e) => runs.slice(-2).some((r) => e.ts >= r.ts && e.ts <= r.ts + r.dur)), 2);
-      await Deno.remove(profileDir, { recursive: true });
+    if (ep !== "cpu") {
+      const st = engine.deviceStats(), mib = (b: number) => (b / 2 ** 20).toFixed(2);
+      const { upMs, downMs } = await transferMs(ep, st.lastStep.toDeviceBytes, st.lastStep.toHostBytes);
+      console.log(
+        `transfers per step: ${st.lastStep.toDeviceBytes} B host->device (${upMs.toFixed(2)} ms), ` +
+          `${st.lastStep.toHostBytes} B device->host (${
+            downMs.toFixed(2)
+          } ms) [times: identity runs of the same sizes]`,
+      );
+      console.log(
+        `device state: ${st.resident ? "resident" : "copied every step"}, ${mib(st.liveBytes)} MiB held, ` +
+          `peak ${mib(st.peakBytes)} MiB (parameters and moments; onnxruntime's activations not counted)`,
+      );
     }
   } finally {
     engine.dispose();
   }
 }
 
-if (import.meta.main) await main();
+if (import.meta.main) {
+  try {
+    await main();
+  } catch (e) {
+    // Errors here are meant for the person running it (a bad flag, a provider that cannot start): no stack.
+    console.error(`ort-speed: ${(e as Error).message}`);
+    Deno.exit(1);
+  }
+}

@@ -1,16 +1,34 @@
 /**
  * `OrtTrainEngine`: the `TrainEngine` (model/train_engine.ts) that runs each iteration as ONE
- * onnxruntime session call of the step graph (step_graph.ts) on the CPU provider.
+ * onnxruntime session call of the step graph (step_graph.ts), on the `cpu`, `webgpu` or `cuda`
+ * execution provider.
  *
- * State between steps lives on the host as typed arrays: parameters, AdamW moments (created as
- * zeros at an optimizer's first step, as torch) and per-optimizer step counts. Each step feeds
- * them without copying (onnxruntime wraps the arrays) and takes the new values from the outputs.
- * onnxruntime-node copies every output once into a fresh JS buffer (pre-allocated outputs do not
- * avoid that copy: it copies them again); host_memory.ts keeps that copy cheap by reusing freed
- * memory, and the replaced state arrays are released at once. Engine calls run one at a time
- * (a step never sees, nor frees, arrays another call is using). The step graph is compiled on
- * first use per draw shapes and per `StepOptions`; `evaluate` graphs once per key and input
- * shapes. CPU results are bit-identical run to run, so a restored state resumes exactly.
+ * State between steps (parameters, AdamW moments created as zeros at an optimizer's first step as
+ * torch does, per-optimizer step counts) lives in a `DeviceState` (ort_device.ts), keyed by the
+ * step graph's input names (`param.<p>`, `exp_avg.<p>`, `exp_avg_sq.<p>`):
+ *
+ * - `cpu`: host arrays, fed without copying and replaced by the outputs. onnxruntime-node copies
+ *   every output once into a fresh JS buffer (pre-allocated outputs do not avoid that copy: it
+ *   copies them again); host_memory.ts keeps that copy cheap, and replaced arrays are released
+ *   at once. CPU results are bit-identical run to run, so a restored state resumes exactly.
+ * - `webgpu`: on the device. The step's `new.*` outputs are `gpu-buffer` tensors fed back as
+ *   the next step's inputs; host values (initial parameters, zero moments, a restore) go up once
+ *   in one identity run before the step that needs them. Per step the host sends the draws and
+ *   the hyper-parameter scalars and receives `loss` and the metrics (`cpu` outputs); `snapshot`
+ *   and parity traces/gradients come back through `cpu` outputs only (never `getData()` on a
+ *   device tensor: it aborts the process). CPU fallback is disabled: a node the provider cannot
+ *   run fails at compile time instead of running on the host unrecorded.
+ * - `cuda`: onnxruntime-node 1.30 cannot leave outputs on a CUDA device (ort_program.ts), so the
+ *   state stays on the host as on `cpu` and every step copies it up and back: parameters and
+ *   both moments of each trainable parameter, and the EMA targets, in both directions.
+ *
+ * The accumulated step (`stepMicro`, ort_micro_step.ts) keeps its saved tensors and accumulated
+ * gradients where the state lives, and its apply graph is fed and committed like a one-shot step.
+ *
+ * `deviceStats()` reports the bytes the last step moved each way and the device bytes held.
+ * Engine calls run one at a time (a step never sees, nor frees, tensors another call is using).
+ * The step graph is compiled on first use per draw shapes and per `StepOptions`; `evaluate`
+ * graphs once per key and input shapes, on the same provider.
  *
  * @module
  */
@@ -20,6 +38,7 @@ import type { Ops, Tensor } from "./ops.ts";
 import { adamwScalars, type MicroBatch, type StepDraws, type StepHyper, type TrainStepSpec } from "../train_step.ts";
 import type {
   EngineDescription,
+  EngineFactory,
   EngineState,
   OptimizerState,
   StepOptions,
@@ -29,17 +48,29 @@ import type {
 import { buildTrainStep, type DrawShape, hyperInput, type TrainStepGraph, validateSpec } from "./step_graph.ts";
 import { GraphOps } from "./graph_ops.ts";
 import { lowerToOnnx } from "./onnx_lower.ts";
-import { defaultThreads, type Feed, ORT_VERSION, OrtProgram } from "./ort_program.ts";
-import { keepFreedMemory, release } from "./host_memory.ts";
+import {
+  checkExecutionProvider,
+  defaultThreads,
+  type ExecutionProvider,
+  type Feed,
+  lowerTargetOf,
+  ORT_VERSION,
+  OrtProgram,
+  type OutputLocation,
+} from "./ort_program.ts";
+import { cpuOutputBytes, DeviceState, hostFeedBytes } from "./ort_device.ts";
+import { keepFreedMemory } from "./host_memory.ts";
 import { OrtMicroStep } from "./ort_micro_step.ts";
 
 export interface OrtTrainEngineOptions {
+  /** Execution provider (default `cpu`). */
+  ep?: ExecutionProvider;
   /** Intra-op threads (default: all cores). */
   threads?: number;
   /**
    * Let idle pool threads spin for work between operators (onnxruntime's own default). Off by
    * default here: on a loaded 2-core machine spinning cost 30% more CPU per step and up to half
-   * the throughput (README.md). `ort_speed.ts --spin` times it.
+   * the throughput (README.md). `deno task speed --engine ort --spin` times it.
    */
   spin?: boolean;
   /**
@@ -47,8 +78,20 @@ export interface OrtTrainEngineOptions {
    * page-faulting fresh memory in (host_memory.ts; default true).
    */
   keepFreedMemory?: boolean;
-  /** Development: profile every step program into `<prefix>_<date>.json` (see ort_speed.ts). */
+  /** Development: profile every step program into `<prefix>_<date>.json` (see bench/speed_ort.ts). */
   profilePrefix?: string;
+}
+
+/** What the engine moved between host and device, and holds there. */
+export interface DeviceStats {
+  ep: ExecutionProvider;
+  /** Whether parameters and moments stay on the device between steps. */
+  resident: boolean;
+  /** Bytes of device tensors the engine holds now, and the most it held at once (state only). */
+  liveBytes: number;
+  peakBytes: number;
+  /** The last step: bytes host -> device (feeds, uploads) and device -> host (`cpu` outputs); 0 on `cpu`. */
+  lastStep: { toDeviceBytes: number; toHostBytes: number };
 }
 
 interface Compiled {
@@ -59,35 +102,54 @@ interface Compiled {
 const scalar = (v: number): HostTensor<Float32Array> => ({ shape: [], data: new Float32Array([v]) });
 const f32Of = (t: ort.Tensor, name: string): Float32Array => {
   if (t.type !== "float32") throw new Error(`ort engine: output '${name}' is ${t.type}, expected float32`);
+  if (t.location !== "cpu") {
+    throw new Error(`ort engine: output '${name}' is on ${t.location}; read it as a cpu output`);
+  }
   return t.data as Float32Array;
 };
 
 export class OrtTrainEngine implements TrainEngine {
   readonly description: EngineDescription;
+  readonly ep: ExecutionProvider;
   readonly #spec: TrainStepSpec;
   readonly #threads: number;
   readonly #profilePrefix?: string;
   readonly #spin: boolean;
-  readonly #params = new Map<string, Float32Array>();
-  readonly #moments = new Map<string, { m: Float32Array; v: Float32Array }>();
+  readonly #state: DeviceState;
   readonly #steps = new Map<string, number>();
   readonly #programs = new Map<string, Promise<Compiled>>();
   readonly #evals = new Map<string, Promise<OrtProgram>>();
   readonly #micro: OrtMicroStep;
+  #lastStep = { toDeviceBytes: 0, toHostBytes: 0 };
   #disposed = false;
   #tail: Promise<unknown> = Promise.resolve();
 
   constructor(spec: TrainStepSpec, opts: OrtTrainEngineOptions = {}) {
     validateSpec(spec);
     this.#spec = spec;
+    this.ep = opts.ep ?? "cpu";
     this.#threads = opts.threads ?? defaultThreads();
     this.#profilePrefix = opts.profilePrefix;
     this.#spin = opts.spin ?? false;
     if (opts.keepFreedMemory ?? true) keepFreedMemory();
-    for (const [name, p] of spec.params) this.#params.set(name, Float32Array.from(p.value.data));
+    this.#state = new DeviceState({ ep: this.ep, threads: this.#threads });
+    for (const [name, p] of spec.params) {
+      this.#state.setHost(`param.${name}`, [...p.value.shape], Float32Array.from(p.value.data));
+    }
     for (const opt of spec.optimizers) this.#steps.set(opt.id, 0);
-    this.description = { engine: "ort", device: "cpu", versions: { "onnxruntime-node": ORT_VERSION } };
-    this.#micro = new OrtMicroStep(spec, { threads: this.#threads, spin: this.#spin });
+    this.description = { engine: "ort", device: this.ep, versions: { "onnxruntime-node": ORT_VERSION } };
+    this.#micro = new OrtMicroStep(spec, this.#programOptions());
+  }
+
+  /** Bytes moved by the last step and device bytes held (see {@link DeviceStats}). */
+  deviceStats(): DeviceStats {
+    return {
+      ep: this.ep,
+      resident: this.#state.resident,
+      liveBytes: this.#state.liveBytes,
+      peakBytes: this.#state.peakBytes,
+      lastStep: { ...this.#lastStep },
+    };
   }
 
   #live(): void {
@@ -101,6 +163,16 @@ export class OrtTrainEngine implements TrainEngine {
     return run;
   }
 
+  #programOptions(outputLocations?: Record<string, OutputLocation>) {
+    return {
+      ep: this.ep,
+      threads: this.#threads,
+      spin: this.#spin,
+      disableCpuFallback: this.ep === "webgpu",
+      outputLocations,
+    };
+  }
+
   /** The compiled step for these draw shapes and options (compiled once, then reused). */
   #compiled(draws: StepDraws, opts: StepOptions): Promise<Compiled> {
     const shapes: Record<string, DrawShape> = {};
@@ -111,11 +183,17 @@ export class OrtTrainEngine implements TrainEngine {
     let c = this.#programs.get(key);
     if (!c) {
       c = (async () => {
-        const step = buildTrainStep(this.#spec, shapes, { trace: opts.trace, grads: opts.grads });
+        const target = lowerTargetOf(this.ep);
+        const step = buildTrainStep(this.#spec, shapes, { trace: opts.trace, grads: opts.grads, target });
+        // On a resident provider the new state stays on the device; everything read on the host is `cpu`.
+        const locations = this.#state.resident
+          ? Object.fromEntries(
+            step.lowered.outputs.filter((o) => o.name.startsWith("new.")).map((o) => [o.name, "gpu-buffer" as const]),
+          )
+          : undefined;
         const program = await OrtProgram.create(step.lowered, {
-          threads: this.#threads,
+          ...this.#programOptions(locations),
           profilePrefix: this.#profilePrefix,
-          spin: this.#spin,
         });
         return { step, program };
       })();
@@ -132,11 +210,12 @@ export class OrtTrainEngine implements TrainEngine {
   async #step(draws: StepDraws, hyper: StepHyper, opts: StepOptions): Promise<StepResult> {
     this.#live();
     const { step, program } = await this.#compiled(draws, opts);
-    const feeds = this.#stateFeeds(program, step, hyper);
+    const { feeds, uploaded } = await this.#stateFeeds(program, step, hyper);
     const want = new Set(program.inputNames);
     for (const [name, d] of Object.entries(draws)) if (want.has(`draw.${name}`)) feeds[`draw.${name}`] = d;
     const out = await program.run(feeds);
-    const peakTensorBytes = this.#stateBytes() + Object.values(out).reduce((s, t) => s + 4 * t.size, 0);
+    this.#moved(uploaded + hostFeedBytes(feeds), cpuOutputBytes(out));
+    const peakTensorBytes = this.#state.totalBytes + Object.values(out).reduce((s, t) => s + 4 * t.size, 0);
     this.#commit(step, out);
 
     const scalars: Record<string, number> = { loss: f32Of(out.loss, "loss")[0] };
@@ -149,26 +228,27 @@ export class OrtTrainEngine implements TrainEngine {
       read: () => Promise.resolve({ ...scalars }),
       traced: opts.trace ? new Map(step.traces.map((t) => [t, host(`trace.${t}`)])) : undefined,
       grads: opts.grads ? new Map([...step.updated.values()].flat().map((p) => [p, host(`grad.${p}`)])) : undefined,
-      peakTensorBytes, // the state arrays beside the program's outputs (onnxruntime's own arena is not visible)
+      peakTensorBytes, // the state beside the program's outputs (onnxruntime's own arena is not visible)
       dispose: () => {},
     };
   }
 
-  /** Bytes of the parameters and AdamW moments the engine holds. */
-  #stateBytes(): number {
-    let n = 0;
-    for (const p of this.#params.values()) n += p.byteLength;
-    for (const m of this.#moments.values()) n += m.m.byteLength + m.v.byteLength;
-    return n;
+  #moved(toDeviceBytes: number, toHostBytes: number): void {
+    this.#lastStep = this.ep === "cpu" ? { toDeviceBytes: 0, toHostBytes: 0 } : { toDeviceBytes, toHostBytes };
   }
 
-  /** Feeds of the engine's state that `program` reads: parameters, AdamW moments and scalars, EMA momentum. */
-  #stateFeeds(program: OrtProgram, step: TrainStepGraph, hyper: StepHyper): Record<string, Feed> {
+  /**
+   * Feeds of the engine's state that `program` reads (parameters, AdamW moments, created as zeros
+   * at an optimizer's first step) and its scalars (AdamW's, the EMA momentum). On a resident
+   * provider host values go up first, in one run; `uploaded` is the bytes that run sent.
+   */
+  async #stateFeeds(
+    program: OrtProgram,
+    step: TrainStepGraph,
+    hyper: StepHyper,
+  ): Promise<{ feeds: Record<string, Feed>; uploaded: number }> {
     const feeds: Record<string, Feed> = {};
     const want = new Set(program.inputNames);
-    for (const name of this.#params.keys()) {
-      if (want.has(`param.${name}`)) feeds[`param.${name}`] = this.#paramFeed(name);
-    }
     for (const opt of this.#spec.optimizers) {
       const t = this.#steps.get(opt.id)! + 1;
       const groups = hyper.groups[opt.id];
@@ -182,10 +262,10 @@ export class OrtTrainEngine implements TrainEngine {
         feeds[hyperInput.bc2Sqrt(opt.id)] = scalar(s.bc2Sqrt);
       }
       for (const p of step.updated.get(opt.id) ?? []) {
-        const mom = this.#momentsOf(p);
-        const shape = this.#spec.params.get(p)!.value.shape;
-        feeds[`exp_avg.${p}`] = { shape, data: mom.m };
-        feeds[`exp_avg_sq.${p}`] = { shape, data: mom.v };
+        const shape = [...this.#spec.params.get(p)!.value.shape];
+        for (const k of [`exp_avg.${p}`, `exp_avg_sq.${p}`]) {
+          if (!this.#state.has(k)) this.#state.setHost(k, shape, new Float32Array(shape.reduce((a, b) => a * b, 1)));
+        }
       }
     }
     if (want.has(hyperInput.emaMomentum)) {
@@ -194,31 +274,24 @@ export class OrtTrainEngine implements TrainEngine {
       feeds[hyperInput.emaMomentum] = scalar(m);
       if (want.has(hyperInput.emaOneMinus)) feeds[hyperInput.emaOneMinus] = scalar(1 - m); // float64 on the host
     }
-    return feeds;
+    const uploaded = await this.#state.upload();
+    for (const name of want) if (!(name in feeds) && this.#state.has(name)) feeds[name] = this.#state.feed(name);
+    return { feeds, uploaded };
   }
 
-  #paramFeed(name: string): Feed {
-    return { shape: this.#spec.params.get(name)!.value.shape, data: this.#params.get(name)! };
-  }
-
-  /** Adopt the parameters, moments and EMA targets a step program returned. */
+  /** Adopt the parameters, moments and EMA targets a step program returned (replaced state freed). */
   #commit(step: TrainStepGraph, out: Record<string, ort.Tensor>): void {
-    const replaced: Float32Array[] = [];
-    const swap = (p: string, data: Float32Array) => {
-      replaced.push(this.#params.get(p)!);
-      this.#params.set(p, data);
+    const adopt = (key: string) => {
+      this.#state.adopt(key, out[`new.${key}`]);
+      delete out[`new.${key}`];
     };
     for (const [opt, ps] of step.updated) {
-      for (const p of ps) {
-        swap(p, f32Of(out[`new.param.${p}`], p));
-        const mom = this.#moments.get(p)!;
-        replaced.push(mom.m, mom.v);
-        this.#moments.set(p, { m: f32Of(out[`new.exp_avg.${p}`], p), v: f32Of(out[`new.exp_avg_sq.${p}`], p) });
-      }
+      for (const p of ps) for (const k of [`param.${p}`, `exp_avg.${p}`, `exp_avg_sq.${p}`]) adopt(k);
       if (ps.length) this.#steps.set(opt, this.#steps.get(opt)! + 1);
     }
-    for (const e of step.emaTargets) swap(e, f32Of(out[`new.param.${e}`], e));
-    for (const a of replaced) release(a); // only the engine holds its state arrays (snapshot copies)
+    for (const e of step.emaTargets) adopt(`param.${e}`);
+    this.#state.settle(); // replaced state freed: host arrays released, device tensors disposed
+    for (const t of Object.values(out)) if (t.location === "gpu-buffer") t.dispose(); // none expected: never leak one
   }
 
   /**
@@ -229,57 +302,50 @@ export class OrtTrainEngine implements TrainEngine {
     if (micro.length === 1) return this.step(micro[0].draws, hyper, opts);
     return this.#serial(async () => {
       this.#live();
-      const acc = await this.#micro.accumulate(micro, opts, (n) => this.#paramFeed(n));
-      const { graph, program } = await this.#micro.apply([...acc.grads.keys()]);
-      const feeds = this.#stateFeeds(program, graph, hyper);
-      for (const [p, g] of acc.grads) feeds[`grad.${p}`] = { shape: this.#spec.params.get(p)!.value.shape, data: g };
-      const stateBytes = this.#stateBytes(), gradBytes = [...acc.grads.values()].reduce((s, g) => s + g.byteLength, 0);
-      // Held at once: the state beside the passes' and gradients' arrays, then old and new state beside the gradients.
-      const peakTensorBytes = Math.max(stateBytes + acc.peakBytes, 2 * stateBytes + gradBytes);
-      this.#commit(graph, await program.run(feeds));
-      const grads = opts.grads
-        ? new Map([...acc.grads].map(([p, g]) => [p, { shape: [...this.#spec.params.get(p)!.value.shape], data: g }]))
-        : undefined;
-      if (!grads) { for (const g of acc.grads.values()) release(g); }
-      return {
-        read: () => Promise.resolve({ ...acc.scalars }),
-        tracedMicro: acc.tracedMicro,
-        grads,
-        peakTensorBytes,
-        dispose: () => {},
-      };
+      const first = await this.#state.upload(); // the passes read the parameters where they live
+      try {
+        const acc = await this.#micro.accumulate(micro, opts, (n) => this.#state.feed(`param.${n}`));
+        const { graph, program } = await this.#micro.apply(acc.withGradient);
+        const { feeds, uploaded } = await this.#stateFeeds(program, graph, hyper);
+        for (const p of acc.withGradient) feeds[`grad.${p}`] = acc.grads.feed(p);
+        const stateBytes = this.#state.totalBytes, gradBytes = acc.grads.totalBytes;
+        // Held at once: the state beside the passes' and gradients' tensors, then old and new state beside the gradients.
+        const peakTensorBytes = Math.max(stateBytes + acc.peakBytes, 2 * stateBytes + gradBytes);
+        const out = await program.run(feeds);
+        this.#moved(
+          first + acc.toDeviceBytes + uploaded + hostFeedBytes(feeds),
+          acc.toHostBytes + cpuOutputBytes(out),
+        );
+        this.#commit(graph, out);
+        const grads = opts.grads ? await acc.grads.read(acc.withGradient) : undefined;
+        return {
+          read: () => Promise.resolve({ ...acc.scalars }),
+          tracedMicro: acc.tracedMicro,
+          grads,
+          peakTensorBytes,
+          dispose: () => {},
+        };
+      } finally {
+        this.#micro.clearGrads();
+      }
     });
-  }
-
-  #momentsOf(p: string): { m: Float32Array; v: Float32Array } {
-    let mom = this.#moments.get(p);
-    if (!mom) {
-      const n = this.#spec.params.get(p)!.value.data.length;
-      mom = { m: new Float32Array(n), v: new Float32Array(n) };
-      this.#moments.set(p, mom);
-    }
-    return mom;
   }
 
   snapshot(): Promise<EngineState> {
     return this.#serial(() => this.#snapshot());
   }
 
-  #snapshot(): EngineState {
+  async #snapshot(): Promise<EngineState> {
     this.#live();
+    const all = await this.#state.read(this.#state.keys()); // device values through cpu outputs, in one run
     const params = new Map<string, HostTensor<Float32Array>>();
-    for (const [n, v] of this.#params) {
-      params.set(n, { shape: [...this.#spec.params.get(n)!.value.shape], data: v.slice() });
-    }
+    for (const n of this.#spec.params.keys()) params.set(n, all.get(`param.${n}`)!);
     const optimizers: Record<string, OptimizerState> = {};
     for (const opt of this.#spec.optimizers) {
       const tensors = new Map<string, HostTensor<Float32Array>>();
       for (const p of opt.groups.flatMap((g) => g.params)) {
-        const mom = this.#moments.get(p);
-        if (!mom) continue; // torch has no state for a parameter never stepped
-        const shape = [...this.#spec.params.get(p)!.value.shape];
-        tensors.set(`exp_avg.${p}`, { shape, data: mom.m.slice() });
-        tensors.set(`exp_avg_sq.${p}`, { shape, data: mom.v.slice() });
+        if (!all.has(`exp_avg.${p}`)) continue; // torch has no state for a parameter never stepped
+        for (const k of [`exp_avg.${p}`, `exp_avg_sq.${p}`]) tensors.set(k, all.get(k)!);
       }
       optimizers[opt.id] = { step: this.#steps.get(opt.id)!, tensors };
     }
@@ -329,14 +395,19 @@ export class OrtTrainEngine implements TrainEngine {
     for (const [p, e] of moments) {
       if (!e.m || !e.v) throw new Error(`OrtTrainEngine.restore: parameter '${p}' has only one of exp_avg, exp_avg_sq`);
     }
-    // Everything checked: apply (nothing is half-restored on a bad state).
-    for (const [n, v] of params) this.#params.set(n, v);
+    // Everything checked: apply (nothing is half-restored on a bad state). Host values go to the
+    // device (on a resident provider) in one run before the next step or evaluation.
+    const shape = (p: string) => [...this.#spec.params.get(p)!.value.shape];
+    for (const [n, v] of params) this.#state.setHost(`param.${n}`, shape(n), v);
     if (state.optimizers) {
       for (const id of steps.keys()) {
-        const opt = this.#spec.optimizers.find((o) => o.id === id)!;
-        for (const p of opt.groups.flatMap((g) => g.params)) this.#moments.delete(p);
+        const mine = new Set(this.#spec.optimizers.find((o) => o.id === id)!.groups.flatMap((g) => g.params));
+        this.#state.remove((k) => k.startsWith("exp_avg") && mine.has(k.slice(k.indexOf(".") + 1)));
       }
-      for (const [p, e] of moments) this.#moments.set(p, { m: e.m!, v: e.v! });
+      for (const [p, e] of moments) {
+        this.#state.setHost(`exp_avg.${p}`, shape(p), e.m!);
+        this.#state.setHost(`exp_avg_sq.${p}`, shape(p), e.v!);
+      }
       for (const [id, s] of steps) this.#steps.set(id, s);
     }
   }
@@ -362,23 +433,24 @@ export class OrtTrainEngine implements TrainEngine {
       return o.graph.inputs.get(`param.${name}`)?.value ?? o.inputOf(`param.${name}`, [...ps.value.shape], "float32");
     };
     const outs = fn(o, get);
-    for (const [name, t] of Object.entries(outs)) o.output(name, t);
+    // Graph outputs under `out.<name>`: a result may share its name with an input (a method's
+    // `encode` reads input `patches` and returns `patches`), and ONNX names each value once.
+    for (const [name, t] of Object.entries(outs)) o.output(`out.${name}`, t);
     const data = [...o.graph.inputs].filter(([n]) => !n.startsWith("param.") || !read.has(n.slice(6)));
     const signature = JSON.stringify([key, data.map(([n, i]) => [n, i.value.dtype, i.value.shape])]);
     let p = this.#evals.get(signature);
     if (!p) {
-      const lowered = lowerToOnnx(o.graph, { graphName: `evaluate_${key}` });
-      p = OrtProgram.create(lowered, { threads: this.#threads, spin: this.#spin });
+      const lowered = lowerToOnnx(o.graph, { graphName: `evaluate_${key}`, target: lowerTargetOf(this.ep) });
+      p = OrtProgram.create(lowered, this.#programOptions());
       this.#evals.set(signature, p);
       p.catch(() => this.#evals.delete(signature));
     }
     const program = await p;
+    await this.#state.upload(); // parameters are read where they live; on WebGPU they go up once
     const feeds: Record<string, Feed> = {};
     for (const name of program.inputNames) {
-      if (name.startsWith("param.") && read.has(name.slice(6))) {
-        const n = name.slice(6);
-        feeds[name] = { shape: this.#spec.params.get(n)!.value.shape, data: this.#params.get(n)! };
-      } else {
+      if (name.startsWith("param.") && read.has(name.slice(6))) feeds[name] = this.#state.feed(name);
+      else {
         const host = o.graph.inputs.get(name)?.host;
         if (!host) throw new Error(`evaluate '${key}': input '${name}' has no host value`);
         feeds[name] = host;
@@ -387,7 +459,8 @@ export class OrtTrainEngine implements TrainEngine {
     const res = await program.run(feeds);
     const result: Record<string, HostTensor<Float32Array>> = {};
     for (const name of Object.keys(outs)) {
-      result[name] = { shape: res[name].dims.map(Number), data: f32Of(res[name], name) };
+      const t = res[`out.${name}`];
+      result[name] = { shape: t.dims.map(Number), data: f32Of(t, name) };
     }
     return result;
   }
@@ -402,10 +475,23 @@ export class OrtTrainEngine implements TrainEngine {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
-    for (const c of this.#programs.values()) c.then((x) => x.program.release(), () => {});
-    for (const p of this.#evals.values()) p.then((x) => x.release(), () => {});
-    this.#micro.release();
+    const programs = [...this.#programs.values()], evals = [...this.#evals.values()];
     this.#programs.clear();
     this.#evals.clear();
+    // After any call in flight; device tensors before the sessions whose providers allocated them.
+    this.#tail = this.#tail.then(async () => {
+      await this.#micro.release();
+      await this.#state.dispose();
+      for (const c of programs) await c.then((x) => x.program.release(), () => {});
+      for (const p of evals) await p.then((x) => x.release(), () => {});
+    });
   }
+}
+
+/** An `EngineFactory` for the ORT engine on `opts.ep` (default `cpu`): the provider is started (checked) first. */
+export function ortEngineFactory(opts: OrtTrainEngineOptions = {}): EngineFactory {
+  return async (spec) => {
+    await checkExecutionProvider(opts.ep ?? "cpu");
+    return new OrtTrainEngine(spec, opts);
+  };
 }

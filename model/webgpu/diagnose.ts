@@ -41,7 +41,9 @@ export const LIBRARY_DIRS = [
 const LINUX_BACKENDS = ["vulkan", "gl"];
 
 const INSTALL_HINT = "on Debian/Ubuntu `apt-get install -y libvulkan1 mesa-vulkan-drivers` gives Mesa's " +
-  "software Vulkan (lavapipe: correct, slow); on a GPU machine install the vendor's Vulkan driver";
+  "software Vulkan (lavapipe: correct, slow; onnxruntime's WebGPU provider needs Mesa >= 23: on Debian 12 take it " +
+  "from bookworm-backports, `apt-get install -t bookworm-backports mesa-vulkan-drivers`); on a GPU machine install " +
+  "the vendor's Vulkan driver";
 
 /** Where the Vulkan loader looks for driver manifests, in its own order (Vulkan-Loader docs, LoaderInterfaceArchitecture). */
 export function icdSearchDirs(host: HostView): string[] {
