@@ -34,7 +34,7 @@ import type { BenchPhases, EvaluateContext, PretrainContext } from "./cell_runne
 import { runProtocolProbes } from "./protocol_probes.ts";
 import { hashFileList } from "./identity.ts";
 import { RawPixelEncoder } from "./raw_pixels.ts";
-import type { ResolvedData } from "./run_record.ts";
+import type { LossCurves, ResolvedData } from "./run_record.ts";
 import type { Cell, DataSpec } from "./suite.ts";
 
 /** RandomResizedCrop scale of each method's recipe (SPEC 1.6, 2, 3). */
@@ -142,24 +142,61 @@ async function* imagesFrom(loader: DataLoader, perEpoch: number, start: number) 
   }
 }
 
+/** Keys of a log line that are not loss components: bookkeeping (and the method's schedule values). */
+const NOT_COMPONENTS = ["step", "img_per_s", "time"];
+
 /**
- * The loss curve of the whole run: after a resume the trainer returns only this session's
- * points, while its JSONL log holds every session's (a step logged twice, before a kill and
- * after the resume, keeps the later entry; they are identical on deterministic backends).
+ * The pretraining curves from a trainer's JSONL log: every numeric key of each line except
+ * `exclude` (bookkeeping, schedule values) is a component. A step logged twice (before a kill and
+ * after the resume) keeps the later line; they are identical on deterministic backends.
  */
-async function fullLossCurve(dir: string, result: TrainResult): Promise<TrainResult["lossCurve"]> {
-  const byStep = new Map<number, number>();
-  try {
-    for (const line of (await Deno.readTextFile(`${dir}/${LOG_FILE}`)).split("\n")) {
-      if (!line.trim()) continue;
-      const e = JSON.parse(line) as { step?: unknown; loss?: unknown };
-      if (typeof e.step === "number" && typeof e.loss === "number") byStep.set(e.step, e.loss);
-    }
-  } catch {
-    return result.lossCurve; // no log: the trainer's own curve is all there is
+export function curvesFromLog(text: string, exclude: readonly string[] = []): LossCurves {
+  const skip = new Set([...NOT_COMPONENTS, ...exclude]);
+  const byStep = new Map<number, Record<string, unknown>>();
+  for (const line of text.split("\n")) {
+    if (!line.trim()) continue;
+    const e = JSON.parse(line) as Record<string, unknown>;
+    if (typeof e.step === "number") byStep.set(e.step, e);
   }
+  const steps = [...byStep.keys()].sort((a, b) => a - b);
+  const keys = new Set<string>();
+  for (const e of byStep.values()) {
+    for (const [k, v] of Object.entries(e)) if (!skip.has(k) && (typeof v === "number" || v === null)) keys.add(k);
+  }
+  const components: Record<string, (number | null)[]> = {};
+  for (const k of [...keys].sort()) {
+    components[k] = steps.map((s) => {
+      const v = byStep.get(s)![k];
+      return typeof v === "number" && Number.isFinite(v) ? v : null;
+    });
+  }
+  return { source: "log.jsonl", steps, components };
+}
+
+/**
+ * The curves of the whole run: after a resume the trainer returns only this session's loss
+ * points, while its JSONL log holds every session's. Without a log, the trainer's own curve.
+ */
+async function runCurves(
+  dir: string,
+  result: TrainResult,
+  scheduleKeys: string[],
+): Promise<{ lossCurve: TrainResult["lossCurve"]; curves?: LossCurves }> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(`${dir}/${LOG_FILE}`);
+  } catch {
+    return { lossCurve: result.lossCurve }; // no log: the trainer's own curve is all there is
+  }
+  const curves = curvesFromLog(text, scheduleKeys);
+  const byStep = new Map<number, number>();
+  curves.steps.forEach((s, i) => {
+    const v = curves.components.loss?.[i];
+    if (typeof v === "number") byStep.set(s, v);
+  });
   for (const p of result.lossCurve) byStep.set(p.step, p.loss);
-  return [...byStep.entries()].sort((a, b) => a[0] - b[0]).map(([step, loss]) => ({ step, loss }));
+  const lossCurve = [...byStep.entries()].sort((a, b) => a[0] - b[0]).map(([step, loss]) => ({ step, loss }));
+  return { lossCurve, curves };
 }
 
 /** Opens a data spec as strict reading allows (`strictDataset`), once per spec. */
@@ -191,7 +228,9 @@ async function pretrain({ cell, checkpointDir, pretrainHash }: PretrainContext, 
     identity: { pretrainHash },
     engine: engine.factory,
   });
-  return { ...result, lossCurve: await fullLossCurve(checkpointDir, result) };
+  // Schedule values the method logs beside its losses (lr, momentum) are not loss components.
+  const scheduleKeys = Object.keys(method.logScalars(0));
+  return { ...result, ...(await runCurves(checkpointDir, result, scheduleKeys)) };
 }
 
 /**

@@ -17,6 +17,7 @@
 import { type CellIdentity, cellIdentity, decide, type Decision, type RunContext } from "./cell_plan.ts";
 import { deviceInfo, engineLabel, isCi, peakRssBytes, runtimeVersions } from "./provenance.ts";
 import {
+  type LossCurves,
   type OutdatedRecordError,
   type ProbeResult,
   readRunRecords,
@@ -37,6 +38,8 @@ export interface PretrainOutcome {
   steps: number;
   imagesSeen: number;
   lossCurve: { step: number; loss: number }[];
+  /** Every logged loss component (the trainer's log.jsonl). */
+  curves?: LossCurves;
   imagesPerSec: number | null;
   resumedFromStep: number | null;
 }

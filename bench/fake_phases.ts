@@ -62,10 +62,21 @@ export function fakePhases(opts: { dieAfterStep?: number } = {}): { phases: Benc
         step: i + 1,
         loss: 2 / (1 + i) + 0.1 * unit(`${cell.name}/${cell.seed}/${i}`),
       }));
+      // Logged every step. CAPI logs its two losses (summing to the total) and the target entropy.
+      const loss = lossCurve.map((p) => p.loss);
+      const components: Record<string, number[]> = cell.name === "capi"
+        ? {
+          loss,
+          loss_capi: loss.map((v) => 0.4 * v),
+          loss_clustering: loss.map((v) => 0.6 * v),
+          target_entropy: loss.map((_, i) => 1 + 0.01 * i),
+        }
+        : { loss };
       return {
         steps,
         imagesSeen: steps * cell.pretrain!.batchSize,
         lossCurve,
+        curves: { source: "log.jsonl", steps: lossCurve.map((p) => p.step), components },
         imagesPerSec: 100,
         resumedFromStep: start || null,
       };

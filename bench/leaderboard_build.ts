@@ -88,8 +88,32 @@ function checkProtocols(entries: Entry[]): void {
 }
 
 function lossCurve(records: RunRecord[]): LeaderboardRow["lossCurve"] {
-  const curves = records.map((r) => new Map((r.pretraining?.lossCurve ?? []).map((p) => [p.step, p.loss])));
-  if (curves.some((c) => c.size === 0)) return [];
+  return meanCurve(records.map((r) => new Map((r.pretraining?.lossCurve ?? []).map((p) => [p.step, p.loss]))));
+}
+
+/** Per logged component, the mean curve over the records (only components every record logged). */
+function componentCurves(records: RunRecord[]): LeaderboardRow["curves"] {
+  const logs = records.map((r) => r.pretraining?.curves);
+  if (logs.some((c) => !c)) return {};
+  const names = Object.keys(logs[0]!.components).filter((k) => logs.every((c) => k in c!.components)).sort();
+  const out: LeaderboardRow["curves"] = {};
+  for (const k of names) {
+    const curve = meanCurve(logs.map((c) => {
+      const m = new Map<number, number>();
+      c!.steps.forEach((s, i) => {
+        const v = c!.components[k][i];
+        if (v !== null) m.set(s, v);
+      });
+      return m;
+    }));
+    if (curve.length) out[k] = curve;
+  }
+  return out;
+}
+
+/** Mean ± std over curves at the steps all of them hold, thinned to at most MAX_CURVE_POINTS. */
+function meanCurve(curves: Map<number, number>[]): LeaderboardRow["lossCurve"] {
+  if (curves.length === 0 || curves.some((c) => c.size === 0)) return [];
   const steps = [...curves[0].keys()].filter((s) => curves.every((c) => c.has(s))).sort((a, b) => a - b);
   const stride = Math.max(1, Math.ceil(steps.length / MAX_CURVE_POINTS));
   return steps.filter((_, i) => i % stride === 0 || i === steps.length - 1).map((step) => {
@@ -145,6 +169,7 @@ function buildRow(entries: Entry[]): LeaderboardRow {
     mainScores: uniq(first.results.map((p) => p.mainScore)),
     metrics,
     lossCurve: lossCurve(recs),
+    curves: componentCurves(recs),
     provenance: {
       commits: uniq(recs.flatMap((r) => [r.provenance.code.commit, ...phases(r).map((p) => p.code.commit)])),
       dirty: recs.some((r) => r.provenance.code.dirty || phases(r).some((p) => p.code.dirty)),

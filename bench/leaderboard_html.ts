@@ -1,6 +1,7 @@
 /**
  * `results/leaderboard.html`: one self-contained page (inline CSS and SVG, no scripts) with,
- * per group, the Markdown table's numbers, the pretraining loss curves (mean ± std over seeds),
+ * per group, the Markdown table's numbers, the pretraining curves of every logged loss component
+ * (CAPI: loss, loss_capi, loss_clustering, target_entropy; MAE, SimMIM: loss; mean ± std over seeds),
  * every main metric per subject with each seed shown, and budget vs. main metric when the
  * group holds several budgets (baselines as dashed lines).
  *
@@ -8,7 +9,7 @@
  */
 import { formatMetric } from "./leaderboard_markdown.ts";
 import type { Leaderboard, LeaderboardRow } from "./leaderboard_schema.ts";
-import { barChart, esc, lineChart, type Series } from "./svg_charts.ts";
+import { barChart, esc, lineChart, PALETTE, type Series } from "./svg_charts.ts";
 
 function table(rows: LeaderboardRow[], mains: string[]): string {
   const head = ["subject", "pretraining", "seeds", ...mains].map((h) => `<th>${esc(h)}</th>`).join("");
@@ -21,21 +22,35 @@ function table(rows: LeaderboardRow[], mains: string[]): string {
   return `<table><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table>`;
 }
 
+/** The loss components the rows logged: `loss` first, then the others by name. */
+export function curveComponents(rows: LeaderboardRow[]): string[] {
+  const names = new Set(rows.flatMap((r) => Object.keys(r.curves)));
+  if (rows.some((r) => r.lossCurve.length > 0)) names.add("loss");
+  return [...names].sort((a, b) => (a === "loss" ? -1 : b === "loss" ? 1 : a < b ? -1 : a > b ? 1 : 0));
+}
+
 function groupSection(lb: Leaderboard, group: string): string {
   const rows = lb.rows.filter((r) => r.group === group);
   const mains = [...new Set(rows.flatMap((r) => r.mainScores))];
   const verdict = lb.notes.filter((n) => n.startsWith(`${group}:`)).map((n) => n.slice(group.length + 2)).join(" ");
   const parts = [`<section><h2>${esc(group)}</h2><p class="verdict">${esc(verdict)}</p>`, table(rows, mains)];
 
-  // One loss chart per method (losses of different methods have unrelated scales), one line per
-  // budget: mean over seeds with a ± std band.
-  const pre = rows.filter((r) => r.lossCurve.length > 0);
+  // One chart per method and logged loss component (their scales are unrelated), one line per
+  // budget: mean over seeds with a ± std band. Rows from records without component curves show `loss`.
+  const pre = rows.filter((r) => r.lossCurve.length > 0 || Object.keys(r.curves).length > 0);
   for (const subject of [...new Set(pre.map((r) => r.subject))]) {
-    const series: Series[] = pre.filter((r) => r.subject === subject).map((r) => ({
-      label: `${subject} ${r.budget.steps}×${r.budget.batchSize}`,
-      points: r.lossCurve.map((p) => ({ x: p.step, y: p.mean, lo: p.mean - p.std, hi: p.mean + p.std })),
-    }));
-    parts.push(lineChart(`pretraining loss: ${subject} (mean ± std over seeds)`, series, "step", "loss"));
+    const mine = pre.filter((r) => r.subject === subject);
+    for (const component of curveComponents(mine)) {
+      const series: Series[] = mine.map((r, i) => ({
+        label: `${subject} ${r.budget.steps}×${r.budget.batchSize}`,
+        color: mine.length > 1 ? PALETTE[i % PALETTE.length] : undefined, // budgets of one method apart
+        points: (r.curves[component] ?? (component === "loss" ? r.lossCurve : []))
+          .map((p) => ({ x: p.step, y: p.mean, lo: p.mean - p.std, hi: p.mean + p.std })),
+      })).filter((s) => s.points.length > 0);
+      parts.push(
+        lineChart(`pretraining ${component}: ${subject} (mean ± std over seeds)`, series, "step", component),
+      );
+    }
   }
 
   // Charts show measurements only: a flagged metric (not converged, constant prediction) is left out.

@@ -55,8 +55,9 @@ Deno.test({
     await writeLeaderboard(`${root}/runs`, root);
     const html = await Deno.readTextFile(`${root}/leaderboard.html`);
     const expectedSvgs = (html.match(/<svg /g) ?? []).length;
-    // A loss chart per method (2), a bar chart per main metric (2), budget vs each main metric (2).
-    assert.equal(expectedSvgs, 6);
+    // A chart per method and logged loss component (capi: loss, loss_capi, loss_clustering, target_entropy;
+    // mae: loss), a bar chart per main metric (2), budget vs each main metric (2).
+    assert.equal(expectedSvgs, 5 + 2 + 2);
     const out = await new Deno.Command(chromium!, {
       args: [
         "--headless",
@@ -78,6 +79,10 @@ Deno.test({
     assert.equal((dom.match(/<svg /g) ?? []).length, expectedSvgs, "every chart is in the rendered DOM");
     assert.equal((dom.match(/<table>/g) ?? []).length, 1);
     assert.match(dom, /random_init\.capi/);
+    for (const c of ["loss", "loss_capi", "loss_clustering", "target_entropy"]) {
+      assert.match(dom, new RegExp(`pretraining ${c}: capi \\(mean`), `the ${c} curve of capi is drawn`);
+    }
+    assert.doesNotMatch(dom, /pretraining loss_capi: mae/, "MAE logs only its loss");
     assert.ok((await Deno.stat(`${root}/shot.png`)).size > 10_000, "the screenshot is not blank");
     await Deno.remove(root, { recursive: true });
   },

@@ -39,6 +39,9 @@ export const MetricStats = z.strictObject({
 });
 export type MetricStats = z.infer<typeof MetricStats>;
 
+/** A curve's value at one step: mean and sample std over the row's seeds. */
+export const CurvePoint = z.strictObject({ step: z.number().int(), mean: z.number(), std: z.number(), n: z.number() });
+
 export const LeaderboardRow = z.strictObject({
   group: z.string().describe("model | pretraining data | protocol: rows are only compared within a group"),
   subject: z.string(),
@@ -64,8 +67,14 @@ export const LeaderboardRow = z.strictObject({
   seeds: z.array(z.number().int()),
   mainScores: z.array(z.string()).describe("the protocol's main metric per probe"),
   metrics: z.record(z.string(), MetricStats),
-  lossCurve: z.array(z.strictObject({ step: z.number().int(), mean: z.number(), std: z.number(), n: z.number() }))
-    .describe("pretraining loss averaged over seeds (at most 200 points); empty for baselines"),
+  lossCurve: z.array(CurvePoint).describe(
+    "pretraining loss averaged over seeds (at most 200 points); empty for baselines",
+  ),
+  curves: z.record(z.string(), z.array(CurvePoint)).describe(
+    "every logged loss component (records' pretraining.curves: CAPI loss, loss_capi, loss_clustering, " +
+      "target_entropy; MAE/SimMIM loss) averaged over seeds at the steps every seed logged (at most 200 points " +
+      "each); empty for baselines and for records without curves",
+  ),
   provenance: z.strictObject({
     commits: z.array(z.string()).describe("commits whose code computed the records (pretraining and evaluation)"),
     dirty: z.boolean().describe("any record came from result sources with uncommitted changes"),

@@ -10,17 +10,41 @@
  * `PASS <path> compared=<n> skipped=<m> maxRelErr=<x> maxScaleErr=<y>` or `FAIL ...`, and exits 0
  * only if every fixture passed.
  *
+ * A `mim-trajectory-v1` fixture (model/testdata/trajectories/) is replayed for its T steps on a
+ * `TrainEngine` (model/trajectory.ts): every step's logged scalars and the final parameters and
+ * AdamW moments, at the tolerance the fixture states (it grows with the step). Its line reads
+ * `PASS <path> (trajectory, T steps) compared=<n> skipped=<m> worst err/tol=<x>`.
+ *
  * @module
  */
 import { describeChoice, ENGINE_FLAG_HELP, parseEngineChoice, startEngine } from "../model/engine_choice.ts";
-import { loadFixture } from "../model/fixture.ts";
+import { type Fixture, loadFixture } from "../model/fixture.ts";
 import { ParityReport, type ParityRow } from "../model/parity.ts";
 import { createTfTrainEngine } from "../model/tf_train_engine.ts";
 import type { EngineFactory } from "../model/train_engine.ts";
 import { detectFixtureKind, PARITY_RUNNERS } from "./parity_runners.ts";
 import { type CliSpec, runCli } from "./cli.ts";
+import { replayTrajectory, type TrajectoryRow } from "../model/trajectory.ts";
+import { trajectoryAdapter } from "../model/trajectory_adapters.ts";
 
 const TABLE_HEADER = `  ${"status".padEnd(7)} ${"err".padStart(9)} ${"scale".padStart(9)}  tensor`;
+
+function formatTrajectoryRow(r: TrajectoryRow): string {
+  const err = r.err === undefined ? "" : `${r.err.toExponential(2)}/${r.tol!.toExponential(1)}`;
+  return `  ${r.status.padEnd(7)} ${err.padStart(17)}  ${r.name}${r.note ? `  (${r.note})` : ""}`;
+}
+
+/** Replay a trajectory fixture on the engine `engine` builds; print its table, return its summary line. */
+async function runTrajectory(path: string, fx: Fixture, engine: EngineFactory, verbose: boolean): Promise<string> {
+  const report = await replayTrajectory(fx, trajectoryAdapter(fx), engine);
+  console.log(`${path} (trajectory of ${fx.manifest.method})`);
+  for (const r of report.rows()) {
+    if (verbose || r.status === "fail" || r.status === "skip") console.log(formatTrajectoryRow(r));
+  }
+  const s = report.summary();
+  return `${s.passed ? "PASS" : "FAIL"} ${path} (trajectory, ${report.tr.num_steps} steps) compared=${s.compared} ` +
+    `skipped=${s.skipped} worst err/tol=${s.worstRatio.toFixed(3)}${s.failed ? ` failed=${s.failed}` : ""}`;
+}
 
 function formatRow(r: ParityRow): string {
   const num = (x: number | undefined) => (x === undefined ? "" : x.toExponential(2)).padStart(9);
@@ -44,6 +68,12 @@ export async function runParity(
   for (const path of paths) {
     try {
       const fx = await loadFixture(path);
+      if (fx.trajectory) {
+        const line = await runTrajectory(path, fx, opts.engine ?? createTfTrainEngine, opts.verbose ?? false);
+        allPassed &&= line.startsWith("PASS");
+        lines.push(line);
+        continue;
+      }
       const kind = detectFixtureKind(fx);
       const report = new ParityReport(fx);
       await PARITY_RUNNERS[kind](fx, report, opts.engine ?? createTfTrainEngine);
@@ -82,7 +112,10 @@ export const PARITY_CLI = {
     verbose: { type: "boolean", short: "v", help: "print passing tensors too" },
   },
   positionals: { min: 1 },
-  notes: ["  FILE.json  mim-fixture-v1 manifests, e.g. model/testdata/*.json model/testdata/variants/*.json"],
+  notes: [
+    "  FILE.json  mim-fixture-v1 or mim-trajectory-v1 manifests, e.g. model/testdata/*.json",
+    "             model/testdata/variants/*.json model/testdata/trajectories/*.json",
+  ],
 } as const satisfies CliSpec;
 
 if (import.meta.main) {

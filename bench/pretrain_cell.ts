@@ -12,7 +12,7 @@ import { z } from "zod";
 import { atomicWriteJson } from "../model/atomic_write.ts";
 import type { CellIdentity } from "./cell_plan.ts";
 import type { BenchPhases, RunCellsOptions } from "./cell_runner.ts";
-import { LossPoint, PhaseProvenance, type RunRecord } from "./run_record.ts";
+import { LossCurves, LossPoint, PhaseProvenance, type RunRecord } from "./run_record.ts";
 import type { Cell } from "./suite.ts";
 
 /** `pretrain_done.json` in a checkpoint folder: written once the pretraining finished. */
@@ -23,6 +23,7 @@ export const PretrainDone = z.strictObject({
     steps: z.number().int().nonnegative(),
     imagesSeen: z.number().int().nonnegative(),
     lossCurve: z.array(LossPoint),
+    curves: LossCurves.optional().describe("every logged loss component (the trainer's log.jsonl)"),
     imagesPerSec: z.number().nonnegative().nullable(),
     resumedFromStep: z.number().int().nonnegative().nullable(),
     wallSec: z.number().nonnegative().describe("wall time of the session that finished it"),
@@ -101,6 +102,7 @@ export async function pretrainCell(
     steps: o.steps,
     imagesSeen: o.imagesSeen,
     lossCurve: o.lossCurve,
+    ...(o.curves ? { curves: o.curves } : {}),
     finalLoss: last ? last.loss : null,
     imagesPerSec: o.imagesPerSec,
     resumedFromStep: o.resumedFromStep,

@@ -71,6 +71,40 @@ export type ProbeResult = z.infer<typeof ProbeResult>;
 
 export const LossPoint = z.strictObject({ step: z.number().int().nonnegative(), loss: z.number() });
 
+/**
+ * The pretraining curves as the trainer logged them (`log.jsonl`, one line every `logEvery` steps): every
+ * loss component at every logged step, so that runs can be compared with each other and with published
+ * curves (CAPI: `loss`, `loss_capi`, `loss_clustering`, `target_entropy`; MAE and SimMIM: `loss`).
+ */
+export const LossCurves = z.strictObject({
+  source: z.literal("log.jsonl").describe("the trainer's JSONL log of the checkpoint folder"),
+  steps: z.array(z.number().int().positive()).describe("logged steps (completed iterations), ascending"),
+  components: z.record(z.string(), z.array(z.number().nullable())).describe(
+    "per component, its logged value at each of `steps` (null: not logged at that step, or not finite)",
+  ),
+}).superRefine((c, ctx) => {
+  for (let i = 1; i < c.steps.length; i++) {
+    if (c.steps[i] <= c.steps[i - 1]) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["steps", i],
+        message: `steps must ascend: ${c.steps[i - 1]}, ${c.steps[i]}`,
+      });
+      break;
+    }
+  }
+  for (const [k, v] of Object.entries(c.components)) {
+    if (v.length !== c.steps.length) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["components", k],
+        message: `${v.length} values for ${c.steps.length} steps`,
+      });
+    }
+  }
+});
+export type LossCurves = z.infer<typeof LossCurves>;
+
 /** The code that computed a number (bench/code_version.ts). */
 export const CodeVersionRecord = z.strictObject({
   commit: z.string().describe("git HEAD, or 'unknown' outside a git checkout"),
@@ -149,6 +183,7 @@ export const RunRecord = z.strictObject({
     steps: z.number().int().nonnegative(),
     imagesSeen: z.number().int().nonnegative(),
     lossCurve: z.array(LossPoint),
+    curves: LossCurves.optional().describe("every logged loss component; absent in records written before it existed"),
     finalLoss: z.number().nullable(),
     imagesPerSec: z.number().nonnegative().nullable(),
     resumedFromStep: z.number().int().nonnegative().nullable(),

@@ -7,7 +7,7 @@
  */
 
 const W = 640, H = 280, M = { left: 56, right: 16, top: 28, bottom: 64 };
-const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22"];
+export const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22"];
 
 /** Escape text for HTML and SVG content and attributes. */
 export function esc(text: string): string {
@@ -89,6 +89,8 @@ export interface Series {
   label: string;
   points: { x: number; y: number; lo?: number; hi?: number }[];
   dashed?: boolean;
+  /** Overrides the per-name colour (series of one method in one chart, e.g. its budgets). */
+  color?: string;
 }
 
 /** Lines (with a shaded lo-hi band where given) and a legend. */
@@ -106,7 +108,7 @@ export function lineChart(title: string, series: Series[], xLabel: string, yLabe
     );
   }
   series.forEach((s, i) => {
-    const c = colorFor(s.label);
+    const c = s.color ?? colorFor(s.label);
     if (s.points.some((p) => p.lo !== undefined)) {
       const upper = s.points.map((p) => `${x(p.x)},${y(p.hi ?? p.y)}`);
       const lower = s.points.map((p) => `${x(p.x)},${y(p.lo ?? p.y)}`).reverse();

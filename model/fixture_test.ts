@@ -46,3 +46,61 @@ Deno.test("a missing data file is named", async () => {
   await assert.rejects(loadFixture(`${dir}/g.json`), /g.json: manifest is not valid JSON/);
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("trajectory manifests: zod-validated, then checked for consistency, naming file and key", () => {
+  const T = 2;
+  const t = (name: string, shape: number[], offset: number) => ({
+    name,
+    shape,
+    dtype: "float32",
+    offset,
+    numel: shape.reduce((a, b) => a * b, 1),
+    description: "",
+  });
+  const tensors = [
+    t("input.x", [T, 3], 0),
+    t("param.w", [3], 24),
+    t("traj.loss", [T], 36),
+    t("final.param.w", [3], 44),
+  ];
+  const group = { lr: 0.1, weight_decay: 0 };
+  const trajectory = {
+    num_steps: T,
+    metrics: ["loss"],
+    optimizers: [{ id: "main", betas: [0.9, 0.95], eps: 1e-8, groups: [{ id: "all", params: ["w"] }] }],
+    hyper: [{ groups: { main: { all: group } } }, { groups: { main: { all: group } } }],
+    final_optimizer_steps: { main: T },
+    inert_state: [],
+    noise_elements: [],
+    tolerance: { rule: "r", margin: 10, floor: 1e-4, a: 1e-7, rate: 0.01, final: 1e-4 },
+  };
+  const m = {
+    format: "mim-trajectory-v1",
+    extends: "mim-fixture-v1",
+    method: "toy",
+    bin: "x.bin",
+    byte_order: "little",
+    tensors,
+    trajectory,
+  };
+  const bytes = new Uint8Array(56);
+  const fx = parseFixture("t.json", m, bytes);
+  assert.equal(fx.trajectory?.num_steps, T);
+  assert.equal(parseFixture("v1.json", { ...m, format: "mim-fixture-v1" }, bytes).trajectory, null);
+  const bad = (patch: Record<string, unknown>, tr: Record<string, unknown> = {}) => () =>
+    parseFixture("t.json", { ...m, ...patch, trajectory: { ...trajectory, ...tr } }, bytes);
+  assert.throws(bad({}, { hyper: [trajectory.hyper[0]] }), /t.json: trajectory.hyper has 1 entries, num_steps is 2/);
+  assert.throws(bad({}, { metrics: ["loss", "loss_capi"] }), /metric 'loss_capi' needs a tensor 'traj.loss_capi'/);
+  assert.throws(
+    bad({ tensors: [t("input.x", [3, 2], 0), ...tensors.slice(1)] }),
+    /'input.x' has shape \[3,2\]; inputs need a leading axis of num_steps = 2/,
+  );
+  assert.throws(
+    bad({}, { optimizers: [{ ...trajectory.optimizers[0], groups: [{ id: "all", params: ["v"] }] }] }),
+    /optimizer 'main' group 'all' names 'v', no 'param.v'/,
+  );
+  assert.throws(bad({}, { hyper: [{ groups: { main: {} } }, trajectory.hyper[1]] }), /hyper\[0\].groups.main lacks/);
+  assert.throws(bad({ tensors: tensors.slice(0, 3) }), /'param.w' has no final state 'final.param.w'/);
+  assert.throws(bad({}, { num_steps: 0 }), /not a valid mim-trajectory-v1 manifest:\n {2}trajectory.num_steps/);
+  assert.throws(bad({}, { extra: 1 }), /trajectory[\s\S]*extra/);
+});
