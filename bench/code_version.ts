@@ -11,8 +11,9 @@
  *   kernels, checkpoints), `datasets/` (decoding, resampling, augmentation, loader order) and
  *   `bench/bench_phases.ts` (method config per cell, crop scales, the data hook-up). Not `eval/`:
  *   a probe change must not invalidate checkpoints.
- * - `evaluation` (bench cells' probe numbers): the above plus `eval/` (features, probes, metrics)
- *   and `bench/raw_pixels.ts` (the raw-pixel baseline's encoder).
+ * - `evaluation` (bench cells' probe numbers): the above plus `eval/` (features, probes, metrics),
+ *   `bench/protocol_probes.ts` (which features each probe reads, the online/cached split, the
+ *   limits) and `bench/raw_pixels.ts` (the raw-pixel baseline's encoder).
  * - `pretrainCli`, `evalCli`: what `deno task pretrain` and `deno task eval` compute with (their
  *   entry files carry their own data hook-up) instead of the bench wiring.
  *
@@ -30,7 +31,14 @@ const ROOT = fileURLToPath(new URL("..", import.meta.url));
 /** Folders (trailing slash) and files, relative to the repository root. */
 export const SOURCE_SETS = {
   pretraining: ["model/", "datasets/", "bench/bench_phases.ts"],
-  evaluation: ["model/", "datasets/", "eval/", "bench/bench_phases.ts", "bench/raw_pixels.ts"],
+  evaluation: [
+    "model/",
+    "datasets/",
+    "eval/",
+    "bench/bench_phases.ts",
+    "bench/protocol_probes.ts",
+    "bench/raw_pixels.ts",
+  ],
   pretrainCli: ["model/", "datasets/", "bench/pretrain.ts"],
   evalCli: ["model/", "datasets/", "eval/", "bench/eval.ts"],
 } as const;

@@ -36,6 +36,7 @@ Deno.test("codeVersion: the hash follows the result sources of each set; dirty s
       "eval/c.ts": "export const c = 3;\n",
       "bench/bench_phases.ts": "export const p = 4;\n",
       "bench/raw_pixels.ts": "export const r = 6;\n",
+      "bench/protocol_probes.ts": "export const q = 7;\n",
       "bench/leaderboard.ts": "export const l = 5;\n",
       "README.md": "docs\n",
     });
@@ -44,7 +45,7 @@ Deno.test("codeVersion: the hash follows the result sources of each set; dirty s
     await git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init");
     const pre0 = await codeVersion("pretraining", root), ev0 = await codeVersion("evaluation", root);
     assert.match(pre0.commit, /^[0-9a-f]{40}$/);
-    assert.deepEqual([pre0.dirty, pre0.files, ev0.files], [false, 3, 5]);
+    assert.deepEqual([pre0.dirty, pre0.files, ev0.files], [false, 3, 6]);
 
     // Tests, docs and files no set computes with change no hash and make nothing dirty.
     await write(root, { "model/a_test.ts": "// edited\n", "README.md": "more\n", "bench/leaderboard.ts": "x\n" });

@@ -2,7 +2,7 @@
  * Suite `default`: the benchmark anyone can run, on the embedded synthetic data, tiny models,
  * 2 CPU cores.
  *
- *   deno task bench                     (same as --suite default --backend blas)
+ *   deno task bench                     (same as --suite default: engine ort, ep cpu, probes on blas)
  *   deno task leaderboard
  *
  * Matrix: capi, mae, simmim pretrained with the same data and budget, each method's encoder at
@@ -10,17 +10,16 @@
  * (top-1 on the synthetic classification data) and seg kNN, seg logistic regression (mIoU on
  * the synthetic segmentation data).
  *
- * Expected runtime (measured 2026-11-27 on a shared 2-core Intel Xeon VM, other engineers' load
- * average 2-5, backend blas, features through onnxruntime, protocol v2): a fresh clone's
- * `deno task bench`, synthetic data generation (4 s) included, took 5 min 10 s wall (9.2 CPU-min);
- * per pretrained cell 31-100 s (50 x 32 images at 24-94 img/s), per baseline cell 9-15 s; the same
- * suite took ~23 min under load average ~9. A re-run with every record present: < 1 s.
- * Protocol v3 (2026-12-01, AMD EPYC 2-vCPU VM, load average ~11 from other jobs, 5 of the 6
- * pretrainings reused): 21.5 min wall, 9.7 CPU-min; the raw_pixels seed-0 cell alone (A/B/A/B
- * against v2): 38.4 / 41.1 CPU-s against 39.5 / 29.7 (the L-BFGS logistic regression, 300
- * iterations, costs about what 300 accelerated-gradient steps did; seg_logreg 19-40 s of a cell).
+ * Expected runtime (measured 2026-12-02 02:07-02:25 UTC on an idle 2-vCPU AMD EPYC VM, commit
+ * 581b7a8, `npx -y deno task bench` on a fresh clone with OpenBLAS hidden, i.e. probes on tfjs
+ * wasm): 17 min 17 s wall (18.2 CPU-min), npm install from the local cache and synthetic data
+ * generation (5 s) included; pretraining on the ort engine at 132-200 img/s (50 x 32 images in
+ * 8-12 s), per pretrained cell 77-101 s, per baseline cell 44-76 s, of which the probes on wasm
+ * take most: seg_logreg 34-44 s (L-BFGS to convergence, 3 C values), seg_knn 11-17 s, linear
+ * 3-16 s. With OpenBLAS the probes run on `blas` (earlier protocol, tfjs pretraining, load 2-5:
+ * 5 min 10 s). A re-run with every record present: < 1 s.
  * Same code, same seeds -> identical metrics (checked over all 14 records, and killed-and-resumed
- * vs uninterrupted, v2). Expected numbers (protocol v3, branch evalx 2026-12-01; % mean over seeds
+ * vs uninterrupted, v2). Expected numbers (protocol v3, the published records of 581b7a8; % mean over seeds
  * 0 and 1; chance top-1 = 10; n/m: not measured, a seed's probe did not converge or predicted the
  * majority class everywhere):
  *
@@ -29,7 +28,7 @@
  *   mae                 9.7  12.2     7.3       19.6          14.4
  *   simmim             12.2  11.0    10.7       13.7          n/m
  *   random_init.capi   11.7   7.2    10.5       16.0          16.9
- *   random_init.mae    11.7  12.3    10.2       18.8          17.5
+ *   random_init.mae    11.7  12.3    10.2       18.8          20.7
  *   random_init.simmim 11.2  10.8    n/m        12.1          n/m
  *   raw_pixels         13.7   9.8     9.0       11.4          n/m
  *
