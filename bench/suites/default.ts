@@ -16,10 +16,10 @@
  * generation (5 s) included; pretraining on the ort engine at 132-200 img/s (50 x 32 images in
  * 8-12 s), per pretrained cell 77-101 s, per baseline cell 44-76 s, of which the probes on wasm
  * take most: seg_logreg 34-44 s (L-BFGS to convergence, 3 C values), seg_knn 11-17 s, linear
- * 3-16 s. With OpenBLAS the probes run on `blas` (earlier protocol, tfjs pretraining, load 2-5:
- * 5 min 10 s). A re-run with every record present: < 1 s.
+ * 3-16 s. With OpenBLAS (probes on `blas`, same machine, idle, commit 0a609f6): 6 min 12 s wall
+ * (8.9 CPU-min), cells 16-38 s. A re-run with every record present: < 1 s.
  * Same code, same seeds -> identical metrics (checked over all 14 records, and killed-and-resumed
- * vs uninterrupted, v2). Expected numbers (protocol v3, the published records of 581b7a8; % mean over seeds
+ * vs uninterrupted, v2). Expected numbers (protocol v3, the published records of 0a609f6, probes on blas; % mean over seeds
  * 0 and 1; chance top-1 = 10; n/m: not measured, a seed's probe did not converge or predicted the
  * majority class everywhere):
  *
@@ -27,7 +27,7 @@
  *   capi               11.3   8.8     9.2       16.2          13.3
  *   mae                 9.7  12.2     7.3       19.6          14.4
  *   simmim             12.2  11.0    10.7       13.7          n/m
- *   random_init.capi   11.7   7.2    10.5       16.0          16.9
+ *   random_init.capi   11.7   7.2    10.5       16.0          14.6
  *   random_init.mae    11.7  12.3    10.2       18.8          20.7
  *   random_init.simmim 11.2  10.8    n/m        12.1          n/m
  *   raw_pixels         13.7   9.8     9.0       11.4          n/m
