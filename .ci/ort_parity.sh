@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CI step (issue 13): every parity fixture on the ORT engine on the WebGPU execution provider
 # (onnxruntime's Dawn over Mesa's software Vulkan, lavapipe), through the parity CLI:
-#   deno task parity --engine ort --ep webgpu model/testdata/*.json model/testdata/variants/*.json
+#   deno task parity --engine ort --ep webgpu model/testdata/*.json model/testdata/variants/*.json \
+#     model/testdata/trajectories/*.json (the 50-step replays of issue 16)
 # (the same fixtures on the CPU provider run inside `deno task test`, bench/parity_test.ts).
 #
 # 1. `ensure_lavapipe` (.ci/lavapipe.sh): Mesa >= 23 lavapipe (Debian: from <codename>-backports,
@@ -26,7 +27,7 @@ fi
 # shellcheck source=.ci/lavapipe.sh
 . .ci/lavapipe.sh
 
-FIXTURES=(model/testdata/*.json model/testdata/variants/*.json)
+FIXTURES=(model/testdata/*.json model/testdata/variants/*.json model/testdata/trajectories/*.json)
 
 # Mesa's Vulkan wants a runtime folder; the loader makes one when unset, this keeps logs quiet.
 if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
