@@ -8,12 +8,10 @@
  */
 import assert from "node:assert/strict";
 import { curvesFromLog } from "./bench_phases.ts";
-import { runCells } from "./cell_runner.ts";
-import { FAKE_SUITE, fakeContext, fakePhases } from "./fake_phases.ts";
+import { FAKE_SUITE_TWO_BUDGETS, runFakeCells } from "./fake_phases.ts";
 import { buildLeaderboard } from "./leaderboard_build.ts";
 import { leaderboardHtml } from "./leaderboard_html.ts";
 import { parseRunRecord, readRunRecords } from "./run_record.ts";
-import { expandSuite, Suite } from "./suite.ts";
 
 const LOG = [
   { step: 10, loss: 9, loss_capi: 4, loss_clustering: 5, target_entropy: 2, lr: 1e-4, momentum: 1, img_per_s: 30 },
@@ -36,12 +34,7 @@ Deno.test("curvesFromLog: every loss component at every logged step, schedule va
 
 Deno.test("records keep the curves; misaligned or unordered curves are refused, naming the key", async () => {
   const root = await Deno.makeTempDir({ prefix: "bench_curves_test_" });
-  await runCells(expandSuite(Suite.parse(FAKE_SUITE)), fakePhases().phases, {
-    recordsDir: `${root}/runs`,
-    checkpointsDir: `${root}/ckpt`,
-    log: () => {},
-    context: fakeContext(),
-  });
+  await runFakeCells(root);
   const records = await readRunRecords(`${root}/runs`);
   const capi = records.find((r) => r.record.row.subject === "capi" && r.record.seed === 0)!.record;
   const curves = capi.pretraining!.curves!;
@@ -81,12 +74,7 @@ Deno.test("records keep the curves; misaligned or unordered curves are refused, 
 
 Deno.test("rows built from records without curves (written before them) still draw their loss", async () => {
   const root = await Deno.makeTempDir({ prefix: "bench_curves_test_" });
-  await runCells(expandSuite(Suite.parse(FAKE_SUITE)), fakePhases().phases, {
-    recordsDir: `${root}/runs`,
-    checkpointsDir: `${root}/ckpt`,
-    log: () => {},
-    context: fakeContext(),
-  });
+  await runFakeCells(root);
   const records = (await readRunRecords(`${root}/runs`)).map(({ path, record }) => {
     if (!record.pretraining) return { path, record };
     const { curves: _, ...pretraining } = record.pretraining;
@@ -102,16 +90,7 @@ Deno.test("rows built from records without curves (written before them) still dr
 
 Deno.test("the budgets of one method get distinct colours in its curve charts", async () => {
   const root = await Deno.makeTempDir({ prefix: "bench_curves_test_" });
-  const suite = Suite.parse({
-    ...FAKE_SUITE,
-    pretraining: [FAKE_SUITE.pretraining[0], { ...FAKE_SUITE.pretraining[0], steps: 8 }],
-  });
-  await runCells(expandSuite(suite), fakePhases().phases, {
-    recordsDir: `${root}/runs`,
-    checkpointsDir: `${root}/ckpt`,
-    log: () => {},
-    context: fakeContext(),
-  });
+  await runFakeCells(root, FAKE_SUITE_TWO_BUDGETS);
   const html = leaderboardHtml(buildLeaderboard(await readRunRecords(`${root}/runs`)));
   const chart = html.split("<svg ").find((c) => c.includes("pretraining loss_clustering: capi"))!;
   const strokes = new Set([...chart.matchAll(/<polyline [^>]*stroke="(#[0-9a-f]{6})"/g)].map((m) => m[1]));

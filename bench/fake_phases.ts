@@ -6,10 +6,17 @@
  * @module
  */
 import { sha256Hex } from "../model/sha256.ts";
-import type { BenchPhases, EvaluateContext, PretrainContext, PretrainOutcome } from "./cell_runner.ts";
+import {
+  type BenchPhases,
+  type CellReport,
+  type EvaluateContext,
+  type PretrainContext,
+  type PretrainOutcome,
+  runCells,
+} from "./cell_runner.ts";
 import type { RunContext } from "./cell_plan.ts";
 import type { EngineDescription } from "../model/train_engine.ts";
-import type { DataSpec, SuiteInput } from "./suite.ts";
+import { type DataSpec, expandSuite, Suite, type SuiteInput } from "./suite.ts";
 
 export interface FakeCalls {
   pretrain: string[];
@@ -135,6 +142,23 @@ export const FAKE_SUITE: SuiteInput = {
   },
   seeds: [0, 1],
 };
+
+/** `FAKE_SUITE` with a second pretraining budget (8 steps): two budgets of each method. */
+export const FAKE_SUITE_TWO_BUDGETS: SuiteInput = {
+  ...FAKE_SUITE,
+  pretraining: [FAKE_SUITE.pretraining[0], { ...FAKE_SUITE.pretraining[0], steps: 8 }],
+};
+
+/** Run the cells of `suite` (the first `limit` of them when given) on fake phases into `<root>/runs`, quietly. */
+export function runFakeCells(root: string, suite: SuiteInput = FAKE_SUITE, limit?: number): Promise<CellReport[]> {
+  const cells = expandSuite(Suite.parse(suite));
+  return runCells(limit === undefined ? cells : cells.slice(0, limit), fakePhases().phases, {
+    recordsDir: `${root}/runs`,
+    checkpointsDir: `${root}/ckpt`,
+    log: () => {},
+    context: fakeContext(),
+  });
+}
 
 /**
  * A run context for tests: code versions and engines as given (defaults: commit `c0ffee...`,

@@ -7,10 +7,8 @@
  */
 import assert from "node:assert/strict";
 import { jsonSchemas } from "./json_schemas.ts";
-import { runCells } from "./cell_runner.ts";
-import { FAKE_SUITE, fakeContext, fakePhases } from "./fake_phases.ts";
+import { runFakeCells } from "./fake_phases.ts";
 import { writeLeaderboard } from "./leaderboard.ts";
-import { expandSuite, Suite } from "./suite.ts";
 
 Deno.test("results/schema/*.json match the zod schemas they are generated from", async () => {
   for (const [name, text] of Object.entries(jsonSchemas())) {
@@ -47,12 +45,7 @@ Deno.test({
   ignore: !canValidate,
   async fn() {
     const root = await Deno.makeTempDir({ prefix: "bench_schema_test_" });
-    const reports = await runCells(expandSuite(Suite.parse(FAKE_SUITE)), fakePhases().phases, {
-      recordsDir: `${root}/runs`,
-      checkpointsDir: `${root}/ckpt`,
-      log: () => {},
-      context: fakeContext(),
-    });
+    const reports = await runFakeCells(root);
     await writeLeaderboard(`${root}/runs`, root);
     const schemas = jsonSchemas();
     const pairs = [

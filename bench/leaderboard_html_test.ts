@@ -7,10 +7,8 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { runCells } from "./cell_runner.ts";
-import { FAKE_SUITE, fakeContext, fakePhases } from "./fake_phases.ts";
+import { FAKE_SUITE_TWO_BUDGETS, runFakeCells } from "./fake_phases.ts";
 import { writeLeaderboard } from "./leaderboard.ts";
-import { expandSuite, Suite } from "./suite.ts";
 
 const CANDIDATES = [
   Deno.env.get("CHROMIUM_PATH"),
@@ -42,16 +40,7 @@ Deno.test({
   ignore: !chromium,
   async fn() {
     const root = await Deno.makeTempDir({ prefix: "bench_html_test_" });
-    const suite = Suite.parse({
-      ...FAKE_SUITE,
-      pretraining: [FAKE_SUITE.pretraining[0], { ...FAKE_SUITE.pretraining[0], steps: 8 }],
-    });
-    await runCells(expandSuite(suite), fakePhases().phases, {
-      recordsDir: `${root}/runs`,
-      checkpointsDir: `${root}/ckpt`,
-      log: () => {},
-      context: fakeContext(),
-    });
+    await runFakeCells(root, FAKE_SUITE_TWO_BUDGETS);
     await writeLeaderboard(`${root}/runs`, root);
     const html = await Deno.readTextFile(`${root}/leaderboard.html`);
     const expectedSvgs = (html.match(/<svg /g) ?? []).length;

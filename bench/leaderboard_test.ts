@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { runCells } from "./cell_runner.ts";
-import { FAKE_SUITE, fakeContext, fakePhases } from "./fake_phases.ts";
+import { FAKE_SUITE, fakeContext, fakePhases, runFakeCells } from "./fake_phases.ts";
 import { buildLeaderboard } from "./leaderboard_build.ts";
 import { writeLeaderboard } from "./leaderboard.ts";
 import { Leaderboard } from "./leaderboard_schema.ts";
@@ -46,11 +46,7 @@ Deno.test("the leaderboard of two shards' records equals the unsharded run's, by
 
 async function fakeRecords(): Promise<{ path: string; record: RunRecord }[]> {
   const root = await Deno.makeTempDir({ prefix: "bench_lb_test_" });
-  await runCells(expandSuite(Suite.parse(FAKE_SUITE)), fakePhases().phases, {
-    recordsDir: `${root}/runs`,
-    checkpointsDir: `${root}/ckpt`,
-    ...quiet,
-  });
+  await runFakeCells(root);
   const records = await readRunRecords(`${root}/runs`);
   await Deno.remove(root, { recursive: true });
   return records;

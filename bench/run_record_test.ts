@@ -5,19 +5,12 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { runCells } from "./cell_runner.ts";
-import { FAKE_SUITE, fakeContext, fakePhases } from "./fake_phases.ts";
+import { FAKE_SUITE, runFakeCells } from "./fake_phases.ts";
 import { parseRunRecord, toModelIndex } from "./run_record.ts";
-import { expandSuite, Suite } from "./suite.ts";
 
 async function oneRecord() {
   const root = await Deno.makeTempDir({ prefix: "bench_record_test_" });
-  const [report] = await runCells(expandSuite(Suite.parse(FAKE_SUITE)).slice(0, 1), fakePhases().phases, {
-    recordsDir: `${root}/runs`,
-    checkpointsDir: `${root}/ckpt`,
-    log: () => {},
-    context: fakeContext(),
-  });
+  const [report] = await runFakeCells(root, FAKE_SUITE, 1);
   await Deno.remove(root, { recursive: true });
   return report.record!;
 }
