@@ -15,6 +15,7 @@ import { createTfTrainEngine } from "./tf_train_engine.ts";
 import { OrtTrainEngine } from "./ops/ort_train_engine.ts";
 import { capiConfig } from "./capi/config.ts";
 import { CapiMethod } from "./capi/method.ts";
+import { MICRO_CONFIGS } from "./micro_batch_check.ts";
 
 await initBackend("cpu");
 
@@ -23,16 +24,7 @@ const ort: EngineFactory = (spec) => Promise.resolve(new OrtTrainEngine(spec, { 
 /** A small CAPI with stochastic depth on: both losses, two optimizers, EMA and drop-path draws cross the boundary. */
 const tinyCapi = () =>
   new CapiMethod(
-    capiConfig("tiny", {
-      imageSize: 16,
-      embedDim: 32,
-      numHeads: 2,
-      encoderDepth: 2,
-      decoderDepth: 1,
-      numClusters: 16,
-      dropPathRate: 0.25,
-      optim: { totalIters: 6, warmupFraction: 0.34 },
-    }),
+    capiConfig("tiny", { ...MICRO_CONFIGS.capi, optim: { totalIters: 6, warmupFraction: 0.34 } }),
     7,
   );
 

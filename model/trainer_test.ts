@@ -13,22 +13,14 @@ import { CHECKPOINT_FILE, train } from "./trainer.ts";
 import type { TrainStepSpec } from "./train_step.ts";
 import { capiConfig } from "./capi/config.ts";
 import { CapiMethod } from "./capi/method.ts";
+import { MICRO_CONFIGS } from "./micro_batch_check.ts";
 
 await initBackend("cpu");
 
 /** A small CAPI with stochastic depth on, so resume also covers the drop-path draws. */
 function tinyCapi(): CapiMethod {
   return new CapiMethod(
-    capiConfig("tiny", {
-      imageSize: 16,
-      embedDim: 32,
-      numHeads: 2,
-      encoderDepth: 2,
-      decoderDepth: 1,
-      numClusters: 16,
-      dropPathRate: 0.25,
-      optim: { totalIters: 6, warmupFraction: 0.34 },
-    }),
+    capiConfig("tiny", { ...MICRO_CONFIGS.capi, optim: { totalIters: 6, warmupFraction: 0.34 } }),
     7,
   );
 }
