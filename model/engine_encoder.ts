@@ -23,19 +23,14 @@ export class EngineEncoder implements VisionEncoder {
 
   async encode(images: HostTensor<Float32Array>): Promise<EncoderFeatures> {
     assertImageBatch(this.info, images);
-    // Output names apart from the methods' input names (`patches`): ONNX graphs share one namespace.
     const out = await this.engine.evaluate(`encode.${images.shape[0]}`, (o, get) => {
       const r = this.forward.encode(o, get, images);
-      const named: Record<string, Tensor> = { "encoded.patches": r.patches };
-      if (r.global) named["encoded.global"] = r.global;
-      if (r.registers) named["encoded.registers"] = r.registers;
+      const named: Record<string, Tensor> = { patches: r.patches };
+      if (r.global) named.global = r.global;
+      if (r.registers) named.registers = r.registers;
       return named;
     });
-    return {
-      global: out["encoded.global"] ?? null,
-      patches: out["encoded.patches"],
-      registers: out["encoded.registers"] ?? null,
-    };
+    return { global: out.global ?? null, patches: out.patches, registers: out.registers ?? null };
   }
 
   dispose(): void {
