@@ -21,6 +21,7 @@ import type { HostTensor } from "../model/fixture.ts";
 import type { GridBatch } from "./grid_train.ts";
 import { checkLabels, type ClassData, rowsTensor } from "./class_probe.ts";
 import { encoderSourceRows, type FeatureSource } from "./feature_sources.ts";
+import { concatArrays } from "./feature_table.ts";
 import { evalTransform, subsetDataset } from "./dataset_source.ts";
 import { holdoutSplit } from "./splits.ts";
 
@@ -50,16 +51,6 @@ async function encodeRows(
     const n = Math.min(micro, b - s);
     const f = await encoder.encode({ shape: [n, c, h, w], data: images.data.subarray(s * per, (s + n) * per) });
     for (const src of sources) out[src].push(encoderSourceRows(f, src));
-  }
-  return out;
-}
-
-function concat(parts: Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
   }
   return out;
 }
@@ -109,7 +100,9 @@ export async function onlineClassData(
     });
     for await (const b of loader.epoch(0)) {
       const rows = await encodeRows(encoder, b.images, sources, o.batchPerDevice);
-      const inputs = Object.fromEntries(sources.map((s) => [s, rowsTensor(concat(rows[s]), shapes[s])]));
+      const inputs = Object.fromEntries(
+        sources.map((s) => [s, rowsTensor(concatArrays(Float32Array, rows[s]), shapes[s])]),
+      );
       yield { inputs, labels: b.labels };
     }
   }
@@ -146,7 +139,7 @@ export async function onlineClassData(
             s += take;
             if (ys.length === batchSize) {
               const inputs = Object.fromEntries(
-                sources.map((src) => [src, rowsTensor(concat(parts[src]), shapes[src])]),
+                sources.map((src) => [src, rowsTensor(concatArrays(Float32Array, parts[src]), shapes[src])]),
               );
               yield { inputs, labels: Int32Array.from(ys) };
               parts = Object.fromEntries(sources.map((src) => [src, []]));

@@ -89,6 +89,18 @@ export function outputBuffer<T extends Float32Array | Int32Array>(
   return new Ctor(n);
 }
 
+/** `parts` end to end in one array of their type (the only part itself, uncopied, when there is one). */
+export function concatArrays<T extends Float32Array | Int32Array>(like: new (n: number) => T, parts: T[]): T {
+  if (parts.length === 1) return parts[0];
+  const out = new like(parts.reduce((a, p) => a + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
 /** Copy rows `rows` of a row-major array with `len` numbers per row (into `out` when it is long enough). */
 export function gatherRows<T extends Float32Array | Int32Array>(
   src: T,

@@ -9,7 +9,7 @@
  * @module
  */
 import { tf } from "../model/engine.ts";
-import { chunks, type FeatureTable } from "./feature_table.ts";
+import { chunks, concatArrays, type FeatureTable } from "./feature_table.ts";
 import { imagesPerBlock, keepLabelled, readPatches, type StandardScaler } from "./seg_data.ts";
 import { roundToBf16InPlace } from "./topk.ts";
 
@@ -66,11 +66,11 @@ export class LabelledPatches {
     let xs: Float32Array[] = [], px: Int32Array[] = [], ts: Int32Array[] = [], bytes = 0, images = from;
     const d = this.#t.dims.patches![2];
     const make = (): LabelledBlock => {
-      const x = concatF32(xs);
+      const x = concatArrays(Float32Array, xs);
       const block = {
         x: tf.tensor2d(this.#bf16 ? roundToBf16InPlace(x) : x, [x.length / d, d]),
-        pixels: concatI32(px),
-        targets: concatI32(ts),
+        pixels: concatArrays(Int32Array, px),
+        targets: concatArrays(Int32Array, ts),
       };
       xs = [], px = [], ts = [], bytes = 0;
       return block;
@@ -118,25 +118,4 @@ export class LabelledPatches {
     for (const b of this.#kept) b.x.dispose();
     this.#kept.length = 0;
   }
-}
-
-function concatF32(parts: Float32Array[]): Float32Array {
-  if (parts.length === 1) return parts[0];
-  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
-
-function concatI32(parts: Int32Array[]): Int32Array {
-  const out = new Int32Array(parts.reduce((a, p) => a + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
 }
