@@ -16,10 +16,10 @@
  * generation (5 s) included; pretraining on the ort engine at 132-200 img/s (50 x 32 images in
  * 8-12 s), per pretrained cell 77-101 s, per baseline cell 44-76 s, of which the probes on wasm
  * take most: seg_logreg 34-44 s (L-BFGS to convergence, 3 C values), seg_knn 11-17 s, linear
- * 3-16 s. With OpenBLAS (probes on `blas`, same machine, idle, commit 0a609f6): 6 min 12 s wall
- * (8.9 CPU-min), cells 16-38 s. A re-run with every record present: < 1 s.
+ * 3-16 s. With OpenBLAS (probes on `blas`, same machine, idle, commit 9d5ba42): 6 min 18 s wall
+ * (9.2 CPU-min), cells 17-41 s. A re-run with every record present: < 1 s.
  * Same code, same seeds -> identical metrics (checked over all 14 records, and killed-and-resumed
- * vs uninterrupted, v2). Expected numbers (protocol v3, the published records of 0a609f6, probes on blas; % mean over seeds
+ * vs uninterrupted, v2). Expected numbers (protocol v3, the published records of 9d5ba42, probes on blas; % mean over seeds
  * 0 and 1; chance top-1 = 10; n/m: not measured, a seed's probe did not converge or predicted the
  * majority class everywhere):
  *
