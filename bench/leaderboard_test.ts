@@ -44,6 +44,18 @@ Deno.test("the leaderboard of two shards' records equals the unsharded run's, by
   await Deno.remove(root, { recursive: true });
 });
 
+/**
+ * knn/top1 by subject for seeds 0 and 1: capi [0.50, 0.60], mae [0.55, 0.58] (inside capi's range:
+ * a tie), random_init.capi [0.20, 0.21] (clearly below), raw_pixels [0.70, 0.72] (best).
+ */
+const KNN_BY_SEED: Record<string, [number, number]> = {
+  capi: [0.5, 0.6],
+  mae: [0.55, 0.58],
+  "random_init.capi": [0.2, 0.21],
+  "random_init.mae": [0.3, 0.31],
+  raw_pixels: [0.7, 0.72],
+};
+
 async function fakeRecords(): Promise<{ path: string; record: RunRecord }[]> {
   const root = await Deno.makeTempDir({ prefix: "bench_lb_test_" });
   await runFakeCells(root);
@@ -84,16 +96,8 @@ Deno.test("records with another protocol id never merge into the same rows: they
 
 Deno.test("marks: overlapping seed ranges are ties, separated ones are ranked, one seed is never ranked", async () => {
   const records = await fakeRecords();
-  // Set knn/top1 per subject and seed by hand: capi [0.50, 0.60], mae [0.55, 0.58] (inside capi's
-  // range: a tie), random_init.capi [0.20, 0.21] (clearly below), raw_pixels [0.70, 0.72] (best).
-  const want: Record<string, [number, number]> = {
-    capi: [0.5, 0.6],
-    mae: [0.55, 0.58],
-    "random_init.capi": [0.2, 0.21],
-    "random_init.mae": [0.3, 0.31],
-    raw_pixels: [0.7, 0.72],
-  };
-  for (const { record } of records) record.metrics["knn/top1"] = want[record.row.subject][record.seed];
+  // knn/top1 per subject and seed set by hand (KNN_BY_SEED).
+  for (const { record } of records) record.metrics["knn/top1"] = KNN_BY_SEED[record.row.subject][record.seed];
   const lb = buildLeaderboard(records);
   const mark = (s: string) => lb.rows.find((r) => r.subject === s)!.metrics["knn/top1"];
   assert.equal(mark("raw_pixels").mark, "best");
@@ -118,15 +122,8 @@ Deno.test("marks: overlapping seed ranges are ties, separated ones are ranked, o
 
 Deno.test("a probe that did not converge or predicts one class is shown as not measured and never ranked", async () => {
   const records = await fakeRecords();
-  const want: Record<string, [number, number]> = {
-    capi: [0.5, 0.6],
-    mae: [0.55, 0.58],
-    "random_init.capi": [0.2, 0.21],
-    "random_init.mae": [0.3, 0.31],
-    raw_pixels: [0.7, 0.72],
-  };
   for (const { record } of records) {
-    record.metrics["knn/top1"] = want[record.row.subject][record.seed];
+    record.metrics["knn/top1"] = KNN_BY_SEED[record.row.subject][record.seed];
     const knn = record.results.find((p) => p.probe === "knn")!;
     knn.metrics["knn/top1"] = record.metrics["knn/top1"];
     // raw pixels predicts one class on seed 1; capi's seed-0 run did not converge.
